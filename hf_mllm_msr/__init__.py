@@ -1,0 +1,3 @@
+"""hf_mllm_msr: multimodal sequential recommendation with multimodal LLMs (MLLM-MSR)."""
+
+__version__ = "0.1.0"
