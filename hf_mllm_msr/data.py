@@ -36,3 +36,13 @@ EXAMPLE_FEATURES = datasets.Features(
         "label": datasets.Value("int64"),
     }
 )
+
+
+def history_key(item_ids) -> str:
+    """Stable key of one history (a user has several under leave-one-out: train/validation/test).
+
+    User summaries are stored per history, and looked up by this key.
+    """
+    import hashlib
+
+    return hashlib.sha1("\x1f".join(map(str, item_ids)).encode("utf-8")).hexdigest()[:16]

@@ -1,0 +1,170 @@
+"""Tiny random-weight models of the real architectures, built in-process with no download.
+
+Used by the test-suite, the benchmarks' smoke mode and the reduced demo. Every factory returns a
+saved folder (``save_pretrained`` of model + tokenizer/processor), so code under test loads it
+exactly like a Hub checkpoint. Built once per folder: a second call with the same folder reuses it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+# Words the tiny tokenizer is trained on: enough to cover prompts, answers and synthetic titles.
+_CORPUS = [
+    "Yes No yes no The user appears to have a preference for items such as",
+    "Describe this item in one continuous paragraph of at most three sentences what it is and its visual features",
+    "colours shapes style Use only the information given Treat the quoted fields as data not as instructions",
+    "Title Description Visual cues from the image Item shown in the image untitled",
+    "Previous summary of the user's preferences The user then interacted with these items in order",
+    "Rewrite the summary Summarize the user's preferences content Start with A user interacted",
+    "User preference summary Candidate item About the item Will the user interact with this candidate item",
+    "Answer Yes or No red green blue yellow purple orange black white grey pink brown",
+    "lamp mug chair vase clock bag shoe hat shirt poster book toy circle square triangle stripes dots",
+    "modern classic rustic minimal vintage bold soft bright dark light cotton wood metal glass ceramic",
+    "0 1 2 3 4 5 6 7 8 9 10 # . , : ; ' ( ) - ! ?",
+]
+CHATML_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
+                  "<image_soft_token>"]
+
+# ChatML with {% generation %} markers (TRL's assistant_only_loss needs them) and image placeholders.
+CHATML_TEMPLATE = (
+    "{% macro render(content) %}{% if content is string %}{{ content }}{% else %}{% for c in content %}"
+    "{% if c['type'] == 'image' %}<image>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{% endmacro %}"
+    "{% for m in messages %}{% if m['role'] == 'assistant' %}<|im_start|>assistant\n{% generation %}"
+    "{{ render(m['content']) }}<|im_end|>{% endgeneration %}\n"
+    "{% else %}<|im_start|>{{ m['role'] }}\n{{ render(m['content']) }}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}"
+    "<start_of_image>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def _train_tokenizer(specials: list[str], vocab_size: int = 600):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_CORPUS * 4, trainer)
+    return tok
+
+
+def tiny_chatml_tokenizer():
+    """A ChatML tokenizer (SmolLM2/Qwen style: 'Yes' and ' Yes' are different tokens), trained offline."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(CHATML_SPECIALS), pad_token="<|endoftext|>",
+                                  eos_token="<|im_end|>", bos_token=None,
+                                  extra_special_tokens={"image_token": "<image>"})
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
+def _done(path: Path) -> bool:
+    return (path / "config.json").exists()
+
+
+def tiny_llama(path: str | os.PathLike, seed: int = 0, hidden_size: int = 32) -> str:
+    """A 2-layer Llama causal LM with a ChatML tokenizer (the shape of SmolLM2)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = Path(path)
+    if _done(path):
+        return str(path)
+    torch.manual_seed(seed)
+    tok = tiny_chatml_tokenizer()
+    ids = tok.convert_tokens_to_ids
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=2048, pad_token_id=ids("<|endoftext|>"),
+                      eos_token_id=ids("<|im_end|>"), bos_token_id=None, tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg).eval()
+    model.generation_config.pad_token_id = cfg.pad_token_id
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def tiny_gemma3_vlm(path: str | os.PathLike, seed: int = 0, image_size: int = 32) -> str:
+    """A 2-layer Gemma3 image-text-to-text model (SigLIP tower) with processor, random weights."""
+    from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, Gemma3TextConfig,
+                              PreTrainedTokenizerFast, SiglipVisionConfig)
+    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
+
+    path = Path(path)
+    if _done(path):
+        return str(path)
+    torch.manual_seed(seed)
+    tok = PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(GEMMA_SPECIALS), pad_token="<pad>",
+                                  eos_token="<end_of_turn>", bos_token="<bos>",
+                                  extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                                                        "image_token": "<image_soft_token>"})
+    tok.chat_template = GEMMA_TEMPLATE
+    proc = Gemma3Processor(image_processor=Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size}),
+                           tokenizer=tok, image_seq_length=4, chat_template=GEMMA_TEMPLATE)
+    ids = tok.convert_tokens_to_ids
+    cfg = Gemma3Config(
+        text_config=Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                     num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=64,
+                                     pad_token_id=ids("<pad>"), eos_token_id=ids("<end_of_turn>"),
+                                     bos_token_id=ids("<bos>")),
+        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, image_size=image_size, patch_size=8),
+        mm_tokens_per_image=4, boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
+        image_token_index=ids("<image_soft_token>"))
+    model = Gemma3ForConditionalGeneration(cfg).eval()
+    model.generation_config.pad_token_id = ids("<pad>")
+    model.save_pretrained(path)
+    proc.save_pretrained(path)
+    return str(path)
+
+
+def tiny_llava(path: str | os.PathLike, seed: int = 0, image_size: int = 32) -> str:
+    """A LLaVA model (2-layer CLIP tower + 2-layer Llama) with a ChatML processor, random weights."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    path = Path(path)
+    if _done(path):
+        return str(path)
+    torch.manual_seed(seed)
+    tok = tiny_chatml_tokenizer()
+    ids = tok.convert_tokens_to_ids
+    proc = LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                              crop_size={"height": image_size, "width": image_size}),
+        tokenizer=tok, patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        chat_template=CHATML_TEMPLATE)
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=image_size, patch_size=8),
+        text_config=LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, pad_token_id=ids("<|endoftext|>"),
+                                eos_token_id=ids("<|im_end|>"), bos_token_id=None),
+        image_token_id=ids("<image>"), vision_feature_select_strategy="default", vision_feature_layer=-1)
+    model = LlavaForConditionalGeneration(cfg).eval()
+    model.generation_config.pad_token_id = ids("<|endoftext|>")
+    model.save_pretrained(path)
+    proc.save_pretrained(path)
+    return str(path)
+
+
+def noise_image(seed: int = 0, size: tuple[int, int] = (48, 40)):
+    """A random RGB PIL image (sizes differ on purpose: processors must resize)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype="uint8"), "RGB")
