@@ -1,12 +1,30 @@
 """The data layer: one canonical schema for every source, preprocessing as options, and
 `load_msr_dataset`.
 
-(Schema below is the contract every other module codes against.)
+A source builder (dataset_builders/<name>/) subclasses `MsrBuilder` and only reads raw items and
+interactions; everything else (validation, dedup, k-core, history policy, splits, negatives, images) happens
+here, once, the same way for every source. Skipped bad input is counted, logged and saved as `build_report.json`
+next to the Arrow files (read it back with `read_build_report(dataset)`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import math
+import os
+import zlib
+from collections import Counter
+from dataclasses import dataclass, fields
+from pathlib import Path
+
 import datasets
+import numpy as np
+
+from .images import load_image
+
+logger = logging.getLogger(__name__)
 
 # items: one row per item. Builders may add source-specific extra columns after these.
 ITEM_FEATURES = datasets.Features(
@@ -37,12 +55,461 @@ EXAMPLE_FEATURES = datasets.Features(
     }
 )
 
+CACHE_ENV = "HF_MLLM_MSR_CACHE"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "hf_mllm_msr" / "datasets"
+BUILD_REPORT = "build_report.json"
+SPLITS = ("train", "validation", "test")
+
 
 def history_key(item_ids) -> str:
     """Stable key of one history (a user has several under leave-one-out: train/validation/test).
 
     User summaries are stored per history, and looked up by this key.
     """
-    import hashlib
-
     return hashlib.sha1("\x1f".join(map(str, item_ids)).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class MsrConfig(datasets.BuilderConfig):
+    """Preprocessing options shared by every source (pass them as `load_msr_dataset(..., **options)`).
+
+    Args:
+        min_user_interactions: iterative k-core: users with fewer interactions are removed.
+        min_item_interactions: iterative k-core: items with fewer interactions are removed (0 = keep all).
+        history_policy: "recent" (the last `max_history` items before the target) or "popular" (the official
+            MLLM-MSR code: the user's `max_history + 1` most popular items re-sorted by time, last one = target).
+        max_history: longest history given to a model; 0 or None = the whole past.
+        split: "user" (paper: users split 80/10/10, target = each user's last item) or "leave_one_out"
+            (every user: last item = test, second last = validation, third last = train).
+        seed: seed of the user split and of the negative sampling.
+        num_train_negatives: sampled negatives per train and validation user.
+        num_test_negatives: sampled negatives per test user.
+        max_image_size: longest side in pixels of stored images (resized once at build time).
+        max_image_pixels: images with more pixels are rejected (decompression-bomb guard).
+        strict: turn every counted skip of bad input into an error.
+    """
+
+    min_user_interactions: int = 5
+    min_item_interactions: int = 0
+    history_policy: str = "recent"
+    max_history: int = 10
+    split: str = "user"
+    seed: int = 0
+    num_train_negatives: int = 1
+    num_test_negatives: int = 20
+    max_image_size: int = 256
+    max_image_pixels: int = 50_000_000
+    strict: bool = False
+
+    def validate(self):
+        if self.history_policy not in ("recent", "popular"):
+            raise ValueError(f"history_policy must be 'recent' or 'popular', got {self.history_policy!r}")
+        if self.split not in ("user", "leave_one_out"):
+            raise ValueError(f"split must be 'user' or 'leave_one_out', got {self.split!r}")
+        if self.history_policy == "popular" and self.split == "leave_one_out" and 0 < self.max_history < 3:
+            raise ValueError("history_policy='popular' with split='leave_one_out' needs max_history >= 3")
+        for name in ("min_user_interactions", "min_item_interactions", "num_train_negatives", "num_test_negatives"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+class Skips:
+    """Counts skipped bad input per reason (with its first location); with `strict=True` a skip is an error."""
+
+    def __init__(self, source: str, strict: bool = False):
+        self.source, self.strict = source, strict
+        self.counts: Counter = Counter()
+        self.first: dict[str, str] = {}
+
+    def add(self, what: str, where: str, fix: str):
+        """Record one skipped `what` (e.g. "interactions with unknown item ids") found at `where`."""
+        if self.strict:
+            raise ValueError(
+                f"{self.source}: {what}: {where}. Fix: {fix} (or pass strict=False to skip and count them)"
+            )
+        self.counts[what] += 1
+        self.first.setdefault(what, where)
+
+    def lines(self) -> list[str]:
+        return [f"{self.source}: skipped {n} {what} (first: {self.first[what]})" for what, n in self.counts.items()]
+
+    def as_dict(self) -> dict:
+        return {what: {"count": n, "first": self.first[what]} for what, n in self.counts.items()}
+
+
+def natural_key(value: str):
+    """Sort "2" before "10" when ids are numbers; other ids sort as text after them."""
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+
+
+def parse_timestamp(value) -> int | None:
+    """An int64 timestamp from an int/float/str, or None when it is missing, NaN or negative."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(number) or math.isinf(number) or number < 0:
+        return None
+    return int(number)
+
+
+def read_text_lines(path, skips: Skips, encoding: str = "utf-8"):
+    """Yield `(line_number, text)` of a text file (.gz too); undecodable lines are decoded with replacement
+    characters and counted, so one bad byte does not lose a whole item."""
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError:
+                skips.add(
+                    f"lines that are not valid {encoding} (bad bytes replaced)",
+                    f"line {number} of {Path(path).name}",
+                    f"re-encode {Path(path).name} as {encoding}",
+                )
+                text = raw.decode(encoding, errors="replace")
+            yield number, text.rstrip("\r\n")
+
+
+def k_core(sequences: dict[str, list[str]], min_user: int, min_item: int) -> dict[str, list[str]]:
+    """Iteratively drop users with < `min_user` and items with < `min_item` interactions until stable."""
+    while True:
+        item_counts = Counter(item for items in sequences.values() for item in items)
+        kept = {}
+        for user, items in sequences.items():
+            items = [item for item in items if item_counts[item] >= min_item]
+            if len(items) >= min_user and items:
+                kept[user] = items
+        if kept == sequences:
+            return kept
+        sequences = kept
+
+
+def _select(sequence: list[str], policy: str, max_history: int, popularity: Counter) -> list[str]:
+    """The items a user's examples are built from: all of them ("recent"), or the `max_history + 1` most popular
+    re-sorted by time ("popular"; ties broken by time so the choice is deterministic)."""
+    if policy == "recent" or not max_history:
+        return sequence
+    ranked = sorted(range(len(sequence)), key=lambda i: (-popularity[sequence[i]], i))[: max_history + 1]
+    return [sequence[i] for i in sorted(ranked)]
+
+
+def build_examples(sequences: dict[str, list[str]], catalogue: list[str], config: MsrConfig) -> dict[str, list[dict]]:
+    """Train/validation/test rows: per user and split, 1 positive + sampled negatives, in a shuffled order.
+
+    Negatives come from `catalogue` minus everything the user interacted with, drawn by a per-user RNG seeded
+    with `(seed, crc32(user_id))`, so each user's candidates do not depend on the other users or on row order.
+    """
+    popularity = Counter(item for items in sequences.values() for item in items)
+    users = sorted(sequences, key=natural_key)
+    split_of = {}
+    if config.split == "user":
+        order = np.random.default_rng(config.seed).permutation(len(users))
+        n_held = max(1, round(0.1 * len(users))) if len(users) >= 3 else 0
+        for rank, index in enumerate(order):
+            split_of[users[index]] = "test" if rank < n_held else "validation" if rank < 2 * n_held else "train"
+    rows = {split: [] for split in SPLITS}
+    for user in users:
+        rng = np.random.default_rng([config.seed, zlib.crc32(user.encode("utf-8"))])
+        chosen = _select(sequences[user], config.history_policy, config.max_history, popularity)
+        if config.split == "user":
+            targets = {split_of[user]: len(chosen) - 1}
+        else:
+            targets = {"train": len(chosen) - 3, "validation": len(chosen) - 2, "test": len(chosen) - 1}
+        seen = set(sequences[user])
+        pool = [item for item in catalogue if item not in seen]
+        for split in SPLITS:
+            if split not in targets:
+                continue
+            target = targets[split]
+            history = chosen[:target][-config.max_history :] if config.max_history else chosen[:target]
+            wanted = config.num_test_negatives if split == "test" else config.num_train_negatives
+            if wanted > len(pool):
+                raise ValueError(
+                    f"user {user!r} has only {len(pool)} items they never interacted with, fewer than the "
+                    f"{wanted} negatives asked for; lower num_{'test' if split == 'test' else 'train'}_negatives "
+                    "or raise min_item_interactions / use more items"
+                )
+            negatives = [pool[i] for i in rng.choice(len(pool), size=wanted, replace=False)]
+            candidates = [(chosen[target], 1)] + [(item, 0) for item in negatives]
+            for index in rng.permutation(len(candidates)):
+                item, label = candidates[index]
+                rows[split].append({"user_id": user, "history": list(history), "candidate": item, "label": label})
+    return rows
+
+
+class MsrBuilder(datasets.GeneratorBasedBuilder):
+    """Base of every source builder: configurations "items", "sequences" and "examples" over one raw source.
+
+    A subclass sets `SOURCE`, `BUILDER_CONFIG_CLASS` / `BUILDER_CONFIGS` (via `msr_configs`), `EXTRA_ITEM_FEATURES`,
+    and implements `read_items`, `read_interactions` and `item_image`. The raw data is read and preprocessed once
+    per build in `_split_generators`; `_generate_examples` only yields rows.
+    """
+
+    SOURCE = "msr"
+    BUILDER_CONFIG_CLASS = MsrConfig
+    EXTRA_ITEM_FEATURES: dict = {}
+
+    def read_items(self, skips: Skips) -> dict[str, dict]:
+        """Return `{item_id: {"title": str, "text": str, **extras}}` for every item of the raw catalogue."""
+        raise NotImplementedError
+
+    def read_interactions(self, skips: Skips):
+        """Yield `(user_id, item_id, raw_timestamp, where)`; `where` names the file and row for error messages."""
+        raise NotImplementedError
+
+    def item_image(self, item_id: str):
+        """The item's image as a path, bytes or PIL image, or None when the source has none for it."""
+        return None
+
+    def _info(self):
+        if self.config.name == "items":
+            features = datasets.Features({**ITEM_FEATURES, **self.EXTRA_ITEM_FEATURES})
+        else:
+            features = SEQUENCE_FEATURES if self.config.name == "sequences" else EXAMPLE_FEATURES
+        return datasets.DatasetInfo(description=f"{self.SOURCE} ({self.config.name})", features=features)
+
+    def _require_data_dir(self) -> Path:
+        if not self.config.data_dir or not Path(self.config.data_dir).is_dir():
+            raise FileNotFoundError(
+                f"{self.SOURCE}: data_dir={self.config.data_dir!r} is not a folder; pass "
+                f"load_msr_dataset({self.SOURCE!r}, ..., data_dir=<folder with the raw files>) "
+                f"(see dataset_builders/{self.SOURCE}/README.md)"
+            )
+        return Path(self.config.data_dir)
+
+    def _split_generators(self, dl_manager):
+        config = self.config
+        config.validate()
+        self._skips = Skips(self.SOURCE, config.strict)
+        self._stats = {}
+        items = self.read_items(self._skips)
+        for item_id, item in items.items():
+            if not (item.get("title") or "").strip():
+                self._skips.add(
+                    "items with an empty title (title set to the item id)", f"item {item_id}", "add titles"
+                )
+                item["title"] = f"item {item_id}"
+        events, order = [], -1
+        for order, (user, item, raw_time, where) in enumerate(self.read_interactions(self._skips)):
+            timestamp = parse_timestamp(raw_time)
+            if item not in items:
+                self._skips.add(
+                    "interactions with unknown item ids", where, "add the item to the item file or drop the row"
+                )
+            elif not user:
+                self._skips.add("interactions without a user id", where, "fill in the user id or drop the row")
+            elif timestamp is None:
+                self._skips.add(
+                    "interactions with a missing, NaN or negative timestamp", where, "give every row a timestamp >= 0"
+                )
+            else:
+                events.append((user, timestamp, order, item))
+        events.sort(key=lambda event: (event[0], event[1], event[2]))  # stable chronological order per user
+        sequences, duplicates = {}, 0
+        for user, timestamp, _, item in events:
+            if item in sequences.setdefault(user, {}):
+                duplicates += 1  # repeated (user, item): keep the first
+                continue
+            sequences[user][item] = timestamp
+        self._stats.update(raw_interactions=order + 1, repeated_interactions_dropped=duplicates)
+        ordered = {user: list(by_item) for user, by_item in sequences.items()}
+        kept = k_core(ordered, config.min_user_interactions, config.min_item_interactions)
+        needed = 2 if config.split == "user" else 4  # one target (three under leave-one-out) + a history
+        popularity = Counter(item for seq in kept.values() for item in seq)
+        for user in sorted(kept, key=natural_key):
+            if len(_select(kept[user], config.history_policy, config.max_history, popularity)) < needed:
+                self._skips.add(
+                    f"users left with fewer than {needed} interactions", f"user {user}", "lower the split's needs"
+                )
+                del kept[user]
+        times = {user: [sequences[user][item] for item in seq] for user, seq in kept.items()}
+        self._catalogue = sorted({item for seq in kept.values() for item in seq}, key=natural_key)
+        self._items, self._sequences, self._times = items, kept, times
+        self._stats.update(
+            users=len(kept), items=len(self._catalogue), interactions=sum(len(seq) for seq in kept.values())
+        )
+        if config.name == "examples":
+            self._rows = build_examples(kept, self._catalogue, config)
+            self._stats.update({f"{split}_rows": len(rows) for split, rows in self._rows.items()})
+            self._splits = list(SPLITS)
+        else:
+            self._splits = ["train"]
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"split": split}) for split in self._splits]
+
+    def _generate_examples(self, split):
+        if self.config.name == "examples":
+            yield from enumerate(self._rows[split])
+        elif self.config.name == "sequences":
+            for index, user in enumerate(sorted(self._sequences, key=natural_key)):
+                yield index, {"user_id": user, "item_ids": self._sequences[user], "timestamps": self._times[user]}
+        else:
+            with_image = 0
+            for index, item_id in enumerate(self._catalogue):
+                image, reason = None, None
+                source = self.item_image(item_id)
+                if source is not None:
+                    image, reason = load_image(source, self.config.max_image_size, self.config.max_image_pixels)
+                if reason == "missing file":
+                    reason = None  # an absent poster is normal; it only lowers the image coverage
+                if reason:
+                    where = (
+                        f"{source} (item {item_id})" if isinstance(source, (str, os.PathLike)) else f"item {item_id}"
+                    )
+                    self._skips.add(f"item images ({reason})", where, "replace or delete the file")
+                with_image += image is not None
+                extras = {key: self._items[item_id].get(key) for key in self.EXTRA_ITEM_FEATURES}
+                row = {
+                    "item_id": item_id,
+                    "title": self._items[item_id]["title"],
+                    "text": self._items[item_id]["text"],
+                }
+                yield index, {**row, "image": {"bytes": image, "path": None} if image else None, **extras}
+            self._stats["items_with_image"] = with_image
+        if split == self._splits[-1]:
+            self._write_report()
+
+    def _write_report(self):
+        for line in self._skips.lines():
+            logger.warning(line)
+        self.info.description = "\n".join([f"{self.SOURCE} ({self.config.name})", *self._skips.lines()])
+        report = {
+            "source": self.SOURCE,
+            "config": self.config.name,
+            "skips": self._skips.as_dict(),
+            "stats": self._stats,
+        }
+        # _output_dir is the temporary folder during a build, so the report appears atomically with the data.
+        with open(os.path.join(self._output_dir, BUILD_REPORT), "w") as handle:
+            json.dump(report, handle, indent=1, sort_keys=True)
+
+
+def msr_configs(config_class=MsrConfig, **defaults) -> list:
+    """The three configurations every source has, with the source's own option defaults."""
+    version = datasets.Version("1.0.0")
+    return [config_class(name=name, version=version, **defaults) for name in ("items", "sequences", "examples")]
+
+
+def _fingerprint(builder_class, data_dir) -> str:
+    """Package version + builder/data-layer source + raw files' names, sizes and mtimes: a cache key that changes
+    when the code or the raw data does (datasets itself sees neither for builders shipped in a package)."""
+    import inspect
+
+    from . import __version__, images
+
+    digest = hashlib.sha256(__version__.encode())
+    for module in (inspect.getmodule(builder_class), inspect.getmodule(MsrBuilder), images):
+        digest.update(Path(inspect.getfile(module)).read_bytes())
+    if data_dir:
+        for root, dirs, files in os.walk(data_dir):
+            dirs.sort()
+            for name in sorted(files):
+                stat = os.stat(os.path.join(root, name))
+                digest.update(
+                    f"{os.path.relpath(os.path.join(root, name), data_dir)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+                )
+    return digest.hexdigest()[:16]
+
+
+def _registered_builders() -> dict:
+    try:
+        from .dataset_builders import BUILDERS
+    except ModuleNotFoundError:
+        # An editable install made before pyproject.toml listed hf_mllm_msr.dataset_builders does not map the
+        # checkout's dataset_builders/ folder; import it from there under its package name.
+        import importlib.util
+        import sys
+
+        folder = Path(__file__).resolve().parents[1] / "dataset_builders"
+        spec = importlib.util.spec_from_file_location(
+            f"{__package__}.dataset_builders", folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        BUILDERS = module.BUILDERS
+    return BUILDERS
+
+
+def _builder_class(name):
+    """A registered builder name, or a path to a builder folder holding `<folder name>.py`."""
+    BUILDERS = _registered_builders()
+    if str(name) in BUILDERS:
+        return BUILDERS[str(name)]
+    folder = Path(name)
+    if folder.is_dir():
+        builtin = Path(__file__).resolve().parent / "dataset_builders"
+        if folder.resolve().parent == builtin.resolve() and folder.name in BUILDERS:
+            return BUILDERS[folder.name]
+        script = folder / f"{folder.name}.py"
+        if script.is_file():
+            import importlib.util
+
+            spec = importlib.util.spec_from_file_location(f"msr_builder_{folder.name}", script)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            found = [
+                value
+                for value in vars(module).values()
+                if isinstance(value, type) and issubclass(value, MsrBuilder) and value.__module__ == module.__name__
+            ]
+            if len(found) == 1:
+                return found[0]
+            raise ValueError(f"{script} must define exactly one MsrBuilder subclass, found {len(found)}")
+    raise ValueError(
+        f"unknown dataset {name!r}: use one of {sorted(BUILDERS)} or a path to a folder with <folder name>.py "
+        "defining an MsrBuilder subclass"
+    )
+
+
+def load_msr_dataset(name, config_name: str, data_dir=None, cache_dir=None, **options):
+    """Build (once, cached) and load one configuration of a multimodal sequential-recommendation dataset.
+
+    Args:
+        name: a registered builder ("synthetic", "movielens", "amazon_reviews_2023", "microlens") or a path to
+            a builder folder.
+        config_name: "items", "sequences" or "examples".
+        data_dir: folder with the raw files (not needed by "synthetic").
+        cache_dir: where built datasets are kept; default `$HF_MLLM_MSR_CACHE` or `~/.cache/hf_mllm_msr/datasets`.
+        **options: `MsrConfig` fields (and the source's own, e.g. `num_users` for "synthetic").
+
+    Returns:
+        `datasets.Dataset` for "items" and "sequences"; `datasets.DatasetDict` (train/validation/test) for
+        "examples". Skips of bad input: `read_build_report(dataset)`.
+    """
+    builder_class = _builder_class(name)
+    if config_name not in ("items", "sequences", "examples"):
+        raise ValueError(f"config_name must be 'items', 'sequences' or 'examples', got {config_name!r}")
+    known = {field.name for field in fields(builder_class.BUILDER_CONFIG_CLASS)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for {name!r}; known: {sorted(known - {'name', 'version'})}")
+    if "max_history" in options and options["max_history"] is None:
+        options["max_history"] = 0  # datasets ignores None-valued options, so "the whole past" is spelled 0
+    data_dir = str(Path(data_dir).resolve()) if data_dir else None
+    cache_dir = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
+    builder = builder_class(
+        cache_dir=str(cache_dir),
+        dataset_name=f"msr_{builder_class.SOURCE}",
+        config_name=config_name,
+        data_dir=data_dir,
+        hash=_fingerprint(builder_class, data_dir),
+        **options,
+    )
+    builder.config.validate()
+    builder.download_and_prepare()
+    dataset = builder.as_dataset()
+    return dataset if config_name == "examples" else dataset["train"]
+
+
+def read_build_report(dataset) -> dict:
+    """The build report saved next to a dataset's Arrow files: `{"skips": {reason: {"count", "first"}}, "stats"}`."""
+    if isinstance(dataset, datasets.DatasetDict):
+        dataset = next(iter(dataset.values()))
+    for cache_file in dataset.cache_files:
+        path = Path(cache_file["filename"]).parent / BUILD_REPORT
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise FileNotFoundError("no build report: this dataset was not built by load_msr_dataset")

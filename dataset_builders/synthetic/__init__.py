@@ -1,0 +1,3 @@
+from .synthetic import Synthetic
+
+__all__ = ["Synthetic"]

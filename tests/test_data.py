@@ -1,0 +1,191 @@
+"""The data layer on the synthetic builder: schema, determinism, negatives, splits, history policies, caching."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import pytest
+from conftest import TINY_SYNTHETIC
+
+from hf_mllm_msr import load_msr_dataset
+from hf_mllm_msr.data import (
+    EXAMPLE_FEATURES,
+    ITEM_FEATURES,
+    SEQUENCE_FEATURES,
+    _registered_builders,
+    k_core,
+    read_build_report,
+)
+
+COLORS = sys.modules[_registered_builders()["synthetic"].__module__].COLORS
+
+
+def chroma_distance(a, b):
+    return sum(abs(x / sum(a) - y / sum(b)) for x, y in zip(a, b))
+
+
+def arrow_bytes(dataset):
+    return [Path(f["filename"]).read_bytes() for f in dataset.cache_files]
+
+
+def test_examples_schema_and_counts(msr_cache_dir):
+    examples = load_msr_dataset("synthetic", "examples", cache_dir=msr_cache_dir, **TINY_SYNTHETIC)
+    assert isinstance(examples, datasets.DatasetDict) and list(examples) == ["train", "validation", "test"]
+    for split, negatives in (("train", 1), ("validation", 1), ("test", 20)):
+        assert examples[split].features == EXAMPLE_FEATURES
+        per_user = Counter((row["user_id"], row["label"]) for row in examples[split])
+        users = {user for user, _ in per_user}
+        assert users, split
+        for user in users:
+            assert per_user[(user, 1)] == 1 and per_user[(user, 0)] == negatives
+    # user split 80/10/10: every user in exactly one split
+    users = [set(examples[split]["user_id"]) for split in ("train", "validation", "test")]
+    assert [len(u) for u in users] == [24, 3, 3] and len(set.union(*users)) == 30
+
+
+def test_same_seed_byte_identical_and_other_seed_differs(tmp_path):
+    first = load_msr_dataset("synthetic", "examples", cache_dir=tmp_path / "a", seed=0, **TINY_SYNTHETIC)
+    again = load_msr_dataset("synthetic", "examples", cache_dir=tmp_path / "b", seed=0, **TINY_SYNTHETIC)
+    other = load_msr_dataset(
+        "synthetic", "examples", cache_dir=tmp_path / "a", seed=1, split="leave_one_out", **TINY_SYNTHETIC
+    )
+    same = load_msr_dataset(
+        "synthetic", "examples", cache_dir=tmp_path / "b", seed=0, split="leave_one_out", **TINY_SYNTHETIC
+    )
+    for split in first:
+        assert arrow_bytes(first[split]) == arrow_bytes(again[split])
+    # leave-one-out puts every user in test with the same positive whatever the seed: only negatives change
+    positives = {(r["user_id"], r["candidate"]) for r in same["test"] if r["label"]}
+    assert positives == {(r["user_id"], r["candidate"]) for r in other["test"] if r["label"]}
+    negatives = {(r["user_id"], r["candidate"]) for r in same["test"] if not r["label"]}
+    assert negatives != {(r["user_id"], r["candidate"]) for r in other["test"] if not r["label"]}
+
+
+def test_negatives_never_interacted_and_history_before_target(msr_cache_dir):
+    options = dict(split="leave_one_out", max_history=4, **TINY_SYNTHETIC)
+    examples = load_msr_dataset("synthetic", "examples", cache_dir=msr_cache_dir, **options)
+    sequences = load_msr_dataset("synthetic", "sequences", cache_dir=msr_cache_dir, **options)
+    assert sequences.features == SEQUENCE_FEATURES
+    by_user = {row["user_id"]: row["item_ids"] for row in sequences}
+    for row in sequences:
+        assert row["timestamps"] == sorted(row["timestamps"]) and len(set(row["item_ids"])) == len(row["item_ids"])
+    for offset, split in ((3, "train"), (2, "validation"), (1, "test")):
+        for row in examples[split]:
+            items = by_user[row["user_id"]]
+            if row["label"]:
+                assert row["candidate"] == items[-offset]
+                assert row["history"] == items[:-offset][-4:]
+            else:
+                assert row["candidate"] not in items
+
+
+def test_negatives_do_not_depend_on_other_users(tmp_path):
+    options = dict(split="leave_one_out", num_items=40, cache_dir=tmp_path)
+    small = load_msr_dataset("synthetic", "examples", num_users=20, **options)["test"]
+    large = load_msr_dataset("synthetic", "examples", num_users=30, **options)["test"]
+    rows = lambda ds, user: [(r["candidate"], r["label"]) for r in ds if r["user_id"] == user]  # noqa: E731
+    assert rows(small, "u0003") == rows(large, "u0003") and len(rows(small, "u0003")) == 21
+
+
+def test_popular_history_policy(tmp_path):
+    options = dict(history_policy="popular", max_history=3, split="leave_one_out", **TINY_SYNTHETIC)
+    examples = load_msr_dataset("synthetic", "examples", cache_dir=tmp_path, **options)
+    sequences = load_msr_dataset("synthetic", "sequences", cache_dir=tmp_path, **options)
+    popularity = Counter(item for row in sequences for item in row["item_ids"])
+    for row in sequences.select(range(5)):
+        items = row["item_ids"]
+        top = sorted(range(len(items)), key=lambda i: (-popularity[items[i]], i))[:4]
+        chosen = [items[i] for i in sorted(top)]
+        test = [r for r in examples["test"] if r["user_id"] == row["user_id"] and r["label"]][0]
+        assert test["history"] == chosen[:3] and test["candidate"] == chosen[3]
+
+
+def test_max_history_none_keeps_whole_past(tmp_path):
+    examples = load_msr_dataset("synthetic", "examples", cache_dir=tmp_path, max_history=None, **TINY_SYNTHETIC)
+    sequences = load_msr_dataset("synthetic", "sequences", cache_dir=tmp_path, max_history=None, **TINY_SYNTHETIC)
+    by_user = {row["user_id"]: row["item_ids"] for row in sequences}
+    for row in examples["test"]:
+        assert row["history"] == by_user[row["user_id"]][:-1]
+
+
+def test_items_embed_rgb_images_and_hide_colour_from_text(msr_cache_dir):
+    items = load_msr_dataset("synthetic", "items", cache_dir=msr_cache_dir, **TINY_SYNTHETIC)
+    assert {name: items.features[name] for name in ITEM_FEATURES} == dict(ITEM_FEATURES)
+    assert {"category", "color"} <= set(items.column_names)
+    raw = items.cast_column("image", datasets.Image(decode=False))
+    assert all(image["bytes"] and image["path"] is None for image in raw["image"])
+    colors = {"red", "orange", "yellow", "green", "blue", "purple"}
+    for row in items:
+        assert row["image"].mode == "RGB" and 64 <= max(row["image"].size) <= 96
+        words = set((row["title"] + " " + row["text"]).lower().replace(".", " ").split())
+        assert not words & colors, row
+        # the most common non-grey pixel has the item's hue (fill or its darker pattern shade): the image shows
+        # what the text hides
+        pixel = Counter(px for px in row["image"].getdata() if max(px) - min(px) > 20).most_common(1)[0][0]
+        assert min(COLORS, key=lambda name: chroma_distance(COLORS[name], pixel)) == row["color"]
+
+
+def test_colour_predicts_the_next_item(msr_cache_dir):
+    items = load_msr_dataset("synthetic", "items", cache_dir=msr_cache_dir, **TINY_SYNTHETIC)
+    examples = load_msr_dataset(
+        "synthetic", "examples", cache_dir=msr_cache_dir, split="leave_one_out", **TINY_SYNTHETIC
+    )
+    color = dict(zip(items["item_id"], items["color"]))
+    hits = {0: [], 1: []}
+    for row in examples["test"]:
+        recent = Counter(color[item] for item in row["history"][-3:]).most_common(1)[0][0]
+        hits[row["label"]].append(color[row["candidate"]] == recent)
+    assert sum(hits[1]) / len(hits[1]) > 0.5 > 0.3 > sum(hits[0]) / len(hits[0])
+
+
+def test_build_report_and_k_core(msr_cache_dir):
+    examples = load_msr_dataset("synthetic", "examples", cache_dir=msr_cache_dir, **TINY_SYNTHETIC)
+    report = read_build_report(examples)
+    assert report["skips"] == {} and report["stats"]["users"] == 30
+    sequences = {"a": ["x", "y", "z"], "b": ["x", "y"], "c": ["x", "w"]}
+    assert k_core(sequences, min_user=2, min_item=2) == {"a": ["x", "y"], "b": ["x", "y"]}
+    assert k_core(sequences, min_user=3, min_item=1) == {"a": ["x", "y", "z"]}
+
+
+def test_bad_options_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown option"):
+        load_msr_dataset("synthetic", "examples", cache_dir=tmp_path, num_user=3)
+    with pytest.raises(ValueError, match="history_policy"):
+        load_msr_dataset("synthetic", "examples", cache_dir=tmp_path, history_policy="latest", **TINY_SYNTHETIC)
+    with pytest.raises(ValueError, match="config_name"):
+        load_msr_dataset("synthetic", "users", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_msr_dataset("no_such_source", "items", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="num_test_negatives"):
+        load_msr_dataset("synthetic", "examples", cache_dir=tmp_path, num_test_negatives=39, **TINY_SYNTHETIC)
+
+
+def test_killed_build_leaves_no_dataset(tmp_path):
+    """A build killed half-way leaves only datasets' `.incomplete` folder; the next call builds from scratch."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        import hf_mllm_msr.data
+        hf_mllm_msr.data._registered_builders()
+        synthetic = sys.modules["hf_mllm_msr.dataset_builders.synthetic.synthetic"]
+        real = synthetic.Synthetic._generate_examples
+        def dying(self, split):
+            for n, row in enumerate(real(self, split)):
+                if n == 10:
+                    os._exit(3)  # like a kill -9: no cleanup
+                yield row
+        synthetic.Synthetic._generate_examples = dying
+        from hf_mllm_msr import load_msr_dataset
+        load_msr_dataset("synthetic", "items", cache_dir={str(tmp_path)!r}, num_users=30, num_items=40)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 3
+    arrow = [p for p in tmp_path.rglob("*.arrow") if ".incomplete" not in str(p)]
+    assert arrow == [] and list(tmp_path.rglob("*.incomplete"))
+    items = load_msr_dataset("synthetic", "items", cache_dir=tmp_path, **TINY_SYNTHETIC)
+    assert len(items) == 40
