@@ -1,3 +1,4 @@
 """hf_mllm_msr: multimodal sequential recommendation with multimodal LLMs (MLLM-MSR)."""
 
 __version__ = "0.1.0"
+from .data import load_msr_dataset  # noqa: E402
