@@ -1,0 +1,372 @@
+"""Model cards, Hub push and adapter resolution.
+
+Cards are rendered from the Jinja templates in ``model_cards/`` (shipped as ``hf_mllm_msr.model_cards``) with
+`huggingface_hub`'s ``ModelCard`` / ``ModelCardData`` / ``EvalResult``, so the card's ``model-index`` carries every
+metric with its dataset and protocol. Pushing uploads safetensors only: pickled files (``.bin``, ``.pt``, ``.pkl``,
+...) are never uploaded, and a folder whose weights exist only in a pickle format is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+
+from hf_mllm_msr import report
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_TEMPLATE = "recommender_adapter.md"
+SUMMARIES_TEMPLATE = "summaries_dataset.md"
+MSR_CONFIG_NAME = "msr_config.json"
+# Pickle-based formats can run code when loaded; the Hub copy of an adapter is safetensors only.
+PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt"]
+# Trainer leftovers that are not part of a published adapter.
+SKIPPED_PATTERNS = ["checkpoint-*/**", "runs/**", ".*", "**/.*"]
+TASK_TYPE = "text-classification"  # the recommender answers Yes/No; the Hub has no sequential-recommendation task
+TASK_NAME = "Sequential recommendation (1 positive + N sampled negatives per user)"
+
+
+def metric_display_name(metric: str) -> str:
+    """'auc' -> 'AUC', 'user_auc' -> 'User AUC', 'ndcg@10' -> 'NDCG@10'."""
+    return {"auc": "AUC", "user_auc": "User AUC"}.get(metric, metric.upper())
+
+
+def template_path(template_name: str):
+    """Context manager yielding the path of a card template shipped in ``hf_mllm_msr.model_cards``."""
+    try:
+        # as_file gives a real path even when the package is installed as a zip.
+        return resources.as_file(resources.files("hf_mllm_msr.model_cards") / template_name)
+    except ModuleNotFoundError:
+        # setuptools' editable finder maps only top-level packages, not package-dir entries such as
+        # hf_mllm_msr.model_cards -> model_cards/; in a checkout, read the folder itself.
+        return contextlib.nullcontext(Path(__file__).resolve().parents[1] / "model_cards" / template_name)
+
+
+def _render(card_class, template_name: str, card_data, **template_kwargs):
+    with template_path(template_name) as path:
+        return card_class.from_template(card_data, template_path=str(path), **template_kwargs)
+
+
+def _pick_model(results: Mapping, model_key: str | None) -> tuple[str, Mapping]:
+    models = results["models"]
+    if model_key is None:
+        adapters = [name for name, row in models.items() if row.get("kind") == "adapter"]
+        model_key = adapters[0] if adapters else next(iter(models))
+    if model_key not in models:
+        raise KeyError(f"Model {model_key!r} is not in the results; available: {sorted(models)}.")
+    return model_key, models[model_key]
+
+
+def eval_results(metrics: Mapping, *, dataset_type: str, dataset_name: str, protocol: Mapping) -> list[EvalResult]:
+    """One `EvalResult` per metric (AUC, user AUC, HR/NDCG/MRR@K), all on the test split under ``protocol``."""
+    return [
+        EvalResult(
+            task_type=TASK_TYPE,
+            task_name=TASK_NAME,
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_config=protocol.get("config_name"),
+            dataset_split="test",
+            dataset_args=dict(protocol),
+            metric_type=metric,
+            metric_name=metric_display_name(metric),
+            metric_value=float(value),
+        )
+        for metric, value in metrics.items()
+        if (metric in ("auc", "user_auc") or "@" in metric) and value is not None
+    ]
+
+
+def render_model_card(
+    recipe: Mapping | None,
+    results: Mapping,
+    *,
+    base_model: str,
+    dataset_name: str,
+    protocol: Mapping | None = None,
+    model_key: str | None = None,
+    repo_id: str | None = None,
+    model_name: str | None = None,
+    msr_config: Mapping | None = None,
+    license: str | None = None,
+) -> ModelCard:
+    """Render the recommender adapter card.
+
+    Args:
+        recipe: the training recipe (YAML as a dict), shown verbatim under "Training settings".
+        results: `report.evaluate_models` output (the card shows every model's table) or a flat metrics dict.
+        base_model: Hub id or path of the base (M)LLM.
+        dataset_name: the dataset the adapter was trained on.
+        protocol: the evaluation protocol (default: ``results["protocol"]``); written verbatim into the card and into
+            every model-index entry (``dataset.args``).
+        model_key: the results row of this adapter (default: the first row of kind ``adapter``, else the first).
+        repo_id: Hub id used in the loading snippet (default: ``model_name``).
+        model_name: name in the model-index (default: ``repo_id``'s last part or ``model_key``).
+        msr_config: contents of the adapter's ``msr_config.json`` (mode, prompt version).
+        license: license of the adapter (usually the base model's).
+    """
+    if "models" in results:
+        model_key, row = _pick_model(results, model_key)
+        metrics = row["metrics"]
+    else:
+        model_key, metrics, results = model_key or "mllm-msr", results, None
+    protocol = dict(protocol if protocol is not None else (results or {}).get("protocol", {}))
+    msr_config = dict(msr_config or {})
+    model_name = model_name or (repo_id.split("/")[-1] if repo_id else model_key)
+    eval_dataset = str(protocol.get("dataset", dataset_name))
+    card_data = ModelCardData(
+        base_model=base_model,
+        library_name="peft",
+        license=license,
+        tags=["mllm-msr", "recommendation", "sequential-recommendation", "lora", "peft", "trl"],
+        model_name=model_name,
+        eval_results=eval_results(metrics, dataset_type=eval_dataset, dataset_name=eval_dataset, protocol=protocol),
+    )
+    if results is not None:
+        groups = sorted({r["group"] for r in results["models"].values()}, key=lambda g: g != "in-domain")
+        table = "\n\n".join(f"**{g}**\n\n" + report.markdown_table(results, g) for g in groups)
+        alpha = results.get("bootstrap", {}).get("alpha", 0.05)
+        num_users, num_rows = results.get("num_users", "?"), results.get("num_rows", "?")
+    else:
+        table = "\n".join(f"- {metric_display_name(m)}: {v:.4f}" for m, v in metrics.items() if v is not None)
+        alpha, num_users, num_rows = 0.05, metrics.get("num_users", "?"), metrics.get("num_rows", "?")
+    return _render(
+        ModelCard,
+        ADAPTER_TEMPLATE,
+        card_data,
+        model_name=model_name,
+        repo_id=repo_id or model_name,
+        base_model=base_model,
+        dataset_name=dataset_name,
+        eval_dataset=eval_dataset,
+        mode=msr_config.get("mode", "unknown"),
+        prompt_version=msr_config.get("prompt_version", "unknown"),
+        num_users=num_users,
+        num_rows=num_rows,
+        confidence=f"{100 * (1 - alpha):.0f}%",
+        results_table=table,
+        protocol_yaml=yaml.safe_dump(protocol, sort_keys=False).strip(),
+        recipe_yaml=yaml.safe_dump(dict(recipe or {}), sort_keys=False).strip(),
+    )
+
+
+def write_adapter_card(adapter_dir: str | Path, results: Mapping, *, repo_id: str | None = None, **kwargs) -> Path:
+    """Render the card of an adapter folder from its ``msr_config.json`` and recipe YAML; writes ``README.md``.
+
+    ``kwargs`` go to `render_model_card` and override what the folder says (``base_model``, ``dataset_name``, ...).
+    """
+    adapter_dir = Path(adapter_dir)
+    config_path = adapter_dir / MSR_CONFIG_NAME
+    msr_config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    recipes = sorted(adapter_dir.glob("*.yaml"))
+    recipe = yaml.safe_load(recipes[0].read_text()) if recipes else {}
+    protocol = msr_config.get("protocol", {})
+    kwargs.setdefault("base_model", msr_config.get("base_model") or _peft_base_model(adapter_dir))
+    kwargs.setdefault("dataset_name", str(protocol.get("dataset", "unknown")))
+    card = render_model_card(recipe, results, repo_id=repo_id, msr_config=msr_config, **kwargs)
+    card.save(adapter_dir / "README.md")
+    return adapter_dir / "README.md"
+
+
+def _peft_base_model(adapter_dir: Path) -> str:
+    config_path = adapter_dir / "adapter_config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(
+            f"{adapter_dir} has neither {MSR_CONFIG_NAME} nor adapter_config.json: not an adapter."
+        )
+    return json.loads(config_path.read_text())["base_model_name_or_path"]
+
+
+def render_summaries_card(
+    dataset, *, repo_id: str, source_dataset: str, summarizer_model: str, prompt_version: str, kind: str = "item"
+) -> DatasetCard:
+    """Render the card of an item or user summaries dataset (`datasets.Dataset` or `DatasetDict`)."""
+    splits = dict(dataset.num_rows) if isinstance(dataset.num_rows, Mapping) else {"train": dataset.num_rows}
+    columns = dataset.column_names
+    columns = next(iter(columns.values())) if isinstance(columns, Mapping) else columns
+    card_data = DatasetCardData(
+        pretty_name=f"MLLM-MSR {kind} summaries of {source_dataset}",
+        tags=["mllm-msr", "recommendation", "synthetic-text"],
+        task_categories=["text-generation"],
+        configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}],
+    )
+    description = (
+        "One paragraph per item, written from the item's image and title."
+        if kind == "item"
+        else "One preference summary per user history, rewritten recurrently over blocks of the history."
+    )
+    return _render(
+        DatasetCard,
+        SUMMARIES_TEMPLATE,
+        card_data,
+        description=description,
+        repo_id=repo_id,
+        source_dataset=source_dataset,
+        summarizer_model=summarizer_model,
+        prompt_version=prompt_version,
+        num_rows=sum(splits.values()),
+        splits=", ".join(f"{s}: {n}" for s, n in splits.items()),
+        columns=", ".join(f"`{c}`" for c in columns),
+    )
+
+
+def _files_to_upload(folder: Path) -> tuple[list[str], list[str]]:
+    """(files that will be uploaded, pickled files that will not), relative to ``folder``."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    kept = list(filter_repo_objects(files, ignore_patterns=SKIPPED_PATTERNS))
+    pickled = [f for f in kept if f not in filter_repo_objects(kept, ignore_patterns=PICKLE_PATTERNS)]
+    return [f for f in kept if f not in pickled], pickled
+
+
+def push_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    include_summaries: Mapping[str, str | Path] | None = None,
+    endpoint: str | None = None,
+    commit_message: str = "Upload MLLM-MSR adapter",
+) -> dict[str, str]:
+    """Upload an adapter folder (+ its ``README.md`` card) and, optionally, summaries datasets to the Hub.
+
+    Args:
+        folder: adapter folder (PEFT files in safetensors, ``msr_config.json``, recipe YAML, ``README.md``).
+        repo_id: target model repo, ``org/name``.
+        token: Hub token (default: the logged-in one).
+        private: create the repos as private.
+        include_summaries: name -> summaries dataset (``save_to_disk`` folder or .parquet/.jsonl file); each is
+            pushed as the dataset repo ``{repo_id}-{name}`` (parquet + a rendered dataset card).
+        endpoint: Hub URL (default: ``HF_ENDPOINT`` or huggingface.co).
+        commit_message: message of the model repo commit.
+
+    Returns:
+        repo id -> commit URL, for every repo written.
+    """
+    from huggingface_hub import HfApi, constants
+
+    folder = Path(folder)
+    if constants.HF_HUB_OFFLINE:
+        raise RuntimeError("HF_HUB_OFFLINE=1 is set, so nothing can be pushed; unset it (HF_HUB_OFFLINE=0) to push.")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Adapter folder {folder} does not exist.")
+    files, pickled = _files_to_upload(folder)
+    if pickled:
+        logger.warning("Not uploading %d pickled file(s) (safetensors only): %s", len(pickled), ", ".join(pickled))
+    if not any(f.endswith(".safetensors") for f in files):
+        raise ValueError(
+            f"{folder} has no .safetensors weights (found {pickled or 'none'}); save the adapter with "
+            "`save_pretrained(..., safe_serialization=True)` before pushing."
+        )
+    if "README.md" not in files:
+        logger.warning("%s has no README.md: pushing without a model card (see `cards.write_adapter_card`).", folder)
+    api = HfApi(endpoint=endpoint, token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=folder,
+        commit_message=commit_message,
+        ignore_patterns=SKIPPED_PATTERNS + PICKLE_PATTERNS,
+    )
+    commits = {repo_id: commit.commit_url}
+    config_path = folder / MSR_CONFIG_NAME
+    msr_config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    for name, path in (include_summaries or {}).items():
+        dataset = report.load_summaries(path)
+        dataset_repo = f"{repo_id}-{name}"
+        with tempfile.TemporaryDirectory() as staging:
+            os.makedirs(os.path.join(staging, "data"))
+            dataset.to_parquet(os.path.join(staging, "data", "train-00000-of-00001.parquet"))
+            render_summaries_card(
+                dataset,
+                repo_id=dataset_repo,
+                source_dataset=str(msr_config.get("protocol", {}).get("dataset", "unknown")),
+                summarizer_model=str(msr_config.get("summarizer_model", "see the adapter card")),
+                prompt_version=str(msr_config.get("prompt_version", "unknown")),
+                kind="user" if "user" in name else "item",
+            ).save(os.path.join(staging, "README.md"))
+            api.create_repo(dataset_repo, repo_type="dataset", private=private, exist_ok=True)
+            commit = api.upload_folder(
+                repo_id=dataset_repo, repo_type="dataset", folder_path=staging, commit_message=f"Upload {name}"
+            )
+        commits[dataset_repo] = commit.commit_url
+    logger.info("Pushed %s", ", ".join(commits))
+    return commits
+
+
+def resolve_adapter(repo_id_or_path: str | Path, revision: str | None = None, *, cache_dir: str | None = None) -> str:
+    """Local folder of an adapter: the path itself if it is a folder, else a Hub snapshot (from the cache offline).
+
+    With ``HF_HUB_OFFLINE=1`` the snapshot comes from the local cache (``models--org--name/snapshots/<sha>``); pickled
+    files are never downloaded.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    path = Path(repo_id_or_path)
+    if path.is_dir():
+        return str(path)
+    name = str(repo_id_or_path)
+    if path.is_absolute() or name.startswith(".") or name.count("/") > 1:
+        raise FileNotFoundError(f"Adapter folder {name} does not exist (and it is not a Hub repo id 'org/name').")
+    try:
+        return snapshot_download(name, revision=revision, cache_dir=cache_dir, ignore_patterns=PICKLE_PATTERNS)
+    except LocalEntryNotFoundError as error:
+        raise FileNotFoundError(
+            f"Adapter {name!r} (revision {revision or 'main'}) is neither a local folder nor in the Hugging Face cache, "
+            "and the Hub cannot be reached (HF_HUB_OFFLINE=1?). Download it once online, or pass a local folder."
+        ) from error
+    except HFValidationError as error:
+        raise FileNotFoundError(f"{name!r} is neither a local folder nor a valid Hub repo id.") from error
+
+
+@dataclass
+class PushArguments:
+    folder: str = field(metadata={"help": "Adapter folder to upload (safetensors + msr_config.json + README.md)."})
+    repo_id: str = field(metadata={"help": "Target model repo on the Hub, 'org/name'."})
+    results: str | None = field(
+        default=None, metadata={"help": "results.json of `recipes/evaluate.py`: (re)render README.md before pushing."}
+    )
+    item_summaries: str | None = field(
+        default=None, metadata={"help": "Item summaries dataset to push as '<repo_id>-item-summaries'."}
+    )
+    user_summaries: str | None = field(
+        default=None, metadata={"help": "User summaries dataset to push as '<repo_id>-user-summaries'."}
+    )
+    private: bool = field(default=False, metadata={"help": "Create the repos as private."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
+    endpoint: str | None = field(default=None, metadata={"help": "Hub URL (default: HF_ENDPOINT or huggingface.co)."})
+
+
+def push_main(argv: list[str] | None = None) -> dict[str, str]:
+    """`mllm-msr push --folder DIR --repo_id org/name [--results results.json] [--item_summaries DIR] ...`."""
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses(args=argv)
+    if args.results:
+        results = json.loads(Path(args.results).read_text())
+        print(f"Card written to {write_adapter_card(args.folder, results, repo_id=args.repo_id)}")
+    summaries = {"item-summaries": args.item_summaries, "user-summaries": args.user_summaries}
+    commits = push_to_hub(
+        args.folder,
+        args.repo_id,
+        token=args.token,
+        private=args.private,
+        include_summaries={name: path for name, path in summaries.items() if path},
+        endpoint=args.endpoint,
+    )
+    for repo, url in commits.items():
+        print(f"Pushed {repo}: {url}")
+    return commits

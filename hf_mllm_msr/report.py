@@ -1,0 +1,387 @@
+"""Evaluation report: every model's metrics on the same test candidates, with confidence intervals and cold-start
+views, written as ``results.json``, ``report.md`` and PNG plots.
+
+The input is a dict ``{model_name: scores}`` where every array scores the rows of ONE test split (1 positive + N
+negatives per user, columns ``user_id``, ``history``, ``candidate``, ``label``). Models are rows of the report;
+each may carry a ``group`` (``in-domain`` / ``cross-domain``) so that an adapter trained on another dataset appears
+next to the in-domain ones. The protocol dict (dataset, split rule, history policy, negatives, seed, K) is copied
+into the results verbatim.
+
+Cold-start views (the settings where the paper claims MLLM-MSR is most robust):
+    - item popularity: the test positive's number of distinct train users (in a train history or as a train
+      positive), bucketed by ``popularity_edges`` (default 0 / 1-4 / 5-19 / 20+);
+    - user history length: ``len(history)`` of the test rows, bucketed by the tertiles of the test users' lengths.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hf_mllm_msr import metrics
+
+logger = logging.getLogger(__name__)
+
+POPULARITY_EDGES = (1, 5, 20)  # bucket i holds popularity in [edges[i-1], edges[i]): 0 | 1-4 | 5-19 | 20+
+GROUP_ORDER = ("in-domain", "cross-domain")
+
+
+def item_popularity(train) -> dict[str, int]:
+    """Number of distinct train users who interacted with each item (in a train history or as a train positive).
+
+    Distinct users, not rows: under sliding-window splits a user's items recur in many train rows.
+    """
+    users_of_item: dict[str, set] = {}
+    for user_id, history, candidate, label in zip(
+        train["user_id"], train["history"], train["candidate"], train["label"]
+    ):
+        for item_id in [*history, candidate] if label == 1 else history:
+            users_of_item.setdefault(item_id, set()).add(user_id)
+    return {item_id: len(users) for item_id, users in users_of_item.items()}
+
+
+def bucket_names(edges: Sequence[int]) -> list[str]:
+    """Readable names of the integer buckets cut at ``edges``: (1, 5, 20) -> ['0', '1-4', '5-19', '20+']."""
+    bounds = [0, *edges]
+    names = [f"{lo}" if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return names + [f"{bounds[-1]}+"]
+
+
+def history_length_edges(lengths: Sequence[int], num_buckets: int = 3) -> tuple[int, ...]:
+    """Bucket edges at the quantiles of the users' history lengths (ties merge buckets, so there may be fewer)."""
+    quantiles = np.quantile(np.asarray(lengths), np.linspace(0, 1, num_buckets + 1)[1:-1])
+    edges = sorted({int(math.ceil(q)) for q in quantiles} - {0, int(min(lengths))})
+    return tuple(edges) if edges else (int(max(lengths)),)
+
+
+def _json_ready(value):
+    """NaN -> None (JSON has no NaN) and numpy scalars -> Python, recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def evaluate_models(
+    scores: Mapping[str, Sequence[float]],
+    test,
+    train,
+    protocol: Mapping,
+    *,
+    models_info: Mapping[str, Mapping] | None = None,
+    ks: Sequence[int] = (3, 5, 10),
+    ci_metrics: Sequence[str] | None = None,
+    bucket_metrics: Sequence[str] | None = None,
+    bootstrap_samples: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    popularity_edges: Sequence[int] = POPULARITY_EDGES,
+    history_edges: Sequence[int] | None = None,
+) -> dict:
+    """Metrics, bootstrap CIs and cold-start buckets of every model on one test split.
+
+    Args:
+        scores: model name -> one score per row of ``test`` (higher = more likely the positive).
+        test: the test split (`datasets.Dataset` or dict of columns) with ``user_id``, ``history``, ``candidate``,
+            ``label``.
+        train: the train split of the same dataset (for item popularity).
+        protocol: the evaluation protocol as configured; written into the results verbatim.
+        models_info: model name -> extra fields kept with the model (``group``: ``in-domain`` (default) or
+            ``cross-domain``, ``kind``: ``adapter`` / ``baseline``, ``source``, ``trained_on``, ...).
+        ks: cut-offs K of HR/NDCG/MRR.
+        ci_metrics: metrics that get a bootstrap confidence interval (default: ``auc``, ``user_auc``, ``hr@K``,
+            ``ndcg@K`` with K the largest cut-off).
+        bucket_metrics: metrics reported per popularity / history-length bucket (default: ``auc``, ``ndcg@K``).
+        bootstrap_samples: resamples (of users) per interval.
+        alpha: 1 - confidence level.
+        seed: bootstrap seed; the same inputs and seed give the same numbers.
+        popularity_edges: edges of the item popularity buckets.
+        history_edges: edges of the history length buckets (default: tertiles of the test users' lengths).
+
+    Returns:
+        A JSON-ready dict: ``protocol``, ``num_users``, ``num_rows``, ``ks``, ``bootstrap``, ``buckets`` (names and
+        user counts per view) and ``models`` (name -> ``group``, info fields, ``metrics``, ``ci``,
+        ``by_popularity``, ``by_history_length``).
+    """
+    if not scores:
+        raise ValueError("No models to evaluate: `scores` is empty.")
+    k_max = max(ks)
+    ci_metrics = list(ci_metrics or ["auc", "user_auc", f"hr@{k_max}", f"ndcg@{k_max}"])
+    bucket_metrics = list(bucket_metrics or ["auc", f"ndcg@{k_max}"])
+    models_info = models_info or {}
+    labels = np.asarray(test["label"])
+    user_ids = np.asarray(test["user_id"])
+    for name, model_scores in scores.items():
+        if len(model_scores) != len(labels):
+            raise ValueError(
+                f"Model {name!r} has {len(model_scores)} scores for {len(labels)} test rows; every model must score "
+                "every row of the same test split."
+            )
+
+    popularity = item_popularity(train)
+    candidate_popularity = np.array([popularity.get(item_id, 0) for item_id in test["candidate"]])
+    history_lengths = np.array([len(history) for history in test["history"]])
+    if history_edges is None:
+        history_edges = history_length_edges(history_lengths[labels == 1])
+    views = {
+        "popularity": (np.searchsorted(popularity_edges, candidate_popularity, side="right"), popularity_edges),
+        "history_length": (np.searchsorted(history_edges, history_lengths, side="right"), history_edges),
+    }
+    buckets_meta = {}
+    for view, (bucket_of_row, edges) in views.items():
+        names = bucket_names(edges)
+        counts = np.bincount(bucket_of_row[labels == 1], minlength=len(names))
+        buckets_meta[view] = {"edges": list(edges), "names": names, "num_positives": dict(zip(names, counts.tolist()))}
+
+    results = {
+        "protocol": dict(protocol),
+        "num_users": int(len(np.unique(user_ids))),
+        "num_rows": int(len(labels)),
+        "ks": list(ks),
+        "bootstrap": {"num_samples": bootstrap_samples, "alpha": alpha, "seed": seed, "unit": "user"},
+        "buckets": buckets_meta,
+        "models": {},
+    }
+    for name, model_scores in tqdm(scores.items(), desc="evaluate models", unit="model"):
+        model_scores = np.asarray(model_scores, dtype=np.float64)
+        info = dict(models_info.get(name, {}))
+        row = {"group": info.pop("group", "in-domain"), **info}
+        row["metrics"] = metrics.ranking_metrics(model_scores, labels, user_ids, ks=ks)
+        row["ci"] = {
+            metric: list(metrics.bootstrap_ci(model_scores, labels, user_ids, metric, bootstrap_samples, seed, alpha))
+            for metric in ci_metrics
+        }
+        for view, (bucket_of_row, edges) in views.items():
+            names = bucket_names(edges)
+            per_metric = {
+                metric: metrics.bucket_metrics(model_scores, labels, user_ids, bucket_of_row, metric, ks=ks)
+                for metric in bucket_metrics
+            }
+            row[f"by_{view}"] = {
+                names[b]: {metric: per_metric[metric][b] for metric in bucket_metrics}
+                for b in range(len(names))
+                if b in per_metric[bucket_metrics[0]]
+            }
+        results["models"][name] = row
+    return _json_ready(results)
+
+
+def _ordered_models(results: Mapping) -> list[tuple[str, str]]:
+    """(group, model name) pairs, in-domain first, then cross-domain, then any other group; config order within."""
+    groups = list(GROUP_ORDER) + sorted({r["group"] for r in results["models"].values()} - set(GROUP_ORDER))
+    return [(g, name) for g in groups for name, r in results["models"].items() if r["group"] == g]
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def markdown_table(results: Mapping, group: str | None = None) -> str:
+    """Markdown table, one row per model (of ``group`` if given), columns AUC, user AUC, HR/NDCG/MRR@K."""
+    columns = ["auc", "user_auc"] + [f"{m}@{k}" for k in results["ks"] for m in ("hr", "ndcg", "mrr")]
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for model_group, name in _ordered_models(results):
+        if group is None or model_group == group:
+            row = results["models"][name]
+            cells = []
+            for column in columns:
+                cell = _fmt(row["metrics"].get(column))
+                if column in row["ci"] and row["ci"][column][0] is not None:
+                    low, high = row["ci"][column]
+                    cell += f" [{low:.3f}, {high:.3f}]"
+                cells.append(cell)
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _bucket_table(results: Mapping, view: str, metric: str) -> str:
+    names = results["buckets"][view]["names"]
+    counts = results["buckets"][view]["num_positives"]
+    lines = ["| model | " + " | ".join(f"{n} ({counts[n]})" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+    for _, name in _ordered_models(results):
+        per_bucket = results["models"][name][f"by_{view}"]
+        lines.append(f"| {name} | " + " | ".join(_fmt(per_bucket.get(n, {}).get(metric)) for n in names) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(results: Mapping, plots: Sequence[str] = ()) -> str:
+    """The whole ``report.md``: protocol, main table, cross-domain section (when present), cold-start tables."""
+    protocol = "\n".join(f"- **{key}**: `{json.dumps(value)}`" for key, value in results["protocol"].items())
+    bootstrap = results["bootstrap"]
+    parts = [
+        "# MLLM-MSR evaluation report",
+        f"{results['num_users']} test users, {results['num_rows']} candidate rows; every model scores the same rows.",
+        "## Protocol\n" + protocol,
+        f"## Results (in-domain)\nBrackets: {100 * (1 - bootstrap['alpha']):.0f}% bootstrap confidence interval "
+        f"({bootstrap['num_samples']} resamples of users, seed {bootstrap['seed']}).\n\n"
+        + markdown_table(results, "in-domain"),
+    ]
+    other_groups = {r["group"] for r in results["models"].values()} - {"in-domain"}
+    for group in sorted(other_groups, key=lambda g: (g not in GROUP_ORDER, g)):
+        intro = "Adapters trained on another dataset, scored on this dataset's test candidates."
+        parts.append(
+            f"## Results ({group})\n{intro if group == 'cross-domain' else ''}\n\n" + markdown_table(results, group)
+        )
+    first_model = next(iter(results["models"].values()))
+    for view, title in (("popularity", "test item popularity in train"), ("history_length", "user history length")):
+        for metric in next(iter(first_model[f"by_{view}"].values()), {}):
+            parts.append(f"## {metric} by {title}\nColumns: bucket (number of test positives).\n\n")
+            parts[-1] += _bucket_table(results, view, metric)
+    parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+    return "\n\n".join(parts) + "\n"
+
+
+def _new_figure(width: float, height: float):
+    # The Agg canvas directly, not pyplot: no global state, no GUI backend, safe in threads and headless CI.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def plot_metric_per_model(results: Mapping, metric: str, path: str | Path) -> Path:
+    """Horizontal bars of ``metric`` per model with bootstrap CI error bars; cross-domain rows hatched."""
+    ordered = _ordered_models(results)
+    values = [results["models"][name]["metrics"].get(metric) for _, name in ordered]
+    values = [np.nan if v is None else v for v in values]
+    errors = np.zeros((2, len(ordered)))
+    for i, (_, name) in enumerate(ordered):
+        interval = results["models"][name]["ci"].get(metric)
+        if interval and None not in interval and math.isfinite(values[i]):
+            errors[:, i] = [max(values[i] - interval[0], 0.0), max(interval[1] - values[i], 0.0)]
+    figure = _new_figure(7, 1.2 + 0.45 * len(ordered))
+    axes = figure.add_subplot()
+    positions = np.arange(len(ordered))[::-1]
+    bars = axes.barh(positions, values, xerr=errors, capsize=3, color="#4c72b0")
+    for bar, (group, _) in zip(bars, ordered):
+        if group != "in-domain":
+            bar.set_hatch("//")
+            bar.set_color("#dd8452")
+    axes.set_yticks(positions, [f"{name} ({group})" if group != "in-domain" else name for group, name in ordered])
+    axes.set_xlabel(f"{metric} ({100 * (1 - results['bootstrap']['alpha']):.0f}% bootstrap CI)")
+    axes.set_title(f"{metric} per model ({results['num_users']} test users)")
+    figure.tight_layout()
+    figure.savefig(path)
+    return Path(path)
+
+
+def plot_metric_by_bucket(results: Mapping, view: str, metric: str, path: str | Path) -> Path:
+    """One line per model: ``metric`` across the buckets of ``view`` (``popularity`` or ``history_length``)."""
+    names = results["buckets"][view]["names"]
+    figure = _new_figure(7, 4)
+    axes = figure.add_subplot()
+    for group, name in _ordered_models(results):
+        per_bucket = results["models"][name][f"by_{view}"]
+        values = [per_bucket.get(n, {}).get(metric) for n in names]
+        axes.plot(
+            range(len(names)),
+            [np.nan if v is None else v for v in values],
+            marker="o",
+            linestyle="-" if group == "in-domain" else "--",
+            label=name,
+        )
+    counts = results["buckets"][view]["num_positives"]
+    axes.set_xticks(range(len(names)), [f"{n}\n({counts[n]})" for n in names])
+    axes.set_xlabel("train users of the test item" if view == "popularity" else "history length (items)")
+    axes.set_ylabel(metric)
+    axes.set_title(f"{metric} by {view.replace('_', ' ')} bucket (number of test positives)")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path)
+    return Path(path)
+
+
+def write_report(results: Mapping, output_dir: str | Path) -> dict[str, Path]:
+    """Write ``results.json``, ``report.md`` and the PNG plots to ``output_dir``; returns name -> path."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = {"results": output_dir / "results.json"}
+    written["results"].write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    first_model = next(iter(results["models"].values()))
+    for metric in first_model["ci"]:
+        slug = metric.replace("@", "_at_")
+        written[f"{slug}_per_model"] = plot_metric_per_model(results, metric, output_dir / f"{slug}_per_model.png")
+    for view in ("popularity", "history_length"):
+        for metric in next(iter(first_model[f"by_{view}"].values()), {}):
+            slug = f"{metric.replace('@', '_at_')}_by_{view}"
+            written[slug] = plot_metric_by_bucket(results, view, metric, output_dir / f"{slug}.png")
+    plots = [str(p) for key, p in written.items() if key != "results"]
+    written["report"] = output_dir / "report.md"
+    written["report"].write_text(markdown_report(results, plots), encoding="utf-8")
+    logger.info("Wrote the report to %s (%d files).", output_dir, len(written))
+    return written
+
+
+# --- Scoring helpers shared by recipes/evaluate.py and the demo -----------------------------------------------------
+
+BASELINE_NAMES = ("popularity", "sasrec", "gru4rec")
+
+
+def select_test_users(test, max_test_users: int | None = None, seed: int = 0):
+    """The whole test split, or (only when ``max_test_users`` is set) every row of a seeded sample of its users.
+
+    A subset is drawn at random, never the first users, so that it is not biased by the split's user order.
+    """
+    if not max_test_users:
+        return test
+    users = sorted(set(test["user_id"]))
+    if max_test_users >= len(users):
+        return test
+    kept = set(np.random.default_rng(seed).choice(users, size=max_test_users, replace=False).tolist())
+    logger.warning("Evaluating %d of %d test users (max_test_users=%d).", len(kept), len(users), max_test_users)
+    return test.select([i for i, user_id in enumerate(test["user_id"]) if user_id in kept])
+
+
+def score_baselines(names: Sequence[str], train, validation, test, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fit each named baseline (``popularity``, ``sasrec``, ``gru4rec``) on ``train`` (early stopping on
+    ``validation``) and score every row of ``test``."""
+    from hf_mllm_msr import baselines
+
+    unknown = sorted(set(names) - set(BASELINE_NAMES))
+    if unknown:
+        raise ValueError(f"Unknown baseline(s) {unknown}; choose from {list(BASELINE_NAMES)}.")
+    scores = {}
+    for name in names:
+        if name == "popularity":
+            model = baselines.PopularityBaseline()
+        elif name == "sasrec":
+            model = baselines.SASRec(baselines.SASRecConfig(seed=seed))
+        else:
+            model = baselines.GRU4Rec(baselines.GRU4RecConfig(seed=seed))
+        logger.info("Training baseline %s on %d train rows.", name, len(train))
+        scores[name] = np.asarray(model.fit(train, validation).score(test), dtype=np.float64)
+    return scores
+
+
+def load_summaries(path: str | Path | None):
+    """A summaries `datasets.Dataset` from a ``save_to_disk`` folder or a .parquet/.jsonl/.csv file (None -> None)."""
+    if path is None:
+        return None
+    import datasets
+
+    path = Path(path)
+    if path.is_dir():
+        dataset = datasets.load_from_disk(str(path))
+    elif path.suffix in (".parquet", ".json", ".jsonl", ".csv"):
+        builder = {".parquet": "parquet", ".csv": "csv"}.get(path.suffix, "json")
+        dataset = datasets.load_dataset(builder, data_files=str(path))
+    else:
+        raise FileNotFoundError(f"Summaries {path}: expected a `save_to_disk` folder or a .parquet/.jsonl/.csv file.")
+    if isinstance(dataset, Mapping):
+        if len(dataset) != 1:
+            raise ValueError(f"Summaries {path} hold several splits {list(dataset)}; pass one split's folder.")
+        dataset = next(iter(dataset.values()))
+    return dataset

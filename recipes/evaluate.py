@@ -1,0 +1,190 @@
+"""Evaluate MLLM-MSR adapters and the baselines on the same test candidates; write results.json, report.md, plots.
+
+Every test user is scored (a random subset only when `max_test_users` is set, and then it is recorded in the
+protocol). Adapters trained on another dataset are reported as cross-domain rows next to the in-domain ones.
+
+Usage:
+
+    python recipes/evaluate.py --config recipes/synthetic/evaluate/config_default.yaml \
+        --adapters runs/sft-synthetic --item_summaries runs/item_summaries --user_summaries runs/user_summaries
+
+Baselines only (no adapter, no summaries needed):
+
+    python recipes/evaluate.py --config recipes/synthetic/evaluate/config_default.yaml --adapters
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# MsrConfig fields that define the evaluation protocol (the rest are image-size guards and strictness).
+PROTOCOL_FIELDS = (
+    "split",
+    "history_policy",
+    "max_history",
+    "min_user_interactions",
+    "min_item_interactions",
+    "num_train_negatives",
+    "num_test_negatives",
+    "seed",
+)
+
+
+@dataclass
+class EvaluateArguments:
+    dataset_name: str = field(metadata={"help": "Registered dataset ('synthetic', 'movielens', ...) or builder path."})
+    output_dir: str = field(metadata={"help": "Folder for results.json, report.md and the PNG plots."})
+    data_dir: str | None = field(default=None, metadata={"help": "Raw files of the dataset (not for 'synthetic')."})
+    dataset_options: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Protocol options passed to load_msr_dataset (split, history_policy, max_history, seed, "
+            "num_test_negatives, ...); a YAML mapping, or a JSON string on the command line."
+        },
+    )
+    adapters: list[str] = field(
+        default_factory=list, metadata={"help": "Adapter folders or Hub ids to evaluate (empty: baselines only)."}
+    )
+    adapter_names: list[str] = field(
+        default_factory=list, metadata={"help": "Report names of the adapters (default: folder / repo name)."}
+    )
+    adapter_groups: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "'in-domain' or 'cross-domain' per adapter (default: cross-domain when the adapter's "
+            "msr_config.json names another dataset)."
+        },
+    )
+    item_summaries: str | None = field(
+        default=None, metadata={"help": "Item summaries of this dataset (mode summary)."}
+    )
+    user_summaries: str | None = field(default=None, metadata={"help": "User summaries of this dataset's histories."})
+    baselines: list[str] = field(
+        default_factory=lambda: ["popularity", "sasrec", "gru4rec"],
+        metadata={"help": "Baselines trained on the same train split: popularity, sasrec, gru4rec."},
+    )
+    ks: list[int] = field(default_factory=lambda: [3, 5, 10], metadata={"help": "Cut-offs K of HR/NDCG/MRR@K."})
+    max_test_users: int | None = field(
+        default=None, metadata={"help": "Score a seeded random subset of test users (default: all; recorded)."}
+    )
+    bootstrap_samples: int = field(default=1000, metadata={"help": "User resamples per confidence interval."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap, the user subset and the baselines."})
+    batch_size: int = field(default=16, metadata={"help": "Candidates per forward pass of an adapter."})
+    device: str = field(default="cpu", metadata={"help": "Device of the adapters ('cpu', 'cuda')."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the first adapter with its updated card."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo id 'org/name' for --push_to_hub."})
+    hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
+
+    def __post_init__(self):
+        if isinstance(self.dataset_options, str):
+            self.dataset_options = json.loads(self.dataset_options)
+        self.dataset_options = dict(self.dataset_options or {})
+        if self.adapter_names and len(self.adapter_names) != len(self.adapters):
+            raise ValueError(f"{len(self.adapter_names)} adapter_names for {len(self.adapters)} adapters.")
+        if self.adapter_groups and len(self.adapter_groups) != len(self.adapters):
+            raise ValueError(f"{len(self.adapter_groups)} adapter_groups for {len(self.adapters)} adapters.")
+        if self.push_to_hub and not (self.hub_model_id and self.adapters):
+            raise ValueError("--push_to_hub needs --hub_model_id and at least one adapter.")
+
+
+def protocol_of(args: EvaluateArguments) -> dict:
+    """The protocol as configured (dataset options verbatim, defaults filled in from `MsrConfig`), plus K."""
+    from hf_mllm_msr.data import MsrConfig
+
+    defaults = {f.name: f.default for f in fields(MsrConfig) if f.name in PROTOCOL_FIELDS}
+    return {
+        "dataset": args.dataset_name,
+        "data_dir": args.data_dir,
+        **defaults,
+        **args.dataset_options,
+        "ks": list(args.ks),
+        "max_test_users": args.max_test_users,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from trl import TrlParser
+
+    (args,) = TrlParser((EvaluateArguments,)).parse_args_and_config(args=argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    # Heavy imports here so that --help is instant.
+    from hf_mllm_msr import cards, load_msr_dataset, report
+    from hf_mllm_msr.recommender import MsrRecommender
+
+    # --- Data: the examples (train/validation/test) and items under the configured protocol -------------------------
+    protocol = protocol_of(args)
+    examples = load_msr_dataset(args.dataset_name, "examples", data_dir=args.data_dir, **args.dataset_options)
+    items = load_msr_dataset(args.dataset_name, "items", data_dir=args.data_dir, **args.dataset_options)
+    test = report.select_test_users(examples["test"], args.max_test_users, seed=args.seed)
+    protocol["num_test_users"] = len(set(test["user_id"]))
+
+    # --- Adapters ----------------------------------------------------------------------------------------------------
+    scores, models_info = {}, {}
+    item_summaries = report.load_summaries(args.item_summaries)
+    user_summaries = report.load_summaries(args.user_summaries)
+    for i, adapter in enumerate(args.adapters):
+        folder = Path(cards.resolve_adapter(adapter))
+        name = args.adapter_names[i] if args.adapter_names else Path(adapter).name
+        config_path = folder / cards.MSR_CONFIG_NAME
+        msr_config = json.loads(config_path.read_text()) if config_path.exists() else {}
+        trained_on = msr_config.get("protocol", {}).get("dataset")
+        if args.adapter_groups:
+            group = args.adapter_groups[i]
+        else:
+            group = "cross-domain" if trained_on and trained_on != args.dataset_name else "in-domain"
+        recommender = MsrRecommender.from_pretrained(str(folder), device=args.device)
+        logger.info("Scoring %d test rows with adapter %s (mode %s).", len(test), name, recommender.mode)
+        scores[name] = recommender.score_examples(
+            test, items, item_summaries=item_summaries, user_summaries=user_summaries, batch_size=args.batch_size
+        )
+        models_info[name] = {"group": group, "kind": "adapter", "source": str(adapter), "mode": recommender.mode}
+        if trained_on:
+            models_info[name]["trained_on"] = trained_on
+        del recommender
+
+    # --- Baselines on the same train split and test candidates -------------------------------------------------------
+    baseline_scores = report.score_baselines(
+        args.baselines, examples["train"], examples["validation"], test, seed=args.seed
+    )
+    for name, values in baseline_scores.items():
+        scores[name] = values
+        models_info[name] = {"kind": "baseline"}
+
+    # --- Report ------------------------------------------------------------------------------------------------------
+    results = report.evaluate_models(
+        scores,
+        test,
+        examples["train"],
+        protocol,
+        models_info=models_info,
+        ks=args.ks,
+        bootstrap_samples=args.bootstrap_samples,
+        seed=args.seed,
+    )
+    written = report.write_report(results, args.output_dir)
+    print(report.markdown_table(results))
+    print("\n".join(f"{key}: {path}" for key, path in written.items()))
+
+    # --- Card + push -------------------------------------------------------------------------------------------------
+    if args.push_to_hub:
+        folder = cards.resolve_adapter(args.adapters[0])
+        name = next(iter(scores))
+        cards.write_adapter_card(folder, results, repo_id=args.hub_model_id, model_key=name)
+        summaries = {"item-summaries": args.item_summaries, "user-summaries": args.user_summaries}
+        cards.push_to_hub(
+            folder,
+            args.hub_model_id,
+            token=args.hub_token,
+            include_summaries={key: path for key, path in summaries.items() if path},
+        )
+    return results
+
+
+if __name__ == "__main__":
+    main()
