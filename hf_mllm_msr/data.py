@@ -9,11 +9,15 @@ next to the Arrow files (read it back with `read_build_report(dataset)`).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import importlib.util
+import inspect
 import json
 import logging
 import math
 import os
+import sys
 import zlib
 from collections import Counter
 from dataclasses import dataclass, fields
@@ -142,22 +146,21 @@ def natural_key(value: str):
     return (0, int(value), "") if value.isdigit() else (1, 0, value)
 
 
-def parse_timestamp(value) -> int | None:
-    """An int64 timestamp from an int/float/str, or None when it is missing, NaN or negative."""
+def parse_timestamp(value) -> float | None:
+    """A timestamp from an int/float/str, or None when it is missing, NaN or negative (stored as int64 seconds;
+    the fraction only orders events within one second)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
     if math.isnan(number) or math.isinf(number) or number < 0:
         return None
-    return int(number)
+    return number
 
 
 def read_text_lines(path, skips: Skips, encoding: str = "utf-8"):
     """Yield `(line_number, text)` of a text file (.gz too); undecodable lines are decoded with replacement
     characters and counted, so one bad byte does not lose a whole item."""
-    import gzip
-
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -313,7 +316,7 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
             if item in sequences.setdefault(user, {}):
                 duplicates += 1  # repeated (user, item): keep the first
                 continue
-            sequences[user][item] = timestamp
+            sequences[user][item] = int(timestamp)
         self._stats.update(raw_interactions=order + 1, repeated_interactions_dropped=duplicates)
         ordered = {user: list(by_item) for user, by_item in sequences.items()}
         kept = k_core(ordered, config.min_user_interactions, config.min_item_interactions)
@@ -358,7 +361,10 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
                     where = (
                         f"{source} (item {item_id})" if isinstance(source, (str, os.PathLike)) else f"item {item_id}"
                     )
-                    self._skips.add(f"item images ({reason})", where, "replace or delete the file")
+                    # one count per kind of problem; the details (sizes) go to the location
+                    kind, _, detail = reason.partition(" (")
+                    where = f"{where}: {detail.rstrip(')')}" if detail else where
+                    self._skips.add(f"item images ({kind})", where, "replace or delete the file")
                 with_image += image is not None
                 extras = {key: self._items[item_id].get(key) for key in self.EXTRA_ITEM_FEATURES}
                 row = {
@@ -395,8 +401,6 @@ def msr_configs(config_class=MsrConfig, **defaults) -> list:
 def _fingerprint(builder_class, data_dir) -> str:
     """Package version + builder/data-layer source + raw files' names, sizes and mtimes: a cache key that changes
     when the code or the raw data does (datasets itself sees neither for builders shipped in a package)."""
-    import inspect
-
     from . import __version__, images
 
     digest = hashlib.sha256(__version__.encode())
@@ -419,9 +423,6 @@ def _registered_builders() -> dict:
     except ModuleNotFoundError:
         # An editable install made before pyproject.toml listed hf_mllm_msr.dataset_builders does not map the
         # checkout's dataset_builders/ folder; import it from there under its package name.
-        import importlib.util
-        import sys
-
         folder = Path(__file__).resolve().parents[1] / "dataset_builders"
         spec = importlib.util.spec_from_file_location(
             f"{__package__}.dataset_builders", folder / "__init__.py", submodule_search_locations=[str(folder)]
@@ -445,10 +446,9 @@ def _builder_class(name):
             return BUILDERS[folder.name]
         script = folder / f"{folder.name}.py"
         if script.is_file():
-            import importlib.util
-
             spec = importlib.util.spec_from_file_location(f"msr_builder_{folder.name}", script)
             module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # so inspect (the cache fingerprint) and pickling find it
             spec.loader.exec_module(module)
             found = [
                 value
@@ -499,7 +499,13 @@ def load_msr_dataset(name, config_name: str, data_dir=None, cache_dir=None, **op
         **options,
     )
     builder.config.validate()
-    builder.download_and_prepare()
+    try:
+        builder.download_and_prepare()
+    except datasets.exceptions.DatasetGenerationError as error:
+        # datasets wraps errors raised while writing rows; surface ours (they name the file/row and the fix)
+        if isinstance(error.__cause__, (ValueError, OSError)):
+            raise error.__cause__ from None
+        raise
     dataset = builder.as_dataset()
     return dataset if config_name == "examples" else dataset["train"]
 

@@ -1,0 +1,3 @@
+from .microlens import MicroLens
+
+__all__ = ["MicroLens"]

@@ -1,0 +1,3 @@
+from .movielens import MovieLens
+
+__all__ = ["MovieLens"]

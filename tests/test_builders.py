@@ -1,0 +1,329 @@
+"""The real-format builders on tiny raw files written here, every kind of bad input, and the real MovieLens data."""
+
+import gzip
+import io
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hf_mllm_msr import load_msr_dataset
+from hf_mllm_msr.data import read_build_report
+
+REAL_MOVIELENS = Path(__file__).resolve().parents[2] / "shared/data/movielens-100k-posters"
+# tiny data: every user keeps 4 interactions, leave-one-out needs exactly 4, 6 items leave 2 negatives per user
+TINY = {"split": "leave_one_out", "min_user_interactions": 4, "num_test_negatives": 2, "max_image_size": 64}
+
+ITEM_HEADER = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"
+ITEM_LINES = [
+    "10\tToy Story\t1995\tAnimation Children's Comedy",
+    "11\tUsual Suspects, The\t1995\tCrime Thriller",
+    "12\tHeat\t1995\tAction",
+    "13\tFargo\t1996\tCrime Drama",
+    "14\tEmma\t1996\tRomance",
+    "15\tCasino\t1995\tDrama",
+]
+INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
+# user 2's rows are out of time order on purpose; user 1 rates item 10 twice (the first is kept)
+INTER_LINES = [
+    *("1\t10\t4\t100", "1\t11\t3\t300", "1\t12\t5\t200", "1\t13\t4\t400", "1\t10\t5\t500"),
+    *("2\t14\t4\t50", "2\t15\t2\t40", "2\t10\t1\t60", "2\t11\t3\t70"),
+    *("3\t15\t4\t1", "3\t10\t4\t2", "3\t11\t4\t3", "3\t12\t4\t4"),
+]
+SEQUENCES = {
+    "1": (["10", "12", "11", "13"], [100, 200, 300, 400]),
+    "2": (["15", "14", "10", "11"], [40, 50, 60, 70]),
+    "3": (["15", "10", "11", "12"], [1, 2, 3, 4]),
+}
+
+
+def image_bytes(mode="RGB", size=(90, 120), fmt="JPEG", color=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def noise_jpeg() -> bytes:
+    """A JPEG with real entropy-coded data, so that cutting it in half truncates pixel data (not the header)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def write_movielens(folder: Path, inter=(), items=(), item_bytes: bytes | None = None) -> Path:
+    """RecBole atomic files (plus extra lines) and posters: 10 RGB, 11 CMYK, 12 RGBA PNG named .jpg, 15 greyscale."""
+    folder.mkdir()
+    (folder / "ml-100k.inter").write_text("\n".join([INTER_HEADER, *INTER_LINES, *inter]) + "\n")
+    item_text = "\n".join([ITEM_HEADER, *ITEM_LINES, *items]) + "\n"
+    (folder / "ml-100k.item").write_bytes(item_text.encode("utf-8") + (item_bytes or b""))
+    posters = folder / "posters"
+    posters.mkdir()
+    (posters / "10.jpg").write_bytes(image_bytes())
+    (posters / "11.jpg").write_bytes(image_bytes("CMYK", color=(0, 255, 255, 0)))
+    (posters / "12.jpg").write_bytes(image_bytes("RGBA", fmt="PNG", color=(0, 0, 255, 255)))
+    (posters / "15.jpg").write_bytes(image_bytes("L", color=128))
+    return folder
+
+
+def load(name, config, folder, tmp_path, **options):
+    return load_msr_dataset(name, config, data_dir=folder, cache_dir=tmp_path / "cache", **{**TINY, **options})
+
+
+def check_examples(examples, sequences, catalogue):
+    """Exact positives/histories of leave-one-out, and negatives = never-interacted items."""
+    for offset, split in ((3, "train"), (2, "validation"), (1, "test")):
+        rows = examples[split]
+        for user, (items, _) in sequences.items():
+            mine = [row for row in rows if row["user_id"] == user]
+            positives = [row for row in mine if row["label"] == 1]
+            assert [(row["candidate"], row["history"]) for row in positives] == [(items[-offset], items[:-offset])]
+            negatives = {row["candidate"] for row in mine if row["label"] == 0}
+            assert negatives <= set(catalogue) - set(items)
+            assert len(negatives) == (2 if split == "test" else 1)
+
+
+def test_movielens_atomic_exact(tmp_path, caplog):
+    folder = write_movielens(tmp_path / "ml")
+    sequences = load("movielens", "sequences", folder, tmp_path)
+    assert {row["user_id"]: (row["item_ids"], row["timestamps"]) for row in sequences} == SEQUENCES
+    items = load("movielens", "items", folder, tmp_path)
+    assert items["item_id"] == ["10", "11", "12", "13", "14", "15"]
+    assert items[1]["title"] == "The Usual Suspects (1995)"
+    assert items[1]["text"] == "Genres: Crime, Thriller. Released in 1995."
+    assert items[0]["genres"] == ["Animation", "Children's", "Comedy"] and items[0]["year"] == 1995
+    images = items["image"]
+    assert [image is not None for image in images] == [True, True, True, False, False, True]
+    assert all(image.mode == "RGB" and max(image.size) == 64 for image in images if image)
+    assert images[1].getpixel((5, 5))[0] > 200 and images[2].getpixel((5, 5))[2] > 200  # CMYK red, RGBA blue
+    report = read_build_report(items)
+    assert report["skips"] == {} and report["stats"]["items_with_image"] == 4
+    assert report["stats"]["repeated_interactions_dropped"] == 1
+    examples = load("movielens", "examples", folder, tmp_path)
+    check_examples(examples, SEQUENCES, items["item_id"])
+
+
+def test_movielens_original_files(tmp_path):
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    flags = lambda *on: "|".join("1" if i in on else "0" for i in range(19))  # noqa: E731
+    item_rows = [
+        f"1|Toy Story (1995)|01-Jan-1995||http://x|{flags(3, 4, 5)}",
+        f"2|Misérables, Les (1995)|01-Jan-1995||http://x|{flags(8, 12)}",
+        f"3|Heat (1995)|01-Jan-1995||http://x|{flags(1)}",
+        f"4|Unknown||||{flags(0)}",
+        f"5|Emma (1996)|01-Jan-1996||http://x|{flags(14)}",
+    ]
+    (folder / "u.item").write_bytes("\n".join(item_rows).encode("latin-1"))
+    data = [f"{user}\t{item}\t3\t{user * 10 + item}" for user in (1, 2) for item in (1, 2, 3, 4)]
+    (folder / "u.data").write_text("\n".join(data) + "\n")
+    items = load("movielens", "items", folder, tmp_path, num_test_negatives=1)
+    assert items["title"] == ["Toy Story (1995)", "Les Misérables (1995)", "Heat (1995)", "Unknown"]
+    assert items["genres"][1] == ["Drama", "Musical"] and items["year"][3] is None
+    assert items["text"][3] == "Genres: unknown."
+    sequences = load("movielens", "sequences", folder, tmp_path, num_test_negatives=1)
+    assert sequences["item_ids"] == [["1", "2", "3", "4"]] * 2 and sequences["timestamps"][1] == [21, 22, 23, 24]
+
+
+# one bad input each: (extra interaction lines, extra item lines / bytes, images, skip reason, where it must point to)
+FAULTS = {
+    "unknown item": (["3\t99\t4\t9"], [], "interactions with unknown item ids", "line 15 of ml-100k.inter"),
+    "nan timestamp": (["3\t13\t4\tnan"], [], "interactions with a missing, NaN or negative timestamp", "line 15"),
+    "negative timestamp": (["3\t13\t4\t-5"], [], "interactions with a missing, NaN or negative timestamp", "line 15"),
+    "missing timestamp": (["3\t13\t4\t"], [], "interactions with a missing, NaN or negative timestamp", "line 15"),
+    "malformed line": (["3\t13"], [], "malformed interaction lines", "line 15 of ml-100k.inter"),
+    "empty title": ([], ["16\t\t1995\tDrama"], "items with an empty title (title set to the item id)", "item 16"),
+    "non-utf8 title": ([], b"16\tMis\xe9rables\t1995\tDrama\n", "lines that are not valid utf-8", "line 8 of ml-100k"),
+    "malformed item line": ([], ["16\tNo year"], "malformed item lines", "line 8 of ml-100k.item"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_bad_input_is_counted_or_an_error_with_strict(fault, tmp_path, caplog):
+    inter, items, what, where = FAULTS[fault]
+    item_lines, item_bytes = (items, None) if isinstance(items, list) else ([], items)
+    if fault in ("empty title", "non-utf8 title"):
+        inter = ["4\t16\t3\t1", "4\t10\t3\t2", "4\t11\t3\t3", "4\t12\t3\t4"]  # make item 16 part of the data
+    folder = write_movielens(tmp_path / "ml", inter, item_lines, item_bytes)
+    with caplog.at_level(logging.WARNING, logger="hf_mllm_msr.data"):
+        items_ds = load("movielens", "items", folder, tmp_path)
+    skips = read_build_report(items_ds)["skips"]
+    [(reason, counted)] = [(reason, counted) for reason, counted in skips.items() if reason.startswith(what)]
+    assert counted["count"] == 1 and where in counted["first"]
+    assert f"movielens: skipped 1 {reason} (first: " in caplog.text
+    with pytest.raises(ValueError, match=where):
+        load("movielens", "items", folder, tmp_path, strict=True)
+
+
+def test_non_utf8_title_keeps_the_item(tmp_path):
+    folder = write_movielens(
+        tmp_path / "ml",
+        ["4\t16\t3\t1", "4\t10\t3\t2", "4\t11\t3\t3", "4\t12\t3\t4"],
+        [],
+        b"16\tMis\xe9rables\t1995\tDrama\n",
+    )
+    items = load("movielens", "items", folder, tmp_path)
+    assert items[-1]["item_id"] == "16" and items[-1]["title"] == "Mis\ufffdrables (1995)"
+
+
+@pytest.mark.parametrize(
+    "poster, reason",
+    [
+        (b"", "item images (empty file)"),
+        (b"GIF89a this is text", "item images (not an image)"),
+        (noise_jpeg()[:1000], "item images (truncated or corrupt image)"),
+        (image_bytes(size=(1, 1)), "item images (image too small)"),
+        (image_bytes(size=(800, 900)), "item images (too many pixels)"),
+    ],
+)
+def test_bad_posters_are_counted_skips(poster, reason, tmp_path):
+    folder = write_movielens(tmp_path / "ml")
+    (folder / "posters" / "13.jpg").write_bytes(poster)
+    items = load("movielens", "items", folder, tmp_path, max_image_pixels=200_000)
+    assert items[3]["item_id"] == "13" and items[3]["image"] is None and items[0]["image"] is not None
+    skips = read_build_report(items)["skips"]
+    assert list(skips) == [reason] and skips[reason]["count"] == 1 and "13.jpg" in skips[reason]["first"]
+    with pytest.raises(ValueError, match="13.jpg"):
+        load("movielens", "items", folder, tmp_path, max_image_pixels=200_000, strict=True)
+
+
+def test_users_left_with_too_few_interactions(tmp_path):
+    folder = write_movielens(tmp_path / "ml", ["4\t10\t3\t1", "4\t11\t3\t2"])
+    sequences = load("movielens", "sequences", folder, tmp_path, min_user_interactions=1)
+    assert sorted(sequences["user_id"]) == ["1", "2", "3"]
+    skips = read_build_report(sequences)["skips"]
+    assert skips == {"users left with fewer than 4 interactions": {"count": 1, "first": "user 4"}}
+    with pytest.raises(ValueError, match="user 4"):
+        load("movielens", "sequences", folder, tmp_path, min_user_interactions=1, strict=True)
+
+
+def test_missing_files_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data_dir"):
+        load_msr_dataset("movielens", "items", cache_dir=tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"\*\.inter"):
+        load_msr_dataset("movielens", "items", data_dir=tmp_path / "empty", cache_dir=tmp_path)
+
+
+def write_amazon(folder: Path) -> Path:
+    folder.mkdir()
+    meta = [
+        {"parent_asin": f"B{i}", "title": f"Product {i}", "description": [f"Line {i}.", "More."], "features": [],
+         "main_category": "All Beauty", "store": "Shop", "images": [{"thumb": "t", "large": f"http://img/{i}.jpg"}]}
+        for i in range(6)
+    ]  # fmt: skip
+    meta[5]["description"], meta[5]["features"] = [], ["Feature A", "Feature B"]
+    lines = [json.dumps(m) for m in meta] + ["{not json"]
+    (folder / "meta_All_Beauty.jsonl").write_text("\n".join(lines) + "\n")
+    reviews = [
+        {"user_id": user, "parent_asin": f"B{item}", "timestamp": 1_600_000_000_000 + 1000 * (10 * u + step),
+         "rating": 5.0, "text": "ok"}
+        for u, (user, items) in enumerate([("AX", [0, 1, 2, 3]), ("BY", [3, 2, 5, 4]), ("CZ", [4, 5, 0, 1])])
+        for step, item in enumerate(items)
+    ]  # fmt: skip
+    reviews.append({"user_id": "AX", "parent_asin": "NOPE", "timestamp": 1_600_000_000_000})
+    with gzip.open(folder / "All_Beauty.jsonl.gz", "wt") as handle:
+        handle.write("\n".join(json.dumps(r) for r in reviews) + "\n")
+    (folder / "images").mkdir()
+    (folder / "images" / "B0.jpg").write_bytes(image_bytes("RGBA", fmt="PNG", color=(0, 255, 0, 255)))
+    return folder
+
+
+def test_amazon_reviews_2023_exact(tmp_path):
+    folder = write_amazon(tmp_path / "amazon")
+    sequences = load("amazon_reviews_2023", "sequences", folder, tmp_path, min_item_interactions=1)
+    assert {r["user_id"]: r["item_ids"] for r in sequences} == {
+        "AX": ["B0", "B1", "B2", "B3"],
+        "BY": ["B3", "B2", "B5", "B4"],
+        "CZ": ["B4", "B5", "B0", "B1"],
+    }
+    assert sequences[1]["timestamps"] == [1_600_000_010, 1_600_000_011, 1_600_000_012, 1_600_000_013]  # ms -> s
+    skips = read_build_report(sequences)["skips"]
+    assert skips["interactions with unknown item ids"] == {"count": 1, "first": "line 13 of All_Beauty.jsonl.gz"}
+    assert skips["lines that are not JSON objects"]["first"] == "line 7 of meta_All_Beauty.jsonl"
+    items = load("amazon_reviews_2023", "items", folder, tmp_path, min_item_interactions=1)
+    assert items[0]["title"] == "Product 0" and items[0]["text"] == "Line 0. More."
+    assert items[5]["text"] == "Feature A Feature B" and items[0]["image_url"] == "http://img/0.jpg"
+    assert items[0]["image"].mode == "RGB" and [im is None for im in items["image"]] == [False] + [True] * 5
+    examples = load("amazon_reviews_2023", "examples", folder, tmp_path, min_item_interactions=1)
+    check_examples(examples, {r["user_id"]: (r["item_ids"], None) for r in sequences}, items["item_id"])
+    # the Amazon default is a 5-core on items too: nothing survives in this tiny file
+    with pytest.raises(ValueError, match="category"):
+        (folder / "Other.jsonl").write_text("")
+        load("amazon_reviews_2023", "items", folder, tmp_path)
+
+
+def write_microlens(folder: Path, tsv: bool = False) -> Path:
+    folder.mkdir()
+    titles = ["item,title", '1,"Cats, dogs and more"', "2,Cooking pasta", "3,Morning run", "4,City at night",
+              "5,Guitar lesson", "6,Sea waves"]  # fmt: skip
+    (folder / "MicroLens-100k_title_en.csv").write_text("\n".join(titles) + "\n")
+    sequences = {"7": [1, 2, 3, 4], "8": [4, 3, 6, 5], "9": [5, 6, 1, 2]}
+    if tsv:
+        lines = [f"{user}\t{' '.join(map(str, items))}" for user, items in sequences.items()]
+        (folder / "MicroLens-50k_pairs.tsv").write_text("\n".join(lines) + "\n")
+    else:
+        lines = ["user,item,timestamp"] + [
+            f"{user},{item},{1_650_000_000_000 + 1000 * step}"
+            for user, items in reversed(sequences.items())
+            for step, item in reversed(list(enumerate(items)))
+        ]
+        (folder / "MicroLens-100k_pairs.csv").write_text("\n".join(lines) + "\n")
+    (folder / "covers").mkdir()
+    (folder / "covers" / "1.jpg").write_bytes(image_bytes("P", fmt="PNG", color=3))
+    return folder
+
+
+@pytest.mark.parametrize("tsv", [False, True])
+def test_microlens_exact(tsv, tmp_path):
+    folder = write_microlens(tmp_path / "ml", tsv)
+    sequences = load("microlens", "sequences", folder, tmp_path)
+    expected = {"7": ["1", "2", "3", "4"], "8": ["4", "3", "6", "5"], "9": ["5", "6", "1", "2"]}
+    assert {r["user_id"]: r["item_ids"] for r in sequences} == expected
+    assert sequences[0]["timestamps"] == ([0, 1, 2, 3] if tsv else [1_650_000_000 + s for s in range(4)])
+    items = load("microlens", "items", folder, tmp_path)
+    assert items["title"][:2] == ["Cats, dogs and more", "Cooking pasta"] and items["text"][0] == ""
+    assert items[0]["image"].mode == "RGB" and items[1]["image"] is None
+    check_examples(
+        load("microlens", "examples", folder, tmp_path), {u: (i, None) for u, i in expected.items()}, items["item_id"]
+    )
+
+
+def test_builder_folder_by_path(tmp_path):
+    folder = tmp_path / "my_source"
+    folder.mkdir()
+    (folder / "my_source.py").write_text(
+        "from hf_mllm_msr.data import MsrBuilder, msr_configs\n\n"
+        "class MySource(MsrBuilder):\n"
+        "    SOURCE = 'my_source'\n"
+        "    BUILDER_CONFIGS = msr_configs(min_user_interactions=2)\n"
+        "    def read_items(self, skips):\n"
+        "        return {str(i): {'title': f'thing {i}', 'text': ''} for i in range(5)}\n"
+        "    def read_interactions(self, skips):\n"
+        "        for user in range(3):\n"
+        "            for t, item in enumerate((user, user + 1, user + 2)):\n"
+        "                yield str(user), str(item), t, f'user {user}'\n"
+    )
+    examples = load_msr_dataset(folder, "examples", cache_dir=tmp_path / "cache", num_test_negatives=2)
+    assert sum(examples["test"]["label"]) + sum(examples["train"]["label"]) + sum(examples["validation"]["label"]) == 3
+
+
+@pytest.mark.skipif(not REAL_MOVIELENS.is_dir(), reason="real MovieLens data not present")
+def test_real_movielens(tmp_path):
+    examples = load_msr_dataset("movielens", "examples", data_dir=REAL_MOVIELENS, cache_dir=tmp_path)
+    stats = read_build_report(examples)["stats"]
+    assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1682, 100_000)
+    per_user = Counter(examples["test"]["user_id"])
+    assert set(per_user.values()) == {21} and sum(examples["test"]["label"]) == len(per_user) == 94
+    assert len(set(examples["train"]["user_id"])) == 943 - 2 * 94
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_MOVIELENS.is_dir(), reason="real MovieLens data not present")
+def test_real_movielens_posters(tmp_path):
+    items = load_msr_dataset("movielens", "items", data_dir=REAL_MOVIELENS, cache_dir=tmp_path)
+    assert len(items) == 1682 and read_build_report(items)["stats"]["items_with_image"] == 1641
+    assert np.asarray(items[0]["image"]).shape[2] == 3
