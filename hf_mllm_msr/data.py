@@ -199,6 +199,23 @@ def _select(sequence: list[str], policy: str, max_history: int, popularity: Coun
     return [sequence[i] for i in sorted(ranked)]
 
 
+def sample_negatives(rng: np.random.Generator, catalogue: list[str], seen: set, wanted: int) -> list[str]:
+    """`wanted` distinct items of `catalogue` not in `seen`, uniformly at random.
+
+    Rejection sampling costs O(wanted) on big catalogues; a user who saw most of a small catalogue gets an exact
+    draw from the remaining pool instead.
+    """
+    if 2 * len(seen) > len(catalogue):
+        pool = [item for item in catalogue if item not in seen]
+        return [pool[i] for i in rng.choice(len(pool), size=wanted, replace=False)]
+    chosen = []
+    while len(chosen) < wanted:
+        item = catalogue[rng.integers(len(catalogue))]
+        if item not in seen and item not in chosen:
+            chosen.append(item)
+    return chosen
+
+
 def build_examples(sequences: dict[str, list[str]], catalogue: list[str], config: MsrConfig) -> dict[str, list[dict]]:
     """Train/validation/test rows: per user and split, 1 positive + sampled negatives, in a shuffled order.
 
@@ -222,20 +239,19 @@ def build_examples(sequences: dict[str, list[str]], catalogue: list[str], config
         else:
             targets = {"train": len(chosen) - 3, "validation": len(chosen) - 2, "test": len(chosen) - 1}
         seen = set(sequences[user])
-        pool = [item for item in catalogue if item not in seen]
         for split in SPLITS:
             if split not in targets:
                 continue
             target = targets[split]
             history = chosen[:target][-config.max_history :] if config.max_history else chosen[:target]
             wanted = config.num_test_negatives if split == "test" else config.num_train_negatives
-            if wanted > len(pool):
+            if wanted > len(catalogue) - len(seen):
                 raise ValueError(
-                    f"user {user!r} has only {len(pool)} items they never interacted with, fewer than the "
-                    f"{wanted} negatives asked for; lower num_{'test' if split == 'test' else 'train'}_negatives "
-                    "or raise min_item_interactions / use more items"
+                    f"user {user!r} has only {len(catalogue) - len(seen)} items they never interacted with, fewer "
+                    f"than the {wanted} negatives asked for; lower num_{'test' if split == 'test' else 'train'}"
+                    "_negatives or use a source with more items"
                 )
-            negatives = [pool[i] for i in rng.choice(len(pool), size=wanted, replace=False)]
+            negatives = sample_negatives(rng, catalogue, seen, wanted)
             candidates = [(chosen[target], 1)] + [(item, 0) for item in negatives]
             for index in rng.permutation(len(candidates)):
                 item, label = candidates[index]
@@ -322,12 +338,17 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
         kept = k_core(ordered, config.min_user_interactions, config.min_item_interactions)
         needed = 2 if config.split == "user" else 4  # one target (three under leave-one-out) + a history
         popularity = Counter(item for seq in kept.values() for item in seq)
-        for user in sorted(kept, key=natural_key):
-            if len(_select(kept[user], config.history_policy, config.max_history, popularity)) < needed:
-                self._skips.add(
-                    f"users left with fewer than {needed} interactions", f"user {user}", "lower the split's needs"
-                )
-                del kept[user]
+        short = [
+            user
+            for user in sorted(kept, key=natural_key)
+            if len(_select(kept[user], config.history_policy, config.max_history, popularity)) < needed
+        ]
+        for user in short:
+            fix = f"set min_user_interactions >= {needed}" + (" or max_history >= 3" if config.max_history else "")
+            self._skips.add(f"users left with fewer than {needed} interactions", f"user {user}", fix)
+            del kept[user]
+        if short:  # their items may now fall below min_item_interactions
+            kept = k_core(kept, config.min_user_interactions, config.min_item_interactions)
         times = {user: [sequences[user][item] for item in seq] for user, seq in kept.items()}
         self._catalogue = sorted({item for seq in kept.values() for item in seq}, key=natural_key)
         self._items, self._sequences, self._times = items, kept, times

@@ -327,3 +327,11 @@ def test_real_movielens_posters(tmp_path):
     items = load_msr_dataset("movielens", "items", data_dir=REAL_MOVIELENS, cache_dir=tmp_path)
     assert len(items) == 1682 and read_build_report(items)["stats"]["items_with_image"] == 1641
     assert np.asarray(items[0]["image"]).shape[2] == 3
+
+
+def test_edited_raw_files_are_rebuilt(tmp_path):
+    folder = write_movielens(tmp_path / "ml")
+    assert len(load("movielens", "sequences", folder, tmp_path)) == 3
+    with open(folder / "ml-100k.inter", "a") as handle:
+        handle.write("\n".join(f"4\t{item}\t3\t{item}" for item in (10, 11, 12, 13)) + "\n")
+    assert len(load("movielens", "sequences", folder, tmp_path)) == 4

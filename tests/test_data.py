@@ -189,3 +189,9 @@ def test_killed_build_leaves_no_dataset(tmp_path):
     assert arrow == [] and list(tmp_path.rglob("*.incomplete"))
     items = load_msr_dataset("synthetic", "items", cache_dir=tmp_path, **TINY_SYNTHETIC)
     assert len(items) == 40
+
+
+def test_cache_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_MLLM_MSR_CACHE", str(tmp_path / "env_cache"))
+    sequences = load_msr_dataset("synthetic", "sequences", num_users=5, num_items=20)
+    assert Path(sequences.cache_files[0]["filename"]).is_relative_to(tmp_path / "env_cache")
