@@ -1,0 +1,228 @@
+"""The main job: the whole of MLLM-MSR, end to end, on a laptop CPU with no network.
+
+    mllm-msr demo --output_dir demo_output                      # synthetic data (the embedded default)
+    mllm-msr demo --data movielens --data_dir ../shared/data/movielens-100k-posters --output_dir ml_demo
+
+Stages, each leaving a folder that the next one reads (a rerun skips every finished stage):
+
+    data            load_msr_dataset(...): items + examples (1 positive + 20 negatives per test user)
+    item_summaries  SmolLM2-135M-Instruct writes one paragraph per item from its title, text and the image's
+                    textualized features (EfficientNet-Lite0 ImageNet tags + dominant colours)
+    user_summaries  recurrent preference summaries, blocks of 3 items
+    adapter         LoRA SFT of the Yes/No recommender on user summary + candidate summary (MLLM-MSR)
+    adapter_title   the same recommender with titles only (no image information anywhere): the ablation
+    report          both adapters + popularity / SASRec / GRU4Rec on the same test candidates:
+                    results.json, report.md, PNG plots; the adapter's model card (README.md)
+
+The same library functions serve the recipes (recipes/summarize.py, sft.py, evaluate.py); this module only
+chains them and sizes them to finish in about 15 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger("hf_mllm_msr.demo")
+
+DONE = ".stage_done"
+
+
+@dataclass
+class DemoArguments:
+    """Options of `mllm-msr demo` (also accepted as YAML keys with `--config`)."""
+
+    output_dir: str = field(default="demo_output", metadata={"help": "Where every stage writes its folder."})
+    data: str = field(default="synthetic", metadata={"help": "Builder name (synthetic, movielens, ...) or folder."})
+    data_dir: str | None = field(default=None, metadata={"help": "Raw files of the dataset (not for synthetic)."})
+    num_users: int = field(default=64, metadata={"help": "Synthetic only: number of users."})
+    num_items: int = field(default=48, metadata={"help": "Synthetic only: number of items."})
+    max_users: int | None = field(default=64, metadata={"help": "Real data: keep this many users (sorted ids); "
+                                                                  "None = all (hours on a CPU)."})
+    max_history: int = field(default=6, metadata={"help": "Items of history given to the models."})
+    seed: int = field(default=0, metadata={"help": "Seed of the split, the negatives and training."})
+    model: str = field(default="smollm2-135m-instruct", metadata={"help": "Summarizer and recommender base model "
+                                                                          "(a short offline name, Hub id or folder)."})
+    tiny: bool = field(default=False, metadata={"help": "Use a tiny random model (tests; numbers are meaningless)."})
+    summary_max_new_tokens: int = field(default=40, metadata={"help": "New tokens per item/user summary step."})
+    summary_batch_size: int = field(default=16, metadata={"help": "Prompts per generate() call."})
+    block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step (paper: 3)."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "SFT epochs over the train examples."})
+    train_batch_size: int = field(default=8, metadata={"help": "SFT batch size."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "SFT learning rate (LoRA on a 135M model)."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (paper: 16)."})
+    baselines: list[str] = field(default_factory=lambda: ["popularity", "sasrec", "gru4rec"],
+                                 metadata={"help": "ID-based baselines scored on the same candidates."})
+    ablation: bool = field(default=True, metadata={"help": "Also train the title-only (no image) recommender."})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence intervals."})
+
+
+def _stage(output_dir: Path, name: str, run, resumable: bool = False) -> Path:
+    """Runs ``run(tmp_folder)`` unless the stage finished before; the folder appears under its final name
+    only when complete (written under a temporary name, then renamed). A ``resumable`` stage (SFT, which
+    keeps checkpoints) gets its unfinished folder back after a kill; the others start it afresh."""
+    final = output_dir / name
+    if (final / DONE).exists():
+        logger.info("[%s] already done, skipping (%s)", name, final)
+        return final
+    start = time.time()
+    logger.info("[%s] running ...", name)
+    tmp = output_dir / f".{name}.partial"
+    if tmp.exists() and not resumable:
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True, exist_ok=True)
+    run(tmp)
+    (tmp / DONE).write_text(json.dumps({"seconds": round(time.time() - start, 1)}))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    logger.info("[%s] done in %.0f s -> %s", name, time.time() - start, final)
+    return final
+
+
+def _dataset_options(args: DemoArguments) -> dict:
+    options = {"split": "leave_one_out", "max_history": args.max_history, "seed": args.seed}
+    if args.data == "synthetic":
+        options.update(num_users=args.num_users, num_items=args.num_items)
+    return options
+
+
+def _keep_users(examples, max_users):
+    """The rows of the first ``max_users`` users (sorted ids) of every split, so real data fits a CPU demo."""
+    if not max_users:
+        return examples
+    users = sorted(set(examples["test"]["user_id"]))[:max_users]
+    keep = set(users)
+    return examples.filter(lambda user_id: user_id in keep, input_columns="user_id")
+
+
+def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: Path, protocol: dict) -> None:
+    from trl import ModelConfig, SFTConfig
+
+    from .training import MsrSftArguments, train_recommender
+
+    script_args = MsrSftArguments(dataset_name=args.data, mode=mode, data_dir=args.data_dir,
+                                  dataset_options=protocol, max_eval_users=32)
+    training_args = SFTConfig(
+        output_dir=str(output), bf16=False, use_cpu=True, report_to="none", gradient_checkpointing=False,
+        max_length=None, per_device_train_batch_size=args.train_batch_size, num_train_epochs=args.num_train_epochs,
+        learning_rate=args.learning_rate, lr_scheduler_type="cosine", logging_steps=5,
+        save_strategy="steps", save_steps=25, save_total_limit=1, seed=args.seed, disable_tqdm=False)
+    model_args = ModelConfig(model_name_or_path=model_path, use_peft=True, lora_r=args.lora_r,
+                             lora_alpha=2 * args.lora_r, lora_dropout=0.1, dtype="float32")
+    train_recommender(script_args, training_args, model_args, items=data["items"], examples=data["examples"],
+                      item_summaries=data.get("item_summaries"), user_summaries=data.get("user_summaries"))
+    for checkpoint in output.glob("checkpoint-*"):  # the final adapter is saved; resume points are not needed
+        shutil.rmtree(checkpoint)
+
+
+def run_demo(args: DemoArguments) -> dict:
+    """Runs (or resumes) every stage; returns the evaluation results."""
+    import datasets
+
+    from . import report
+    from .cards import write_adapter_card
+    from .data import load_msr_dataset
+    from .recommender import MsrRecommender
+    from .summarize import SummarizeConfig, summarize_items, summarize_users
+
+    output_dir = Path(args.output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "demo_args.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.tiny:
+        from .testing import tiny_llama
+
+        model_path = tiny_llama(output_dir / "tiny-model", seed=args.seed)
+    else:
+        from .offline_models import resolve_model_path
+
+        model_path = resolve_model_path(args.model)
+
+    # --- data ---
+    protocol = _dataset_options(args)
+    items = load_msr_dataset(args.data, "items", data_dir=args.data_dir, **protocol)
+    examples = _keep_users(load_msr_dataset(args.data, "examples", data_dir=args.data_dir, **protocol), args.max_users)
+    used = set(examples["test"]["candidate"]) | {i for s in examples.values() for h in s["history"] for i in h}
+    used |= {c for s in examples.values() for c in s["candidate"]}
+    items = items.filter(lambda item_id: item_id in used, input_columns="item_id")
+    logger.info("Data: %d items, %s", len(items), {k: len(v) for k, v in examples.items()})
+
+    # --- summaries (one generation cache for both stages: reruns and shared history blocks are free) ---
+    summary_config = SummarizeConfig(block_size=args.block_size, max_new_tokens=args.summary_max_new_tokens,
+                                     batch_size=args.summary_batch_size,
+                                     cache_path=str(output_dir / "generation_cache.sqlite"))
+    summarizer = {}
+
+    def load_summarizer_once():
+        if not summarizer:
+            from .generation import load_summarizer
+
+            summarizer["model"], summarizer["processor"] = load_summarizer(model_path, device="cpu")
+        return summarizer["model"], summarizer["processor"]
+
+    def item_stage(tmp):
+        model, processor = load_summarizer_once()
+        summarize_items(items, model, processor, config=summary_config).save_to_disk(str(tmp / "data"))
+
+    item_summaries = datasets.load_from_disk(str(_stage(output_dir, "item_summaries", item_stage) / "data"))
+
+    def user_stage(tmp):
+        model, processor = load_summarizer_once()
+        summarize_users(examples, item_summaries, items, model, processor,
+                        config=summary_config).save_to_disk(str(tmp / "data"))
+
+    user_summaries = datasets.load_from_disk(str(_stage(output_dir, "user_summaries", user_stage) / "data"))
+    summarizer.clear()
+
+    # --- recommender SFT: MLLM-MSR, and the title-only ablation ---
+    data = {"items": items, "examples": examples, "item_summaries": item_summaries, "user_summaries": user_summaries}
+    adapters = {"MLLM-MSR (summaries + image cues)": ("adapter", "summary")}
+    if args.ablation:
+        adapters["Title-only LLM (no image)"] = ("adapter_title", "title")
+    for folder, mode in adapters.values():
+        _stage(output_dir, folder, lambda tmp, mode=mode: _train(args, model_path, mode, data, tmp, protocol),
+               resumable=True)
+
+    # --- evaluation on the same test candidates ---
+    def report_stage(tmp):
+        test = examples["test"]
+        scores, info = {}, {}
+        for name, (folder, _) in adapters.items():
+            recommender = MsrRecommender.from_pretrained(str(output_dir / folder))
+            scores[name] = recommender.score_examples(test, items, item_summaries=item_summaries,
+                                                      user_summaries=user_summaries)
+            info[name] = {"kind": "adapter", "source": folder}
+        for name, values in report.score_baselines(args.baselines, examples["train"], examples["validation"], test,
+                                                   seed=args.seed).items():
+            scores[name], info[name] = values, {"kind": "baseline"}
+        full_protocol = {"dataset": args.data, **protocol, "num_test_negatives": 20, "ks": [3, 5, 10],
+                         "users": len(set(test["user_id"]))}
+        results = report.evaluate_models(scores, test, examples["train"], full_protocol, models_info=info,
+                                         bootstrap_samples=args.bootstrap_samples, seed=args.seed)
+        report.write_report(results, tmp)
+
+    report_dir = _stage(output_dir, "report", report_stage)
+    results = json.loads((report_dir / "results.json").read_text())
+    card = write_adapter_card(output_dir / "adapter", results, model_key=next(iter(adapters)))
+    print(f"\nResults on {results['num_users']} test users x {results['num_rows'] // max(results['num_users'], 1)} "
+          f"candidates ({args.data}):\n")
+    print(report.markdown_table(results))
+    print(f"\nReport:      {report_dir / 'report.md'}\nPlots:       {report_dir}/*.png")
+    print(f"Adapter:     {output_dir / 'adapter'}  (model card: {card})")
+    print(f"Summaries:   {output_dir / 'item_summaries'}, {output_dir / 'user_summaries'}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from trl import TrlParser
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    (args,) = TrlParser((DemoArguments,)).parse_args_and_config(args=argv)
+    return run_demo(args)
