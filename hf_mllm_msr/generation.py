@@ -1,0 +1,307 @@
+"""Batched, cached, resumable text generation for the summarization stages.
+
+:class:`SummaryGenerator` turns chat ``messages`` (+ an optional image and a forced answer prefix) into
+text with any ``AutoModelForImageTextToText`` + processor or ``AutoModelForCausalLM`` + tokenizer:
+
+* prompts are sorted by length and generated in batches with **left** padding, so a batched greedy run
+  gives the same text as one prompt at a time;
+* every output is stored in a :class:`GenerationCache` (sqlite3, one row per output, committed per
+  batch) under a content key: model weights hash or Hub commit, prompt version, generation settings,
+  the full prompt text and the image bytes. A rerun, or a run killed at any point (SIGKILL), reuses
+  everything already committed; sqlite's journal makes each batch's commit all-or-nothing, and the
+  primary key makes duplicates impossible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from .prompts import PROMPT_VERSION
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationSettings:
+    """How texts are generated. Every field except ``batch_size`` is part of the cache key.
+
+    Args:
+        max_new_tokens: upper bound on generated tokens per prompt.
+        batch_size: prompts per ``generate`` call (does not change greedy outputs, so not in the key).
+        repetition_penalty: 1.0 disables it; small models loop less with about 1.1.
+        backend: "transformers" (reference) or "xllamacpp" (GGUF models on CPU, optional extra).
+    """
+
+    max_new_tokens: int = field(default=96, metadata={"help": "Maximum new tokens per generation."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call (left padded)."})
+    repetition_penalty: float = field(default=1.0, metadata={"help": "1.0 = off. Greedy decoding always."})
+    backend: str = field(default="transformers", metadata={"help": "'transformers' or 'xllamacpp' (GGUF)."})
+
+    def key_fields(self) -> dict:
+        # Greedy decoding is deterministic; batch size changes speed, not text, so it stays out of the key.
+        return {"max_new_tokens": self.max_new_tokens, "repetition_penalty": self.repetition_penalty, "greedy": True}
+
+
+@dataclass
+class Request:
+    """One generation: chat messages, the image they refer to (or None), and a forced answer prefix."""
+
+    messages: list[dict]
+    image: object = None  # PIL image, only for multimodal models
+    prefix: str = ""  # appended after the generation prompt; the output continues it
+
+
+@dataclass
+class Result:
+    text: str  # the continuation only (the prefix is not repeated)
+    prompt: str  # exact prompt text fed to the model, prefix included
+    cached: bool
+
+
+class GenerationCache:
+    """A persistent key -> text store in one sqlite3 file (``path=None``: in memory, for tests).
+
+    Several processes (accelerate ranks) may share the file: sqlite locks it and writers wait.
+    """
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = str(path) if path else ":memory:"
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=600)
+        if path:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a committed batch survives a power cut, not just SIGKILL
+        with self._db:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, model TEXT, prompt TEXT, "
+                "output TEXT, settings TEXT, created REAL)"
+            )
+
+    def get_many(self, keys: list[str]) -> dict[str, str]:
+        found = {}
+        for start in range(0, len(keys), 500):  # sqlite caps the number of bound parameters
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT key, output FROM generations WHERE key IN ({marks})", chunk))
+        return found
+
+    def put_many(self, rows: list[tuple[str, str, str, str, str]]) -> None:
+        """Stores ``(key, model, prompt, output, settings)`` rows in one transaction; existing keys are kept."""
+        now = time.time()
+        with self._db:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO generations VALUES (?, ?, ?, ?, ?, ?)", [(*row, now) for row in rows]
+            )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def image_hash(image) -> str:
+    """sha256 of the decoded pixels (mode + size + bytes), so re-encoding the same picture keeps the key."""
+    if image is None:
+        return ""
+    digest = hashlib.sha256(f"{image.mode}{image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=16)
+def _hash_files(paths: tuple[str, ...], stamps: tuple) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def model_fingerprint(model) -> str:
+    """Identifies the exact weights: the Hub commit when loaded from the Hub, else a hash of the weight files
+    (so a moved folder keeps its cache and an edited one does not), else a hash of the parameters."""
+    source = str(getattr(model.config, "_name_or_path", "") or "")
+    commit = getattr(model.config, "_commit_hash", None)
+    if commit and not Path(source).is_dir():
+        return f"{source}@{commit}"
+    if source and Path(source).is_dir():
+        files = sorted(str(p) for p in Path(source).iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
+        if files:
+            stamps = tuple((os.path.getsize(f), os.path.getmtime(f)) for f in files)
+            return f"weights:{_hash_files(tuple(files), stamps)}"
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return f"params:{digest.hexdigest()[:16]}"
+
+
+def is_multimodal(processor) -> bool:
+    """True for processors that take images (the VLM path); tokenizers mean a text-only LLM."""
+    return getattr(processor, "image_processor", None) is not None
+
+
+def _tokenizer(processor):
+    return getattr(processor, "tokenizer", processor)
+
+
+class SummaryGenerator:
+    """Generates texts for :class:`Request` lists with batching and a persistent cache.
+
+    Args:
+        model: a loaded ``AutoModelForImageTextToText`` or ``AutoModelForCausalLM`` (eval mode).
+        processor: its ``AutoProcessor`` (multimodal) or tokenizer (text-only).
+        settings: :class:`GenerationSettings`.
+        cache: a :class:`GenerationCache`; None keeps results in memory only.
+        model_id: name recorded with every output (defaults to the model's ``_name_or_path``).
+        progress: show a tqdm bar (with ETA) over the prompts that need generating.
+    """
+
+    def __init__(
+        self,
+        model,
+        processor,
+        settings: GenerationSettings | None = None,
+        cache=None,
+        model_id=None,
+        progress: bool = False,
+    ):
+        self.model, self.processor = model, processor
+        self.settings = settings or GenerationSettings()
+        self.cache = cache if cache is not None else GenerationCache(None)
+        self.tokenizer = _tokenizer(processor)
+        self.tokenizer.padding_side = "left"  # generation continues at the right edge of every row
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.multimodal = is_multimodal(processor)
+        self.model_id = model_id or str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        self.fingerprint = model_fingerprint(model)
+        self.progress = progress
+        self.stats = {"generated": 0, "cached": 0, "batches": 0}
+
+    # -- prompts ------------------------------------------------------------------------------------
+    def special_tokens(self) -> list[str]:
+        """The tokenizer's own control tokens, to strip from untrusted fields (prompts.clean_field)."""
+        return list(getattr(self.tokenizer, "all_special_tokens", []))
+
+    def render(self, request: Request) -> str:
+        """The exact prompt text: chat template with generation prompt, then the forced prefix."""
+        text = self.processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+        return text + request.prefix
+
+    def key(self, prompt: str, image) -> str:
+        payload = json.dumps([self.fingerprint, PROMPT_VERSION, self.settings.key_fields(), prompt, image_hash(image)])
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    # -- generation ---------------------------------------------------------------------------------
+    def generate(self, requests: list[Request]) -> list[Result]:
+        """Returns one :class:`Result` per request, in order; only cache misses reach the model."""
+        prompts = [self.render(r) for r in requests]
+        keys = [self.key(p, r.image) for p, r in zip(prompts, requests)]
+        found = self.cache.get_many(sorted(set(keys)))
+        todo = {}  # key -> index of the first request with it (identical prompts are generated once)
+        for index, key in enumerate(keys):
+            if key not in found and key not in todo:
+                todo[key] = index
+        self.stats["cached"] += len(requests) - len(todo)
+        # Similar lengths together waste the least padding; images and text-only prompts never share a batch.
+        order = sorted(todo.values(), key=lambda i: (requests[i].image is not None, len(prompts[i])))
+        bar = None
+        if self.progress and order:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(order), desc="generate", unit="prompt", dynamic_ncols=True)
+        size = max(1, self.settings.batch_size)
+        start = 0
+        while start < len(order):
+            has_image = requests[order[start]].image is not None
+            batch = [i for i in order[start : start + size] if (requests[i].image is not None) == has_image]
+            start += len(batch)
+            texts = self._generate_batch([prompts[i] for i in batch], [requests[i].image for i in batch])
+            settings = json.dumps(self.settings.key_fields())
+            self.cache.put_many([(keys[i], self.model_id, prompts[i], t, settings) for i, t in zip(batch, texts)])
+            found.update({keys[i]: t for i, t in zip(batch, texts)})
+            self.stats["generated"] += len(batch)
+            self.stats["batches"] += 1
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        return [Result(found[k], p, k not in todo) for k, p in zip(keys, prompts)]
+
+    @torch.inference_mode()
+    def _generate_batch(self, prompts: list[str], images: list) -> list[str]:
+        if self.settings.backend == "xllamacpp":
+            return self._llamacpp_batch(prompts)
+        # The chat template already holds the BOS token, so the tokenizer must not add another one.
+        if self.multimodal:
+            kwargs = {"images": [[image] for image in images]} if images[0] is not None else {}
+            inputs = self.processor(
+                text=prompts, padding=True, add_special_tokens=False, return_tensors="pt", **kwargs
+            )
+        else:
+            inputs = self.tokenizer(prompts, padding=True, add_special_tokens=False, return_tensors="pt")
+        inputs = inputs.to(self.model.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        output = self.model.generate(
+            **inputs,
+            max_new_tokens=self.settings.max_new_tokens,
+            do_sample=False,
+            top_p=None,
+            top_k=None,
+            temperature=None,
+            repetition_penalty=self.settings.repetition_penalty,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+def load_summarizer(model_name_or_path: str, dtype: str = "auto", device: str | None = None, processor_class=None):
+    """Loads ``(model, processor_or_tokenizer)``: a VLM with its processor when the config is an
+    image-text-to-text architecture, else a causal LM with its tokenizer.
+
+    Args:
+        model_name_or_path: Hub id, local folder, or a short name of :mod:`hf_mllm_msr.offline_models`.
+        dtype: "auto", "float32", "bfloat16"... (on CPU keep float32: bf16 matmuls are ~100x slower here).
+        device: "cpu", "cuda"...; default: cuda when available.
+        processor_class: override for processors that ``AutoProcessor`` cannot load (e.g. the Qwen2-VL
+            workaround of :mod:`hf_mllm_msr.testing`).
+    """
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    from .offline_models import resolve_model_path
+
+    path = resolve_model_path(model_name_or_path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype))
+        processor = (processor_class or AutoProcessor).from_pretrained(path)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        processor = AutoTokenizer.from_pretrained(path)
+    return model.to(device).eval(), processor

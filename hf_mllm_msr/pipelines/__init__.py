@@ -1,0 +1,6 @@
+"""Hugging Face pipelines of the method, registered with ``transformers.pipelines.PIPELINE_REGISTRY`` on import.
+
+``pipeline("mllm-msr-summarize", model=...)``: item and user summaries (stages 1-2).
+"""
+
+from .summarize import MsrSummarizePipeline  # noqa: F401  (registers "mllm-msr-summarize")

@@ -1,0 +1,424 @@
+"""Stages 1 and 2 of MLLM-MSR: item summaries and recurrent user preference summaries.
+
+Item summaries: a multimodal model sees the item image (one image per call, as in the paper) with the
+title/text; a text-only LLM gets the image textualized into words first (:mod:`hf_mllm_msr.textualize`).
+
+User summaries (recurrent, as in the paper): the history is cut into blocks of ``block_size`` items
+starting at its first item; step 1 summarizes block 1, step k reads block k plus the summary of step
+k-1 and rewrites it. All users' step-k prompts go to the model together. Every answer is forced to
+begin with :data:`~hf_mllm_msr.prompts.USER_SUMMARY_PREFIX`. Because generations are cached by
+content, histories that share leading blocks (a user's train/validation/test histories under
+leave-one-out) share those steps, and re-running with a longer history runs only the new blocks.
+
+Dataset-level entry points (used by ``recipes/summarize.py``, the pipeline and the demo):
+:func:`summarize_items` and :func:`summarize_users`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import zlib
+from dataclasses import dataclass, field
+
+import datasets
+
+from .data import history_key
+from .generation import GenerationCache, GenerationSettings, Request, SummaryGenerator, image_hash
+from .prompts import (
+    USER_SUMMARY_PREFIX,
+    clean_field,
+    direct_user_summary_messages,
+    item_summary_messages,
+    user_summary_messages,
+)
+
+logger = logging.getLogger(__name__)
+
+ITEM_SUMMARY_FEATURES = datasets.Features(
+    {
+        "item_id": datasets.Value("string"),
+        "summary": datasets.Value("string"),
+        "visual_cues": datasets.Value("string"),  # "" when the model saw the image itself (or there was none)
+        "has_image": datasets.Value("bool"),
+        "flag": datasets.Value("string"),  # "" = good; else comma-separated reasons
+        "prompt": datasets.Value("string"),  # exact prompt text given to the model
+        "model": datasets.Value("string"),
+    }
+)
+USER_SUMMARY_FEATURES = datasets.Features(
+    {
+        "user_id": datasets.Value("string"),
+        "history_key": datasets.Value("string"),  # data.history_key(history)
+        "summary": datasets.Value("string"),
+        "steps": datasets.List(datasets.Value("string")),  # one summary per block, the last one == summary
+        "flag": datasets.Value("string"),
+        "prompt": datasets.Value("string"),  # prompt of the last step
+        "model": datasets.Value("string"),
+    }
+)
+
+
+@dataclass
+class SummarizeConfig:
+    """Options of both summarization stages (the recipe's flags and YAML keys).
+
+    Args:
+        block_size: items per recurrent step (the paper uses 3).
+        user_mode: "recurrent" (the method) or "direct" (whole history in one prompt, the ablation).
+        image_mode: "auto" (a VLM sees the image, a text LLM gets textualized cues), "textualize" (cues
+            even for a VLM) or "none" (title and text only).
+        max_new_tokens / batch_size / repetition_penalty / backend: see ``GenerationSettings``.
+        cache_path: sqlite file of the generation cache (None: in memory, nothing survives the process).
+    """
+
+    block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step."})
+    user_mode: str = field(default="recurrent", metadata={"help": "'recurrent' (paper) or 'direct' (ablation)."})
+    image_mode: str = field(default="auto", metadata={"help": "'auto', 'textualize' or 'none'."})
+    max_new_tokens: int = field(default=96, metadata={"help": "Maximum new tokens per summary."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call."})
+    repetition_penalty: float = field(default=1.0, metadata={"help": "1.0 = off; greedy decoding always."})
+    backend: str = field(default="transformers", metadata={"help": "'transformers' or 'xllamacpp' (GGUF)."})
+    cache_path: str | None = field(default=None, metadata={"help": "sqlite generation cache (resume/reuse)."})
+
+    def __post_init__(self):
+        if self.user_mode not in ("recurrent", "direct"):
+            raise ValueError(f"user_mode={self.user_mode!r}: use 'recurrent' or 'direct'.")
+        if self.image_mode not in ("auto", "textualize", "none"):
+            raise ValueError(f"image_mode={self.image_mode!r}: use 'auto', 'textualize' or 'none'.")
+        if self.block_size < 1:
+            raise ValueError(f"block_size={self.block_size} must be >= 1.")
+
+    def generation_settings(self) -> GenerationSettings:
+        return GenerationSettings(
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            repetition_penalty=self.repetition_penalty,
+            backend=self.backend,
+        )
+
+
+def make_generator(model, processor, config: SummarizeConfig, progress: bool = False, model_id=None):
+    """A :class:`SummaryGenerator` with the config's settings and cache."""
+    cache = GenerationCache(config.cache_path)
+    return SummaryGenerator(
+        model, processor, config.generation_settings(), cache, model_id=model_id, progress=progress
+    )
+
+
+# --- bad input ----------------------------------------------------------------------------------------
+
+
+def open_image(value):
+    """``(PIL RGB image or None, flag)`` from a PIL image, encoded bytes, a datasets ``{"bytes", "path"}``
+    dict or a path. Broken images are flagged, never raised."""
+    from PIL import Image
+
+    if value is None:
+        return None, "no_image"
+    try:
+        if isinstance(value, dict):
+            value = value.get("bytes") or value.get("path")
+            if value is None:
+                return None, "no_image"
+        if isinstance(value, (bytes, bytearray)):
+            value = Image.open(io.BytesIO(value))
+        elif not isinstance(value, Image.Image):
+            value = Image.open(value)
+        value.load()
+        image = value.convert("RGB")
+        if min(image.size) < 1:
+            raise ValueError("empty image")
+        return image, ""
+    except Exception as err:  # PIL raises many types for corrupt data
+        logger.warning("Unreadable item image (%s: %s): summarizing from the text only.", type(err).__name__, err)
+        return None, "broken_image"
+
+
+def first_paragraph(text: str) -> str:
+    """The generated paragraph: up to the first blank line, whitespace collapsed."""
+    text = re.split(r"\n\s*\n", text.strip(), maxsplit=1)[0] if text.strip() else ""
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _to_dataset(rows: list[dict], features: datasets.Features) -> datasets.Dataset:
+    # from_dict, not from_list: an empty shard must still have the columns
+    return datasets.Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
+
+
+def _join(*flags: str) -> str:
+    return ",".join(f for f in flags if f)
+
+
+# --- stage 1: items -----------------------------------------------------------------------------------
+
+
+def textualize_cached(generator: SummaryGenerator, textualizer, images: list) -> list[str]:
+    """Visual cues for PIL images, stored in the generation cache (a rerun re-tags nothing)."""
+    import hashlib
+
+    keys = [hashlib.sha256(f"cues|{textualizer.name}|{image_hash(im)}".encode()).hexdigest() for im in images]
+    found = generator.cache.get_many(sorted(set(keys)))
+    todo = [i for i, k in enumerate(keys) if k not in found]
+    if todo:
+        cues = textualizer([images[i] for i in todo])
+        generator.cache.put_many([(keys[i], textualizer.name, "", c, "") for i, c in zip(todo, cues)])
+        found.update({keys[i]: c for i, c in zip(todo, cues)})
+    return [found[k] for k in keys]
+
+
+def summarize_item_records(
+    generator: SummaryGenerator, records: list[dict], image_mode: str = "auto", textualizer=None
+) -> list[dict]:
+    """Item summaries for dicts with ``title``, ``text`` (optional), ``image`` (optional) -> rows of
+    :data:`ITEM_SUMMARY_FEATURES` (``item_id`` is taken from the record when present)."""
+    special = generator.special_tokens()
+    images, flags = zip(*(open_image(r.get("image")) for r in records)) if records else ((), ())
+    see_image = generator.multimodal and image_mode == "auto"
+    cues = [""] * len(records)
+    if not see_image and image_mode != "none":
+        with_image = [i for i, im in enumerate(images) if im is not None]
+        if with_image:
+            if textualizer is None:
+                from .textualize import Textualizer
+
+                textualizer = Textualizer()
+            for i, c in zip(with_image, textualize_cached(generator, textualizer, [images[i] for i in with_image])):
+                cues[i] = c
+    requests = []
+    for record, image, cue in zip(records, images, cues):
+        title = clean_field(record.get("title"), extra_tokens=special)
+        text = clean_field(record.get("text"), extra_tokens=special)
+        use_image = see_image and image is not None
+        messages = item_summary_messages(title, text, with_image=use_image, visual_cues=cue)
+        requests.append(Request(messages, image if use_image else None))
+    rows = []
+    for record, image, flag, cue, result in zip(records, images, flags, cues, generator.generate(requests)):
+        summary = first_paragraph(result.text)
+        rows.append(
+            {
+                "item_id": str(record.get("item_id", "")),
+                "summary": summary,
+                "visual_cues": cue,
+                "has_image": image is not None,
+                "flag": _join(flag, "" if summary else "empty_generation"),
+                "prompt": result.prompt,
+                "model": generator.model_id,
+            }
+        )
+    return rows
+
+
+def summarize_items(
+    items: datasets.Dataset,
+    model=None,
+    processor=None,
+    *,
+    config: SummarizeConfig | None = None,
+    generator: SummaryGenerator | None = None,
+    textualizer=None,
+    chunk_size: int = 256,
+    shard: tuple[int, int] | None = None,
+) -> datasets.Dataset:
+    """One summary per row of an items dataset (``item_id``, ``title``, ``text``, ``image``).
+
+    Args:
+        items: items dataset (``load_msr_dataset(...)["items"]``-style).
+        model, processor: model + processor (VLM) or tokenizer (text LLM); or pass ``generator``.
+        config: :class:`SummarizeConfig`.
+        generator: an existing :class:`SummaryGenerator` (shares its cache and statistics).
+        textualizer: image -> cues callable for text LLMs (default: :class:`~hf_mllm_msr.textualize.Textualizer`).
+        chunk_size: items decoded at a time (bounds memory; results are committed to the cache per batch).
+        shard: ``(index, count)``: summarize only this contiguous shard (distributed runs).
+
+    Returns:
+        A dataset with the columns of :data:`ITEM_SUMMARY_FEATURES`, in the order of ``items``.
+    """
+    config = config or SummarizeConfig()
+    generator = generator or make_generator(model, processor, config)
+    if shard is not None:
+        items = items.shard(num_shards=shard[1], index=shard[0], contiguous=True)
+    if "image" in items.column_names:  # decode ourselves, so a corrupt image is flagged, not raised
+        items = items.cast_column("image", datasets.Image(decode=False))
+    rows = []
+    for start in range(0, len(items), chunk_size):
+        chunk = items[start : start + chunk_size]
+        records = [dict(zip(chunk, values)) for values in zip(*chunk.values())]
+        rows += summarize_item_records(generator, records, config.image_mode, textualizer)
+    bad = sum(1 for r in rows if "empty_generation" in r["flag"])
+    if bad:
+        logger.warning("%d of %d item summaries are empty (flagged 'empty_generation').", bad, len(rows))
+    return _to_dataset(rows, ITEM_SUMMARY_FEATURES)
+
+
+# --- stage 2: users -----------------------------------------------------------------------------------
+
+
+def finish_user_summary(continuation: str) -> tuple[str, str]:
+    """``(summary, flag)`` from the text generated after the forced prefix. The summary always begins
+    with the prefix; an empty continuation is flagged."""
+    text = first_paragraph(continuation)
+    if text.startswith(USER_SUMMARY_PREFIX):  # the model repeated the prefix
+        text = text[len(USER_SUMMARY_PREFIX) :].strip()
+    if not text:
+        return "", "empty_generation"
+    return f"{USER_SUMMARY_PREFIX} {text}", ""
+
+
+def blocks_of(items: list, block_size: int) -> list[list]:
+    """Blocks always start at the first item, so histories with a common start share blocks (and cache hits)."""
+    return [items[i : i + block_size] for i in range(0, len(items), block_size)]
+
+
+def summarize_histories(
+    generator: SummaryGenerator,
+    histories: list[list[str]],
+    *,
+    block_size: int = 3,
+    mode: str = "recurrent",
+    states: list[dict | None] | None = None,
+) -> list[dict]:
+    """User summaries for item-text histories (chronological), all users' step k batched together.
+
+    Args:
+        generator: a :class:`SummaryGenerator` (text prompts only).
+        histories: per user, the texts of the items (item summaries or titles). With ``states``, only the
+            items added since the state.
+        block_size: items per step.
+        mode: "recurrent" or "direct".
+        states: per user, a state returned by an earlier call (``{"steps", "num_items", "tail"}``) or None.
+            Only the new blocks are generated; the result equals a run on the whole history.
+
+    Returns:
+        One dict per user: ``summary``, ``steps``, ``flag``, ``prompt``, ``state``.
+    """
+    special = generator.special_tokens()
+    histories = [[clean_field(t, extra_tokens=special) for t in h] for h in histories]
+    states = states or [None] * len(histories)
+    out = [{"summary": "", "steps": [], "flag": "", "prompt": "", "state": None} for _ in histories]
+    if mode == "direct":
+        active = [u for u, h in enumerate(histories) if h]
+        requests = [Request(direct_user_summary_messages(histories[u]), prefix=USER_SUMMARY_PREFIX) for u in active]
+        for u, result in zip(active, generator.generate(requests)):
+            summary, flag = finish_user_summary(result.text)
+            out[u].update(summary=summary, steps=[summary], flag=flag, prompt=result.prompt)
+    else:
+        kept, pending = [], []  # per user: steps carried over from the state, blocks still to run
+        for history, state in zip(histories, states):
+            tail, steps = (list(state.get("tail", [])), list(state["steps"])) if state else ([], [])
+            if tail:  # the last block was partial: redo it with the new items, exactly as from scratch
+                steps = steps[:-1]
+            kept.append(steps)
+            pending.append(blocks_of(tail + history, block_size))
+        flags = [set() for _ in histories]
+        for k in range(max((len(p) for p in pending), default=0)):
+            active = [u for u, p in enumerate(pending) if k < len(p)]
+            requests = [
+                Request(
+                    user_summary_messages(pending[u][k], kept[u][-1] if kept[u] else None), prefix=USER_SUMMARY_PREFIX
+                )
+                for u in active
+            ]
+            for u, result in zip(active, generator.generate(requests)):
+                summary, flag = finish_user_summary(result.text)
+                if flag:  # keep the previous summary as the running state; never pass on an empty one
+                    flags[u].add(flag)
+                    summary = kept[u][-1] if kept[u] else ""
+                kept[u].append(summary)
+                out[u]["prompt"] = result.prompt
+        for u, steps in enumerate(kept):
+            out[u].update(summary=steps[-1] if steps else "", steps=steps, flag=_join(*sorted(flags[u])))
+    for u, (history, state) in enumerate(zip(histories, states)):
+        tail = (list(state.get("tail", [])) if state else []) + history
+        total = (state["num_items"] if state else 0) + len(history)
+        if not total:
+            out[u]["flag"] = _join(out[u]["flag"], "empty_history")
+        out[u]["state"] = {
+            "steps": out[u]["steps"],
+            "num_items": total,
+            "tail": tail[len(tail) - total % block_size :] if total % block_size else [],
+        }
+    return out
+
+
+def item_texts(items: datasets.Dataset, item_summaries: datasets.Dataset | None) -> dict[str, str]:
+    """How each item appears inside user prompts: ``title: summary`` (the title alone when the summary is
+    missing or flagged empty)."""
+    titles = dict(zip(items["item_id"], items["title"]))
+    texts = {i: clean_field(t, 120) or i for i, t in titles.items()}
+    if item_summaries is not None:
+        for item_id, summary, flag in zip(
+            item_summaries["item_id"], item_summaries["summary"], item_summaries["flag"]
+        ):
+            if summary and "empty_generation" not in flag:
+                texts[item_id] = f"{texts.get(item_id, item_id)}: {summary}"
+    return texts
+
+
+def distinct_histories(examples) -> list[tuple[str, list[str]]]:
+    """Distinct ``(user_id, history)`` pairs over every split, in order of first appearance."""
+    splits = examples.values() if isinstance(examples, datasets.DatasetDict) else [examples]
+    seen, out = set(), []
+    for split in splits:
+        for user_id, history in zip(split["user_id"], split["history"]):
+            key = (user_id, history_key(history))
+            if key not in seen:
+                seen.add(key)
+                out.append((user_id, list(history)))
+    return out
+
+
+def summarize_users(
+    examples,
+    item_summaries: datasets.Dataset | None,
+    items: datasets.Dataset,
+    model=None,
+    processor=None,
+    *,
+    config: SummarizeConfig | None = None,
+    generator: SummaryGenerator | None = None,
+    shard: tuple[int, int] | None = None,
+) -> datasets.Dataset:
+    """One preference summary per distinct ``(user_id, history)`` of the examples splits.
+
+    Args:
+        examples: ``DatasetDict`` of splits (or one ``Dataset``) with ``user_id`` and ``history``.
+        item_summaries: output of :func:`summarize_items` (None: items appear by title only).
+        items: items dataset (titles, the fallback for missing summaries).
+        model, processor: as in :func:`summarize_items`; or pass ``generator``.
+        config: :class:`SummarizeConfig` (``block_size``, ``user_mode``...).
+        shard: ``(index, count)``: only users whose id hashes to this shard (all of a user's histories
+            stay together, so they share their cached steps).
+
+    Returns:
+        A dataset with the columns of :data:`USER_SUMMARY_FEATURES`.
+    """
+    config = config or SummarizeConfig()
+    generator = generator or make_generator(model, processor, config)
+    texts = item_texts(items.select_columns(["item_id", "title"]), item_summaries)
+    pairs = distinct_histories(examples)
+    if shard is not None:
+        pairs = [p for p in pairs if zlib.crc32(p[0].encode()) % shard[1] == shard[0]]
+    missing = {i for _, h in pairs for i in h if i not in texts}
+    if missing:
+        logger.warning("%d history items are not in the items dataset; they appear by id.", len(missing))
+    results = summarize_histories(
+        generator,
+        [[texts.get(i, i) for i in h] for _, h in pairs],
+        block_size=config.block_size,
+        mode=config.user_mode,
+    )
+    rows = [
+        {
+            "user_id": user_id,
+            "history_key": history_key(history),
+            "summary": r["summary"],
+            "steps": r["steps"],
+            "flag": r["flag"],
+            "prompt": r["prompt"],
+            "model": generator.model_id,
+        }
+        for (user_id, history), r in zip(pairs, results)
+    ]
+    return _to_dataset(rows, USER_SUMMARY_FEATURES)
