@@ -2,3 +2,4 @@
 
 __version__ = "0.1.0"
 from .data import load_msr_dataset  # noqa: E402
+from . import pipelines  # noqa: E402,F401  (registers the pipelines)
