@@ -1,0 +1,220 @@
+"""Hub push against a local stand-in for the Hub API, and adapter resolution offline from a huggingface_hub cache."""
+
+import base64
+import hashlib
+import io
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from huggingface_hub import constants
+
+from hf_mllm_msr import cards
+
+
+class FakeHub:
+    """The four Hub endpoints `create_repo` + `upload_folder` use; keeps every repo's files in memory."""
+
+    def __init__(self):
+        self.repos = {}  # (repo_type, repo_id) -> {path: bytes}
+        self.created = []  # (repo_type, repo_id, private)
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, payload, status=200):
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path.startswith("/api/whoami-v2"):
+                    return self._reply({"name": "tester", "type": "user", "orgs": [], "auth": {}})
+                self._reply({"error": "not found"}, 404)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                parts = self.path.split("?")[0].strip("/").split("/")  # api, models, ns, name, action, rev
+                if parts[:3] == ["api", "repos", "create"]:
+                    request = json.loads(body)
+                    repo_type = request.get("type") or "model"
+                    repo_id = f"{request.get('organization') or 'tester'}/{request['name']}"
+                    hub.created.append((repo_type, repo_id, request.get("visibility", "public")))
+                    hub.repos.setdefault((repo_type, repo_id), {})
+                    return self._reply({"url": f"{hub.endpoint}/{repo_id}", "name": repo_id})
+                if parts[:2] == ["api", "validate-yaml"]:
+                    return self._reply({"errors": [], "warnings": []})
+                repo_type, repo_id, action = parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[4]
+                if action == "preupload":
+                    files = json.loads(body)["files"]
+                    # "regular": contents come base64-encoded inside the commit (no LFS / xet storage needed).
+                    return self._reply(
+                        {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                    )
+                if action == "commit":
+                    repo = hub.repos[(repo_type, repo_id)]
+                    for line in body.decode().splitlines():
+                        entry = json.loads(line)
+                        if entry["key"] == "file":
+                            repo[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
+                    oid = hashlib.sha1(body).hexdigest()
+                    return self._reply(
+                        {
+                            "commitUrl": f"{hub.endpoint}/{repo_id}/commit/{oid}",
+                            "commitOid": oid,
+                            "pullRequestUrl": None,
+                        }
+                    )
+                self._reply({"error": f"unexpected {self.path}"}, 404)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    fake = FakeHub()
+    fake.thread.start()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+@pytest.fixture
+def adapter_dir(tmp_path):
+    folder = tmp_path / "adapter"
+    (folder / "checkpoint-5").mkdir(parents=True)
+    files = {
+        "adapter_model.safetensors": b"weights",
+        "adapter_config.json": json.dumps({"base_model_name_or_path": "org/base", "peft_type": "LORA"}).encode(),
+        "msr_config.json": json.dumps({"mode": "title", "protocol": {"dataset": "synthetic"}}).encode(),
+        "sft.yaml": b"learning_rate: 0.0002\n",
+        "README.md": b"---\nlicense: apache-2.0\n---\n# card\n",
+        "tokenizer.json": b"{}",
+        "training_args.bin": b"pickle",  # written by Trainer; never uploaded
+        "optimizer.pt": b"pickle",
+        ".hidden": b"x",
+        "checkpoint-5/adapter_model.safetensors": b"old",
+    }
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return folder
+
+
+UPLOADED = {
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "msr_config.json",
+    "sft.yaml",
+    "README.md",
+    "tokenizer.json",
+}
+
+
+def test_push_uploads_exactly_the_safetensors_adapter(hub, adapter_dir):
+    commits = cards.push_to_hub(adapter_dir, "org/msr-adapter", endpoint=hub.endpoint, token="x", private=True)
+    files = hub.repos[("model", "org/msr-adapter")]
+    assert set(files) == UPLOADED
+    assert files["adapter_model.safetensors"] == b"weights"
+    assert hub.created == [("model", "org/msr-adapter", "private")]
+    assert list(commits) == ["org/msr-adapter"] and "/commit/" in commits["org/msr-adapter"]
+
+
+def test_push_refuses_pickle_only_weights(hub, tmp_path):
+    (tmp_path / "adapter_model.bin").write_bytes(b"pickle")
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="safetensors"):
+        cards.push_to_hub(tmp_path, "org/bad", endpoint=hub.endpoint, token="x")
+    assert hub.created == [] and hub.repos == {}
+
+
+def test_push_refused_offline(monkeypatch, adapter_dir):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
+        cards.push_to_hub(adapter_dir, "org/x")
+
+
+def test_push_with_summaries_datasets(hub, adapter_dir, tmp_path):
+    summaries = datasets.Dataset.from_dict({"item_id": ["a", "b"], "summary": ["red lamp", "blue mug"]})
+    summaries.save_to_disk(str(tmp_path / "item_summaries"))
+    commits = cards.push_to_hub(
+        adapter_dir,
+        "org/msr-adapter",
+        endpoint=hub.endpoint,
+        token="x",
+        include_summaries={"item-summaries": tmp_path / "item_summaries"},
+    )
+    assert list(commits) == ["org/msr-adapter", "org/msr-adapter-item-summaries"]
+    files = hub.repos[("dataset", "org/msr-adapter-item-summaries")]
+    assert set(files) == {"README.md", "data/train-00000-of-00001.parquet"}
+    table = pq.read_table(io.BytesIO(files["data/train-00000-of-00001.parquet"]))
+    assert table.column("summary").to_pylist() == ["red lamp", "blue mug"]
+    assert "pretty_name: MLLM-MSR item summaries of synthetic" in files["README.md"].decode()
+
+
+def test_push_main_renders_the_card_then_pushes(hub, adapter_dir, tmp_path):
+    metrics = {"auc": 0.8, "user_auc": 0.79, "hr@10": 0.9, "ndcg@10": 0.6, "mrr@10": 0.5}
+    results = {
+        "protocol": {"dataset": "synthetic", "seed": 0},
+        "num_users": 3,
+        "num_rows": 9,
+        "ks": [10],
+        "bootstrap": {"num_samples": 10, "alpha": 0.05, "seed": 0},
+        "models": {"msr": {"group": "in-domain", "kind": "adapter", "metrics": metrics, "ci": {}}},
+    }
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    argv = ["--folder", str(adapter_dir), "--repo_id", "org/cli", "--results", str(tmp_path / "results.json")]
+    cards.push_main(argv + ["--endpoint", hub.endpoint, "--token", "x"])
+    readme = hub.repos[("model", "org/cli")]["README.md"].decode()
+    meta = yaml.safe_load(readme.split("---\n")[1])
+    assert meta["base_model"] == "org/base"
+    assert meta["model-index"][0]["results"][0]["metrics"][0] == {"type": "auc", "value": 0.8, "name": "AUC"}
+    assert 'MsrRecommender.from_pretrained("org/cli")' in readme
+
+
+def write_hub_cache(cache_dir, repo_id, files, commit="a" * 40, ref="main"):
+    """The layout huggingface_hub writes: blobs/<sha>, snapshots/<commit>/<file> -> relative links, refs/<ref>."""
+    storage = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    (storage / "refs").mkdir(parents=True, exist_ok=True)
+    (storage / "blobs").mkdir(exist_ok=True)
+    (storage / "refs" / ref).write_text(commit)
+    for name, content in files.items():
+        blob = hashlib.sha256(content).hexdigest()
+        (storage / "blobs" / blob).write_bytes(content)
+        link = storage / "snapshots" / commit / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(storage / "blobs" / blob, link.parent), link)
+    return storage / "snapshots" / commit
+
+
+def test_resolve_adapter_local_folder(adapter_dir):
+    assert cards.resolve_adapter(adapter_dir) == str(adapter_dir)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        cards.resolve_adapter(str(adapter_dir / "missing"))
+
+
+def test_resolve_adapter_offline_from_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    files = {"adapter_config.json": b'{"base_model_name_or_path": "org/base"}', "adapter_model.safetensors": b"w"}
+    snapshot = write_hub_cache(tmp_path / "hub", "org/msr-adapter", files)
+    old = write_hub_cache(tmp_path / "hub", "org/msr-adapter", {"adapter_config.json": b"{}"}, "b" * 40, "v0")
+    folder = cards.resolve_adapter("org/msr-adapter")
+    assert folder == str(snapshot)
+    assert (snapshot / "adapter_config.json").read_bytes() == files["adapter_config.json"]
+    assert cards.resolve_adapter("org/msr-adapter", revision="v0") == str(old)
+    assert cards.resolve_adapter("org/msr-adapter", revision="b" * 40) == str(old)
+    with pytest.raises(FileNotFoundError, match="neither a local folder nor in the Hugging Face cache"):
+        cards.resolve_adapter("org/not-downloaded")
