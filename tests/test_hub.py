@@ -7,6 +7,7 @@ import json
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import datasets
 import pyarrow.parquet as pq
@@ -22,7 +23,8 @@ class FakeHub:
 
     def __init__(self):
         self.repos = {}  # (repo_type, repo_id) -> {path: bytes}
-        self.created = []  # (repo_type, repo_id, private)
+        self.created = []  # (repo_type, repo_id, visibility)
+        self.shas = {}  # (repo_type, repo_id) -> last commit sha
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,7 +42,31 @@ class FakeHub:
             def do_GET(self):
                 if self.path.startswith("/api/whoami-v2"):
                     return self._reply({"name": "tester", "type": "user", "orgs": [], "auth": {}})
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if parts[0] == "api" and len(parts) >= 6 and parts[4] in ("revision", "tree"):
+                    repo_id = f"{parts[2]}/{parts[3]}"
+                    files, sha = hub.repos[(parts[1][:-1], repo_id)], hub.shas[(parts[1][:-1], repo_id)]
+                    if parts[4] == "revision":  # repo_info, as snapshot_download asks for it
+                        return self._reply({"id": repo_id, "sha": sha, "siblings": [{"rfilename": p} for p in files]})
+                    listing = [
+                        {"type": "file", "path": p, "size": len(c), "oid": hashlib.sha1(c).hexdigest()}
+                        for p, c in files.items()
+                    ]
+                    return self._reply(listing)
+                if len(parts) > 4 and parts[2] == "resolve":  # file download: /{ns}/{name}/resolve/{rev}/{path}
+                    repo_id = f"{parts[0]}/{parts[1]}"
+                    content = hub.repos[("model", repo_id)]["/".join(parts[4:])]
+                    self.send_response(200)
+                    self.send_header("X-Repo-Commit", hub.shas[("model", repo_id)])
+                    self.send_header("ETag", f'"{hashlib.sha1(content).hexdigest()}"')
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    if self.command == "GET":
+                        self.wfile.write(content)
+                    return None
                 self._reply({"error": "not found"}, 404)
+
+            do_HEAD = do_GET
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -67,7 +93,7 @@ class FakeHub:
                         entry = json.loads(line)
                         if entry["key"] == "file":
                             repo[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
-                    oid = hashlib.sha1(body).hexdigest()
+                    oid = hub.shas[(repo_type, repo_id)] = hashlib.sha1(body).hexdigest()
                     return self._reply(
                         {
                             "commitUrl": f"{hub.endpoint}/{repo_id}/commit/{oid}",
@@ -184,6 +210,22 @@ def test_push_main_renders_the_card_then_pushes(hub, adapter_dir, tmp_path):
     assert 'MsrRecommender.from_pretrained("org/cli")' in readme
 
 
+def test_push_then_download_then_offline(hub, adapter_dir, tmp_path, monkeypatch):
+    """The round trip a user makes: push, download by repo id into the cache, then load it again offline."""
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    cards.push_to_hub(adapter_dir, "org/round-trip", endpoint=hub.endpoint, token="x")
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    online = cards.resolve_adapter("org/round-trip")
+    assert {p.name for p in Path(online).iterdir()} == UPLOADED
+    assert (Path(online) / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert f"models--org--round-trip{os.sep}snapshots" in online
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert cards.resolve_adapter("org/round-trip") == online
+
+
 def write_hub_cache(cache_dir, repo_id, files, commit="a" * 40, ref="main"):
     """The layout huggingface_hub writes: blobs/<sha>, snapshots/<commit>/<file> -> relative links, refs/<ref>."""
     storage = cache_dir / f"models--{repo_id.replace('/', '--')}"
@@ -218,3 +260,30 @@ def test_resolve_adapter_offline_from_the_cache(monkeypatch, tmp_path):
     assert cards.resolve_adapter("org/msr-adapter", revision="b" * 40) == str(old)
     with pytest.raises(FileNotFoundError, match="neither a local folder nor in the Hugging Face cache"):
         cards.resolve_adapter("org/not-downloaded")
+
+
+def test_recommender_loads_an_adapter_by_repo_id_offline(monkeypatch, tmp_path):
+    """`MsrRecommender.from_pretrained("org/name")` from a cache laid out as huggingface_hub lays it out."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_mllm_msr.recommender import MsrRecommender
+    from hf_mllm_msr.testing import tiny_llama
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    base = tiny_llama(tmp_path / "base")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=["q_proj"]))
+    model.save_pretrained(tmp_path / "adapter")
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path / "adapter")
+    (tmp_path / "adapter" / "msr_config.json").write_text(json.dumps({"mode": "title", "base_model": base}))
+    files = {p.name: p.read_bytes() for p in (tmp_path / "adapter").iterdir() if p.is_file()}
+    snapshot = write_hub_cache(tmp_path / "hub", "org/tiny-msr", files)
+
+    assert cards.resolve_adapter("org/tiny-msr") == str(snapshot)
+    recommender = MsrRecommender.from_pretrained("org/tiny-msr")
+    assert recommender.mode == "title"
+    scores = recommender.score(
+        "The user likes lamps.", [{"item_id": "a", "title": "Lamp"}, {"item_id": "b", "title": "Mug"}]
+    )
+    assert len(scores) == 2 and all(0.0 < s < 1.0 for s in scores)
