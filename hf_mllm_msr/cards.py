@@ -134,7 +134,7 @@ def render_model_card(
     )
     if results is not None:
         groups = sorted({r["group"] for r in results["models"].values()}, key=lambda g: g != "in-domain")
-        table = "\n\n".join(f"**{g}**\n\n" + report.markdown_table(results, g) for g in groups)
+        table = "\n\n".join(f"**{g}**\n\n" + report.markdown_table(results, g, highlight=model_key) for g in groups)
         alpha = results.get("bootstrap", {}).get("alpha", 0.05)
         num_users, num_rows = results.get("num_users", "?"), results.get("num_rows", "?")
     else:

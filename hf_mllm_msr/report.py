@@ -187,8 +187,9 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def markdown_table(results: Mapping, group: str | None = None) -> str:
-    """Markdown table, one row per model (of ``group`` if given), columns AUC, user AUC, HR/NDCG/MRR@K."""
+def markdown_table(results: Mapping, group: str | None = None, highlight: str | None = None) -> str:
+    """Markdown table, one row per model (of ``group`` if given; ``highlight`` in bold), columns AUC, user AUC,
+    HR/NDCG/MRR@K."""
     columns = ["auc", "user_auc"] + [f"{m}@{k}" for k in results["ks"] for m in ("hr", "ndcg", "mrr")]
     lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for model_group, name in _ordered_models(results):
@@ -201,7 +202,8 @@ def markdown_table(results: Mapping, group: str | None = None) -> str:
                     low, high = row["ci"][column]
                     cell += f" [{low:.3f}, {high:.3f}]"
                 cells.append(cell)
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            shown = f"**{name}**" if name == highlight else name
+            lines.append(f"| {shown} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
