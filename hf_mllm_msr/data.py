@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import sys
+import unicodedata
 import zlib
 from collections import Counter
 from dataclasses import dataclass, fields
@@ -90,6 +91,8 @@ class MsrConfig(datasets.BuilderConfig):
         num_test_negatives: sampled negatives per test user.
         max_image_size: longest side in pixels of stored images (resized once at build time).
         max_image_pixels: images with more pixels are rejected (decompression-bomb guard).
+        max_title_chars: titles are cut to this many characters (0 = no cap); cuts are counted in the report.
+        max_text_chars: item texts are cut to this many characters (0 = no cap).
         strict: turn every counted skip of bad input into an error.
     """
 
@@ -103,6 +106,8 @@ class MsrConfig(datasets.BuilderConfig):
     num_test_negatives: int = 20
     max_image_size: int = 256
     max_image_pixels: int = 50_000_000
+    max_title_chars: int = 200
+    max_text_chars: int = 2000
     strict: bool = False
 
     def validate(self):
@@ -139,6 +144,15 @@ class Skips:
 
     def as_dict(self) -> dict:
         return {what: {"count": n, "first": self.first[what]} for what, n in self.counts.items()}
+
+
+def one_line(text, limit: int) -> tuple[str, bool]:
+    """Line breaks, tabs and other control characters become one space and invisible format characters (bidi
+    overrides, zero-width spaces) are dropped, since titles and texts fill one-line prompt slots; the result is
+    cut to `limit` characters. Returns (text, was_cut)."""
+    kept = (" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+    text = " ".join("".join(c for c in kept if unicodedata.category(c) != "Cf").split())
+    return (text[:limit].rstrip(), True) if limit and len(text) > limit else (text, False)
 
 
 def natural_key(value: str):
@@ -305,8 +319,12 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
         self._skips = Skips(self.SOURCE, config.strict)
         self._stats = {}
         items = self.read_items(self._skips)
+        cut = Counter()
         for item_id, item in items.items():
-            if not (item.get("title") or "").strip():
+            item["title"], title_cut = one_line(str(item.get("title") or ""), config.max_title_chars)
+            item["text"], text_cut = one_line(str(item.get("text") or ""), config.max_text_chars)
+            cut.update(titles_cut=int(title_cut), texts_cut=int(text_cut))
+            if not item["title"]:
                 self._skips.add(
                     "items with an empty title (title set to the item id)", f"item {item_id}", "add titles"
                 )
@@ -333,7 +351,7 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
                 duplicates += 1  # repeated (user, item): keep the first
                 continue
             sequences[user][item] = int(timestamp)
-        self._stats.update(raw_interactions=order + 1, repeated_interactions_dropped=duplicates)
+        self._stats.update(raw_interactions=order + 1, repeated_interactions_dropped=duplicates, **cut)
         ordered = {user: list(by_item) for user, by_item in sequences.items()}
         kept = k_core(ordered, config.min_user_interactions, config.min_item_interactions)
         needed = 2 if config.split == "user" else 4  # one target (three under leave-one-out) + a history
@@ -374,7 +392,9 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
             for index, item_id in enumerate(self._catalogue):
                 image, reason = None, None
                 source = self.item_image(item_id)
-                if source is not None:
+                if isinstance(source, (str, os.PathLike)) and not self._inside_data_dir(source):
+                    reason = "path outside data_dir"  # e.g. an item id like "../../x": never read it
+                elif source is not None:
                     image, reason = load_image(source, self.config.max_image_size, self.config.max_image_pixels)
                 if reason == "missing file":
                     reason = None  # an absent poster is normal; it only lowers the image coverage
@@ -397,6 +417,11 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
             self._stats["items_with_image"] = with_image
         if split == self._splits[-1]:
             self._write_report()
+
+    def _inside_data_dir(self, path) -> bool:
+        """Image paths built from item ids must not escape the data folder (symlinks are followed first)."""
+        root = Path(self.config.data_dir or ".").resolve()
+        return Path(path).resolve().is_relative_to(root)
 
     def _write_report(self):
         for line in self._skips.lines():

@@ -1,6 +1,7 @@
 """The data layer on the synthetic builder: schema, determinism, negatives, splits, history policies, caching."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -164,31 +165,34 @@ def test_bad_options_are_clear_errors(tmp_path):
         load_msr_dataset("synthetic", "examples", cache_dir=tmp_path, num_test_negatives=39, **TINY_SYNTHETIC)
 
 
-def test_killed_build_leaves_no_dataset(tmp_path):
-    """A build killed half-way leaves only datasets' `.incomplete` folder; the next call builds from scratch."""
+@pytest.mark.parametrize("config, split, row", [("items", "train", 10), ("examples", "validation", 0)])
+def test_killed_build_leaves_no_dataset_and_rebuilds_identically(config, split, row, tmp_path):
+    """SIGKILL half-way through a build leaves only datasets' `.incomplete` folder; the rerun equals a clean build."""
     script = textwrap.dedent(
         f"""
-        import os, sys
+        import os, signal, sys
         import hf_mllm_msr.data
         hf_mllm_msr.data._registered_builders()
         synthetic = sys.modules["hf_mllm_msr.dataset_builders.synthetic.synthetic"]
         real = synthetic.Synthetic._generate_examples
         def dying(self, split):
-            for n, row in enumerate(real(self, split)):
-                if n == 10:
-                    os._exit(3)  # like a kill -9: no cleanup
-                yield row
+            for n, example in enumerate(real(self, split)):
+                if split == {split!r} and n == {row}:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                yield example
         synthetic.Synthetic._generate_examples = dying
-        from hf_mllm_msr import load_msr_dataset
-        load_msr_dataset("synthetic", "items", cache_dir={str(tmp_path)!r}, num_users=30, num_items=40)
+        hf_mllm_msr.data.load_msr_dataset({config!r}, cache_dir={str(tmp_path / "killed")!r}, **{TINY_SYNTHETIC!r})
         """
-    )
+    ).replace("load_msr_dataset(", "load_msr_dataset('synthetic', ")
     done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert done.returncode == 3
-    arrow = [p for p in tmp_path.rglob("*.arrow") if ".incomplete" not in str(p)]
-    assert arrow == [] and list(tmp_path.rglob("*.incomplete"))
-    items = load_msr_dataset("synthetic", "items", cache_dir=tmp_path, **TINY_SYNTHETIC)
-    assert len(items) == 40
+    assert done.returncode == -signal.SIGKILL
+    assert [p for p in (tmp_path / "killed").rglob("*.arrow") if ".incomplete" not in str(p)] == []
+    assert list((tmp_path / "killed").rglob("*.incomplete"))
+    rerun = load_msr_dataset("synthetic", config, cache_dir=tmp_path / "killed", **TINY_SYNTHETIC)
+    clean = load_msr_dataset("synthetic", config, cache_dir=tmp_path / "clean", **TINY_SYNTHETIC)
+    for name in ("train", "validation", "test") if config == "examples" else [None]:
+        pair = (rerun[name], clean[name]) if name else (rerun, clean)
+        assert arrow_bytes(pair[0]) == arrow_bytes(pair[1])
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
