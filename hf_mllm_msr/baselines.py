@@ -13,7 +13,10 @@ counted twice. The train split's negative rows are not used: SASRec/GRU4Rec samp
 Item vocabulary: 0 = padding, 1 = UNKNOWN, 2 = begin-of-sequence, then every item seen at least ``min_item_count``
 times in the training sequences. Rarer items are trained AS the unknown item, so the unknown embedding learns what "a
 rarely seen item" looks like; items never seen in training (cold items in validation/test, in histories or as
-candidates) map to it at scoring time, never a crash.
+candidates) map to it at scoring time, never a crash. The unknown item stands for ``num_merged_items`` items, and is
+scored as ONE of them, not as their sum (which would rank every cold candidate above the popular ones): sampled
+negatives (loss "bce") draw it with probability proportional to that number, and the softmax score (loss "ce")
+subtracts ``log(num_merged_items)``. If no item was merged, the unknown embedding stays at zero.
 """
 
 from __future__ import annotations
@@ -118,7 +121,11 @@ class GRU4RecConfig(NextItemConfig):
 
 
 class SASRecEncoder(nn.Module):
-    """Causal self-attention over left-padded item ids; returns one hidden state per position."""
+    """Causal self-attention over left-padded item ids; returns one hidden state per position.
+
+    Positions are counted from the right end (the most recent item is always position max_len - 1), so a history
+    gets the same hidden states however much padding its batch needs.
+    """
 
     def __init__(self, num_items: int, config: SASRecConfig):
         super().__init__()
@@ -136,7 +143,10 @@ class SASRecEncoder(nn.Module):
         length = item_ids.shape[1]
         is_pad = item_ids == PAD
         x = self.item_embedding(item_ids) * math.sqrt(self.item_embedding.embedding_dim)
-        x = self.dropout(x + self.position_embedding(torch.arange(length))) * ~is_pad.unsqueeze(-1)
+        positions = torch.arange(
+            self.position_embedding.num_embeddings - length, self.position_embedding.num_embeddings
+        )
+        x = self.dropout(x + self.position_embedding(positions)) * ~is_pad.unsqueeze(-1)
         # A position sees itself and earlier non-padding positions. Letting every position see itself keeps padding
         # rows from being fully masked (softmax over nothing = NaN).
         blocked = torch.ones(length, length, dtype=torch.bool).triu(1)[None] | is_pad[:, None, :]
@@ -146,7 +156,10 @@ class SASRecEncoder(nn.Module):
 
 
 class GRU4RecEncoder(nn.Module):
-    """GRU over left-padded item ids (GRU4Rec's encoder, trained here with the same next-item losses as SASRec)."""
+    """GRU over left-padded item ids (GRU4Rec's encoder, trained here with the same next-item losses as SASRec).
+
+    The rows are packed, so padding never enters the recurrence and the result does not depend on the batch.
+    """
 
     def __init__(self, num_items: int, config: GRU4RecConfig):
         super().__init__()
@@ -155,7 +168,18 @@ class GRU4RecEncoder(nn.Module):
         self.gru = nn.GRU(config.hidden_size, config.hidden_size, config.num_blocks, batch_first=True)
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
-        return self.gru(self.dropout(self.item_embedding(item_ids)))[0]
+        length = item_ids.shape[1]
+        lengths = (item_ids != PAD).sum(1)
+        leading_pads = (length - lengths)[:, None]
+        positions = torch.arange(length)[None]
+        # Move each row's items to the front (packing wants right padding), run the GRU, move the outputs back.
+        front = item_ids.gather(1, (positions + leading_pads).clamp(max=length - 1))
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.dropout(self.item_embedding(front)), lengths.clamp(min=1), batch_first=True, enforce_sorted=False
+        )
+        out = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=length)[0]
+        back = (positions - leading_pads).clamp(min=0)
+        return out.gather(1, back[..., None].expand(-1, -1, out.shape[-1]))
 
 
 def _item_embedding(num_items: int, hidden_size: int) -> nn.Embedding:
@@ -163,8 +187,8 @@ def _item_embedding(num_items: int, hidden_size: int) -> nn.Embedding:
     # training with logits of size ~hidden and a saturated loss.
     embedding = nn.Embedding(num_items, hidden_size, padding_idx=PAD)
     nn.init.normal_(embedding.weight, std=hidden_size**-0.5)
-    with torch.no_grad():
-        embedding.weight[PAD].zero_()
+    with torch.no_grad():  # UNKNOWN starts neutral (score 0); it only moves if rare items were merged into it
+        embedding.weight[[PAD, UNKNOWN]] = 0.0
     return embedding
 
 
@@ -192,10 +216,12 @@ class _NextItemBaseline:
         return [self.item_index.get(item, UNKNOWN) for item in items]
 
     def _left_pad(self, rows: list[list[int]]) -> torch.Tensor:
-        out = torch.zeros(len(rows), self.config.max_len, dtype=torch.long)
+        """Last max_len ids of each row, left-padded to the longest row (not to max_len: cheaper, same result)."""
+        width = min(self.config.max_len, max(len(row) for row in rows))
+        out = torch.zeros(len(rows), width, dtype=torch.long)
         for i, row in enumerate(rows):
-            row = row[-self.config.max_len :]
-            out[i, self.config.max_len - len(row) :] = torch.tensor(row, dtype=torch.long)
+            row = row[-width:]
+            out[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
         return out
 
     def fit(self, train, validation=None):
@@ -215,8 +241,15 @@ class _NextItemBaseline:
                 f"No item occurs {cfg.min_item_count}+ times in the training sequences; lower min_item_count."
             )
         self.item_index = {item: i + 3 for i, item in enumerate(kept)}
+        self.num_merged_items = len(counts) - len(kept)
         num_items = len(kept) + 3
-        logger.info("%s: %d training sequences, %d known items.", type(self).__name__, len(sequences), len(kept))
+        logger.info(
+            "%s: %d training sequences, %d known items, %d rare items merged into UNKNOWN.",
+            type(self).__name__,
+            len(sequences),
+            len(kept),
+            self.num_merged_items,
+        )
 
         full = [[BOS] + self._ids(seq) for seq in sequences]
         inputs, targets = self._left_pad([s[:-1] for s in full]), self._left_pad([s[1:] for s in full])
@@ -251,20 +284,29 @@ class _NextItemBaseline:
         self.model.eval()
         return self
 
+    def _never_targets(self) -> list[int]:
+        # Excluded from the softmax; UNKNOWN too when no item was merged into it (it then keeps its zero embedding).
+        return [PAD, BOS] if self.num_merged_items else [PAD, UNKNOWN, BOS]
+
     def _train_epoch(self, inputs, targets, optimizer, generator) -> float:
         self.model.train()
         num_items = self.model.item_embedding.num_embeddings
         total, steps = 0.0, 0
         for batch in torch.randperm(len(inputs), generator=generator).split(self.config.batch_size):
-            hidden, target = self.model(inputs[batch]), targets[batch]
+            width = int((inputs[batch] != PAD).sum(1).max())  # drop columns that are padding in the whole batch
+            hidden, target = self.model(inputs[batch][:, -width:]), targets[batch][:, -width:]
             real = target != PAD
             item_embeddings = self.model.item_embedding.weight
             if self.config.loss == "ce":
                 logits = hidden[real] @ item_embeddings.T
-                logits[:, [PAD, BOS]] = -torch.inf  # never a target
+                logits[:, self._never_targets()] = -torch.inf
                 loss = nn.functional.cross_entropy(logits, target[real])
             else:
-                negatives = torch.randint(BOS + 1, num_items, target.shape, generator=generator)
+                # Uniform over the training items: an index past the known ones is one of the merged rare items.
+                negatives = torch.randint(
+                    BOS + 1, num_items + self.num_merged_items, target.shape, generator=generator
+                )
+                negatives[negatives >= num_items] = UNKNOWN
                 pos = (hidden * item_embeddings[target]).sum(-1)[real]
                 neg = (hidden * item_embeddings[negatives]).sum(-1)[real]
                 loss = nn.functional.binary_cross_entropy_with_logits(
@@ -302,12 +344,14 @@ class _NextItemBaseline:
             encoded.append(last)
             if self.config.loss == "ce":
                 logits = last @ embeddings.T
-                logits[:, [PAD, BOS]] = -torch.inf
+                logits[:, self._never_targets()] = -torch.inf
                 log_normalizer.append(torch.logsumexp(logits, dim=-1))
         hidden = torch.cat(encoded)[torch.tensor(row_history, dtype=torch.long)]
         scores = (hidden * embeddings[candidates]).sum(-1)
         if self.config.loss == "ce":
             scores -= torch.cat(log_normalizer)[torch.tensor(row_history, dtype=torch.long)]
+            # p(UNKNOWN) is the mass of all merged items; one unknown candidate gets its share.
+            scores[candidates == UNKNOWN] -= math.log(max(self.num_merged_items, 1))
         return scores.double().numpy()
 
 
