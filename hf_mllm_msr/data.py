@@ -367,6 +367,12 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
             del kept[user]
         if short:  # their items may now fall below min_item_interactions
             kept = k_core(kept, config.min_user_interactions, config.min_item_interactions)
+        if not kept:
+            raise ValueError(
+                f"{self.SOURCE}: no user is left after filtering {order + 1} interactions "
+                f"({len(events)} valid) with min_user_interactions={config.min_user_interactions}, "
+                f"min_item_interactions={config.min_item_interactions}; lower them or check the raw files"
+            )
         times = {user: [sequences[user][item] for item in seq] for user, seq in kept.items()}
         self._catalogue = sorted({item for seq in kept.values() for item in seq}, key=natural_key)
         self._items, self._sequences, self._times = items, kept, times

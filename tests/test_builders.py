@@ -158,6 +158,7 @@ def test_bad_input_is_counted_or_an_error_with_strict(fault, tmp_path, caplog):
     [(reason, counted)] = [(reason, counted) for reason, counted in skips.items() if reason.startswith(what)]
     assert counted["count"] == 1 and where in counted["first"]
     assert f"movielens: skipped 1 {reason} (first: " in caplog.text
+    assert f"movielens: skipped 1 {reason} (first: " in items_ds.info.description  # saved with the dataset
     with pytest.raises(ValueError, match=where):
         load("movielens", "items", folder, tmp_path, strict=True)
 
@@ -254,9 +255,11 @@ def test_amazon_reviews_2023_exact(tmp_path):
     assert items[0]["image"].mode == "RGB" and [im is None for im in items["image"]] == [False] + [True] * 5
     examples = load("amazon_reviews_2023", "examples", folder, tmp_path, min_item_interactions=1)
     check_examples(examples, {r["user_id"]: (r["item_ids"], None) for r in sequences}, items["item_id"])
-    # the Amazon default is a 5-core on items too: nothing survives in this tiny file
-    with pytest.raises(ValueError, match="category"):
-        (folder / "Other.jsonl").write_text("")
+    # the Amazon default is a 5-core on items too: nothing survives in this tiny file, which is an error
+    with pytest.raises(ValueError, match="no user is left after filtering 13 interactions"):
+        load("amazon_reviews_2023", "items", folder, tmp_path)
+    (folder / "Other.jsonl").write_text("")
+    with pytest.raises(ValueError, match="pass category="):
         load("amazon_reviews_2023", "items", folder, tmp_path)
 
 
