@@ -88,6 +88,7 @@ def evaluate_models(
     seed: int = 0,
     popularity_edges: Sequence[int] = POPULARITY_EDGES,
     history_edges: Sequence[int] | None = None,
+    user_history_lengths: Mapping[str, int] | None = None,
 ) -> dict:
     """Metrics, bootstrap CIs and cold-start buckets of every model on one test split.
 
@@ -108,6 +109,8 @@ def evaluate_models(
         seed: bootstrap seed; the same inputs and seed give the same numbers.
         popularity_edges: edges of the item popularity buckets.
         history_edges: edges of the history length buckets (default: tertiles of the test users' lengths).
+        user_history_lengths: user id -> number of the user's interactions before the test target. Default: the
+            length of the ``history`` column, which is capped by ``max_history`` (then every long user looks alike).
 
     Returns:
         A JSON-ready dict: ``protocol``, ``num_users``, ``num_rows``, ``ks``, ``bootstrap``, ``buckets`` (names and
@@ -131,7 +134,13 @@ def evaluate_models(
 
     popularity = item_popularity(train)
     candidate_popularity = np.array([popularity.get(item_id, 0) for item_id in test["candidate"]])
-    history_lengths = np.array([len(history) for history in test["history"]])
+    if user_history_lengths is None:
+        history_lengths = np.array([len(history) for history in test["history"]])
+    else:
+        missing = sorted(set(test["user_id"]) - set(user_history_lengths))
+        if missing:
+            raise ValueError(f"user_history_lengths lacks {len(missing)} test users, e.g. {missing[:5]}.")
+        history_lengths = np.array([user_history_lengths[user_id] for user_id in test["user_id"]])
     if history_edges is None:
         history_edges = history_length_edges(history_lengths[labels == 1])
     views = {
@@ -143,6 +152,7 @@ def evaluate_models(
         names = bucket_names(edges)
         counts = np.bincount(bucket_of_row[labels == 1], minlength=len(names))
         buckets_meta[view] = {"edges": list(edges), "names": names, "num_positives": dict(zip(names, counts.tolist()))}
+    buckets_meta["history_length"]["source"] = "history column" if user_history_lengths is None else "user sequences"
 
     results = {
         "protocol": dict(protocol),
@@ -208,8 +218,8 @@ def markdown_table(results: Mapping, group: str | None = None, highlight: str | 
 
 
 def _bucket_table(results: Mapping, view: str, metric: str) -> str:
-    names = results["buckets"][view]["names"]
     counts = results["buckets"][view]["num_positives"]
+    names = [n for n in results["buckets"][view]["names"] if counts[n]]  # empty buckets have no value to show
     lines = ["| model | " + " | ".join(f"{n} ({counts[n]})" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
     for _, name in _ordered_models(results):
         per_bucket = results["models"][name][f"by_{view}"]
@@ -282,7 +292,8 @@ def plot_metric_per_model(results: Mapping, metric: str, path: str | Path) -> Pa
 
 def plot_metric_by_bucket(results: Mapping, view: str, metric: str, path: str | Path) -> Path:
     """One line per model: ``metric`` across the buckets of ``view`` (``popularity`` or ``history_length``)."""
-    names = results["buckets"][view]["names"]
+    counts = results["buckets"][view]["num_positives"]
+    names = [n for n in results["buckets"][view]["names"] if counts[n]]
     figure = _new_figure(7, 4)
     axes = figure.add_subplot()
     for group, name in _ordered_models(results):
@@ -295,7 +306,6 @@ def plot_metric_by_bucket(results: Mapping, view: str, metric: str, path: str | 
             linestyle="-" if group == "in-domain" else "--",
             label=name,
         )
-    counts = results["buckets"][view]["num_positives"]
     axes.set_xticks(range(len(names)), [f"{n}\n({counts[n]})" for n in names])
     axes.set_xlabel("train users of the test item" if view == "popularity" else "history length (items)")
     axes.set_ylabel(metric)

@@ -77,6 +77,8 @@ def test_baselines_every_test_user(evaluate_recipe, config, msr_cache_dir, tmp_p
     assert protocol["history_policy"] == "recent"  # a default, filled in from MsrConfig
     assert protocol["max_test_users"] is None and protocol["num_test_users"] == results["num_users"]
     assert list(results["models"]) == ["popularity"]
+    # History-length buckets count the whole past, not the capped history column.
+    assert results["buckets"]["history_length"]["source"] == "user sequences"
     out = tmp_path / "out"
     assert json.loads((out / "results.json").read_text()) == results
     assert "| popularity |" in (out / "report.md").read_text()

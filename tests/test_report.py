@@ -192,3 +192,15 @@ def test_score_baselines_popularity(train, test_split):
     assert scores["popularity"][candidates.index("a")] > scores["popularity"][candidates.index("new")]
     with pytest.raises(ValueError, match="Unknown baseline"):
         report.score_baselines(["bpr"], train, None, test_split)
+
+
+def test_history_length_from_user_sequences(scores, test_split, train):
+    lengths = {f"u{u:02d}": 5 if u < 20 else 50 for u in range(40)}
+    results = report.evaluate_models(
+        scores, test_split, train, PROTOCOL, user_history_lengths=lengths, history_edges=(20,), bootstrap_samples=5
+    )
+    assert results["buckets"]["history_length"]["num_positives"] == {"0-19": 20, "20+": 20}
+    assert results["buckets"]["history_length"]["source"] == "user sequences"
+    with pytest.raises(ValueError, match="lacks 1 test users"):
+        without_u00 = {user: length for user, length in lengths.items() if user != "u00"}
+        report.evaluate_models(scores, test_split, train, PROTOCOL, user_history_lengths=without_u00)
