@@ -286,7 +286,11 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
     EXTRA_ITEM_FEATURES: dict = {}
 
     def read_items(self, skips: Skips) -> dict[str, dict]:
-        """Return `{item_id: {"title": str, "text": str, **extras}}` for every item of the raw catalogue."""
+        """Return `{item_id: {"title": str, "text": str, **extras}}` for the raw catalogue.
+
+        Called after `read_interactions`; `self.referenced_items` (the item ids interactions refer to) is set, so a
+        builder of a huge catalogue may return only those.
+        """
         raise NotImplementedError
 
     def read_interactions(self, skips: Skips):
@@ -313,33 +317,34 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
             )
         return Path(self.config.data_dir)
 
-    def _split_generators(self, dl_manager):
-        config = self.config
-        config.validate()
-        self._skips = Skips(self.SOURCE, config.strict)
-        self._stats = {}
-        items = self.read_items(self._skips)
-        cut = Counter()
-        for item_id, item in items.items():
+    def _read_valid(self) -> tuple[dict[str, dict], dict[str, dict[str, int]]]:
+        """Read the raw source once: cleaned items, and per user `{item_id: timestamp}` in time order (repeated
+        (user, item) pairs keep the first). Every dropped row is a counted skip."""
+        config, skips = self.config, self._skips
+        raw = list(self.read_interactions(skips))
+        # builders of huge catalogues (Amazon) may keep only the items some interaction refers to
+        self.referenced_items = {item for _, item, _, _ in raw}
+        items = {}
+        for item_id, item in self.read_items(skips).items():
+            if item_id not in self.referenced_items:
+                continue  # never in the output: neither cleaned nor counted
             item["title"], title_cut = one_line(str(item.get("title") or ""), config.max_title_chars)
             item["text"], text_cut = one_line(str(item.get("text") or ""), config.max_text_chars)
-            cut.update(titles_cut=int(title_cut), texts_cut=int(text_cut))
+            self._stats["titles_cut"] = self._stats.get("titles_cut", 0) + title_cut
+            self._stats["texts_cut"] = self._stats.get("texts_cut", 0) + text_cut
             if not item["title"]:
-                self._skips.add(
-                    "items with an empty title (title set to the item id)", f"item {item_id}", "add titles"
-                )
+                skips.add("items with an empty title (title set to the item id)", f"item {item_id}", "add titles")
                 item["title"] = f"item {item_id}"
-        events, order = [], -1
-        for order, (user, item, raw_time, where) in enumerate(self.read_interactions(self._skips)):
+            items[item_id] = item
+        events = []
+        for order, (user, item, raw_time, where) in enumerate(raw):
             timestamp = parse_timestamp(raw_time)
             if item not in items:
-                self._skips.add(
-                    "interactions with unknown item ids", where, "add the item to the item file or drop the row"
-                )
+                skips.add("interactions with unknown item ids", where, "add the item to the item file or drop the row")
             elif not user:
-                self._skips.add("interactions without a user id", where, "fill in the user id or drop the row")
+                skips.add("interactions without a user id", where, "fill in the user id or drop the row")
             elif timestamp is None:
-                self._skips.add(
+                skips.add(
                     "interactions with a missing, NaN or negative timestamp", where, "give every row a timestamp >= 0"
                 )
             else:
@@ -351,9 +356,15 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
                 duplicates += 1  # repeated (user, item): keep the first
                 continue
             sequences[user][item] = int(timestamp)
-        self._stats.update(raw_interactions=order + 1, repeated_interactions_dropped=duplicates, **cut)
-        ordered = {user: list(by_item) for user, by_item in sequences.items()}
-        kept = k_core(ordered, config.min_user_interactions, config.min_item_interactions)
+        self._stats.update(raw_interactions=len(raw), repeated_interactions_dropped=duplicates)
+        return items, sequences
+
+    def _split_generators(self, dl_manager):
+        config = self.config
+        config.validate()
+        self._skips, self._stats = Skips(self.SOURCE, config.strict), {}
+        items, sequences = self._read_valid()
+        kept = k_core({user: list(seq) for user, seq in sequences.items()}, *self._core())
         needed = 2 if config.split == "user" else 4  # one target (three under leave-one-out) + a history
         popularity = Counter(item for seq in kept.values() for item in seq)
         short = [
@@ -366,16 +377,16 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
             self._skips.add(f"users left with fewer than {needed} interactions", f"user {user}", fix)
             del kept[user]
         if short:  # their items may now fall below min_item_interactions
-            kept = k_core(kept, config.min_user_interactions, config.min_item_interactions)
+            kept = k_core(kept, *self._core())
         if not kept:
             raise ValueError(
-                f"{self.SOURCE}: no user is left after filtering {order + 1} interactions "
-                f"({len(events)} valid) with min_user_interactions={config.min_user_interactions}, "
+                f"{self.SOURCE}: no user is left after filtering {self._stats['raw_interactions']} interactions "
+                f"with min_user_interactions={config.min_user_interactions}, "
                 f"min_item_interactions={config.min_item_interactions}; lower them or check the raw files"
             )
-        times = {user: [sequences[user][item] for item in seq] for user, seq in kept.items()}
+        self._items, self._sequences = items, kept
+        self._times = {user: [sequences[user][item] for item in seq] for user, seq in kept.items()}
         self._catalogue = sorted({item for seq in kept.values() for item in seq}, key=natural_key)
-        self._items, self._sequences, self._times = items, kept, times
         self._stats.update(
             users=len(kept), items=len(self._catalogue), interactions=sum(len(seq) for seq in kept.values())
         )
@@ -386,6 +397,9 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
         else:
             self._splits = ["train"]
         return [datasets.SplitGenerator(name=split, gen_kwargs={"split": split}) for split in self._splits]
+
+    def _core(self) -> tuple[int, int]:
+        return self.config.min_user_interactions, self.config.min_item_interactions
 
     def _generate_examples(self, split):
         if self.config.name == "examples":

@@ -91,8 +91,8 @@ class AmazonReviews2023(MsrBuilder):
         items = {}
         for _, record in self._json_lines(self._files()[1], skips):
             asin = str(record.get("parent_asin") or "").strip()
-            if not asin:
-                continue
+            if asin not in self.referenced_items:
+                continue  # meta files list millions of products; keep the reviewed ones only
             description = record.get("description") or []
             paragraphs = description if isinstance(description, list) else [str(description)]
             if not any(str(p).strip() for p in paragraphs):
