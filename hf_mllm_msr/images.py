@@ -83,15 +83,15 @@ def load_image(
         if isinstance(source, (str, os.PathLike)):
             if not os.path.isfile(source):
                 return None, "missing file"
-            if os.path.getsize(source) == 0:
-                return None, "empty file"
-        elif not source:
+            with open(source, "rb") as handle:  # read whole: no file handle stays open behind a lazy PIL image
+                source = handle.read()
+        if not source:
             return None, "empty file"
         try:
             with warnings.catch_warnings():
                 # Pillow's own bomb check warns or raises on its global limit; ours (below) is the one that counts.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+                image = Image.open(io.BytesIO(source))
         except Image.DecompressionBombError:
             return None, f"too many pixels (over Pillow's limit; max_pixels={max_pixels})"
         except (OSError, ValueError, SyntaxError):
