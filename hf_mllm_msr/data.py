@@ -64,6 +64,8 @@ CACHE_ENV = "HF_MLLM_MSR_CACHE"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "hf_mllm_msr" / "datasets"
 BUILD_REPORT = "build_report.json"
 SPLITS = ("train", "validation", "test")
+EXAMPLE_ONLY_OPTIONS = {"seed", "num_train_negatives", "num_test_negatives"}
+IMAGE_OPTIONS = {"max_image_size", "max_image_pixels"}
 
 
 def history_key(item_ids) -> str:
@@ -552,6 +554,9 @@ def load_msr_dataset(name, config_name: str, data_dir=None, cache_dir=None, **op
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for {name!r}; known: {sorted(known - {'name', 'version'})}")
+    # options a configuration does not depend on are dropped, so e.g. items built once serve every seed
+    unused = {"items": EXAMPLE_ONLY_OPTIONS, "sequences": EXAMPLE_ONLY_OPTIONS | IMAGE_OPTIONS}
+    options = {key: value for key, value in options.items() if key not in unused.get(config_name, IMAGE_OPTIONS)}
     if "max_history" in options and options["max_history"] is None:
         options["max_history"] = 0  # datasets ignores None-valued options, so "the whole past" is spelled 0
     data_dir = str(Path(data_dir).resolve()) if data_dir else None

@@ -199,3 +199,11 @@ def test_cache_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_MLLM_MSR_CACHE", str(tmp_path / "env_cache"))
     sequences = load_msr_dataset("synthetic", "sequences", num_users=5, num_items=20)
     assert Path(sequences.cache_files[0]["filename"]).is_relative_to(tmp_path / "env_cache")
+
+
+def test_items_do_not_depend_on_example_only_options(msr_cache_dir):
+    first = load_msr_dataset("synthetic", "items", cache_dir=msr_cache_dir, seed=0, **TINY_SYNTHETIC)
+    other = load_msr_dataset(
+        "synthetic", "items", cache_dir=msr_cache_dir, seed=5, num_test_negatives=3, **TINY_SYNTHETIC
+    )
+    assert first.cache_files == other.cache_files  # the same build, not a rebuild
