@@ -537,7 +537,8 @@ def load_msr_dataset(name, config_name: str, data_dir=None, cache_dir=None, **op
 
     Args:
         name: a registered builder ("synthetic", "movielens", "amazon_reviews_2023", "microlens") or a path to
-            a builder folder.
+            a builder folder `<dir>/<dir>.py` defining one `MsrBuilder` subclass (its code runs: pass only
+            folders you trust).
         config_name: "items", "sequences" or "examples".
         data_dir: folder with the raw files (not needed by "synthetic").
         cache_dir: where built datasets are kept; default `$HF_MLLM_MSR_CACHE` or `~/.cache/hf_mllm_msr/datasets`.
