@@ -345,3 +345,7 @@ def imagenet_image_processor(image_size: int = 224):
 AutoConfig.register(MODEL_TYPE, MsrVisionConfig, exist_ok=True)
 AutoModelForImageTextToText.register(MsrVisionConfig, MsrVisionForConditionalGeneration, exist_ok=True)
 AutoProcessor.register(MsrVisionConfig, MsrVisionProcessor, exist_ok=True)
+# Saved folders carry this file and an `auto_map`, so users without hf_mllm_msr load them with trust_remote_code.
+MsrVisionConfig.register_for_auto_class()
+MsrVisionForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+MsrVisionProcessor.register_for_auto_class()

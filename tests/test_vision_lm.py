@@ -250,3 +250,58 @@ def test_build_from_offline_weights(tmp_path):
     processor = AutoProcessor.from_pretrained(path)
     assert model.config.vision_encoder == "efficientnet-lite0" and processor.image_seq_length == 9
     assert isinstance(caption(model, processor, _disc((215, 40, 40), 256), max_new_tokens=5), str)
+
+
+def test_mllm_msr_summarize_pipeline(tiny_vision_dir):
+    from transformers import pipeline
+
+    from hf_mllm_msr.textualize import Textualizer
+
+    pipe = pipeline(
+        "mllm-msr-summarize",
+        model=tiny_vision_dir,
+        device="cpu",
+        max_new_tokens=4,
+        textualizer=Textualizer(tagger=None),
+    )
+    assert type(pipe.model).__name__ == "MsrVisionForConditionalGeneration"
+    items = [{"image": noise_image(i, (30 + 9 * i, 40)), "title": f"lamp {i}", "text": "modern"} for i in range(3)]
+    batched = pipe(items, batch_size=3)
+    assert [r["has_image"] for r in batched] == [True] * 3
+    assert [r["summary"] for r in batched] == [pipe(item)["summary"] for item in items]  # padding changes nothing
+
+
+def test_remote_code_loading_without_the_package(model_and_processor, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model, processor = model_and_processor
+    model.save_pretrained(tmp_path / "m")
+    processor.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForImageTextToText"] == "vision_lm.MsrVisionForConditionalGeneration"
+    assert (tmp_path / "m" / "vision_lm.py").exists()
+    script = (
+        "import sys; sys.modules['hf_mllm_msr'] = None\n"  # importing the package would fail: remote code only
+        "from transformers import AutoModelForImageTextToText, AutoProcessor\n"
+        f"m = AutoModelForImageTextToText.from_pretrained({str(tmp_path / 'm')!r}, trust_remote_code=True)\n"
+        f"p = AutoProcessor.from_pretrained({str(tmp_path / 'm')!r}, trust_remote_code=True)\n"
+        "print(type(m).__module__, type(p).__name__)\n"
+    )
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "transformers_modules" in out.stdout and "MsrVisionProcessor" in out.stdout
+
+
+def test_shared_prefix_scoring_equals_one_forward_per_candidate(model_and_processor):
+    from hf_mllm_msr.recommender import MsrRecommender
+
+    model, processor = model_and_processor
+    recommender = MsrRecommender(model, processor, mode="image")
+    candidates = [{"title": f"mug {i}", "image": noise_image(i, (40 + 3 * i, 36))} for i in range(5)]
+    shared = recommender.score("The user appears to have a preference for red lamps.", candidates, batch_size=2)
+    naive = recommender.score_naive("The user appears to have a preference for red lamps.", candidates)
+    assert len(set(naive)) > 1  # candidates differ only by title and image
+    assert shared == pytest.approx(naive, abs=1e-5)
