@@ -1,0 +1,452 @@
+"""Stage 3 of MLLM-MSR: the Yes/No recommender.
+
+A user (their preference summary) and one candidate item go into the model's chat template; the
+model answers "Yes" or "No". Training is TRL SFT on prompt-completion rows, so the loss covers the
+answer only. The score is ``p(Yes) / (p(Yes) + p(No))`` at the first answer token, read from the
+token the model would really emit right after the generation prompt.
+
+Three modes (the same rows, three ways to show the candidate):
+
+* ``"image"``: an image-text-to-text model sees the candidate image (after the user part).
+* ``"summary"``: a text-only model gets the candidate's item summary (summary + textualized visual cues).
+* ``"title"``: the title-only ablation; the user is their history's titles, the candidate its title.
+
+Scoring shares work: all of a user's candidates start with the same tokens (system turn + user
+summary), so that prefix runs once and only the candidates' suffixes run, in batches, on top of a
+copy of its KV cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+
+from . import prompts
+from .data import history_key
+
+logger = logging.getLogger(__name__)
+
+MODES = ("image", "summary", "title")
+MSR_CONFIG_NAME = "msr_config.json"
+
+
+# --- SFT examples ---------------------------------------------------------------------------------
+
+
+def item_summary_text(summary: str | None, visual_cues: str | None = None) -> str:
+    """What a text-only model learns about a candidate: its summary plus the textualized visual cues."""
+    summary, visual_cues = (summary or "").strip(), (visual_cues or "").strip()
+    if visual_cues and visual_cues not in summary:
+        return f"{summary} Visual cues: {visual_cues}".strip()
+    return summary
+
+
+def fit_user_summary(user_summary: str, tokenizer=None, max_tokens: int | None = None) -> str:
+    """Shortens an over-long user summary from its start (the oldest history), keeping the last ``max_tokens``.
+
+    The user side is the only part that is ever cut: image tokens, candidate and answer stay whole.
+    """
+    if tokenizer is None or not max_tokens:
+        return user_summary
+    ids = tokenizer(user_summary, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return user_summary
+    return "..." + tokenizer.decode(ids[-max_tokens:], skip_special_tokens=True).lstrip()
+
+
+def recommend_prompt(mode: str, user_summary: str, candidate: dict) -> list[dict]:
+    """The user turn for one candidate. Text modes use string content (every text chat template reads it);
+    image mode uses content parts with the image placeholder between the user part and the candidate."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    item_text = item_summary_text(candidate.get("summary"), candidate.get("visual_cues")) if mode == "summary" else ""
+    messages = prompts.recommend_messages(user_summary, candidate["title"], item_text, with_image=mode == "image")
+    if mode != "image":
+        messages[0]["content"] = messages[0]["content"][0]["text"]
+    return messages
+
+
+def _lookup(ds: datasets.Dataset | None, key: str) -> dict:
+    return {} if ds is None else {k: i for i, k in enumerate(ds[key])}
+
+
+def resolve_examples(examples, items, *, mode, item_summaries=None, user_summaries=None, on_missing="error"):
+    """Joins example rows with items and summaries: one ``(user_summary, candidate dict)`` per row, or None
+    for a skipped row. Missing pieces raise one error naming the ids, or are counted and skipped."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    if on_missing not in ("error", "skip"):
+        raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}.")
+    if mode in ("image", "summary") and user_summaries is None:
+        raise ValueError(
+            f"mode={mode!r} needs user_summaries (run the user-summary stage first), or use mode='title'."
+        )
+    if mode == "summary" and item_summaries is None:
+        raise ValueError("mode='summary' needs item_summaries (run the item-summary stage first).")
+    item_row, user_row, summary_row = _lookup(items, "item_id"), _lookup(user_summaries, "history_key"), {}
+    if item_summaries is not None:
+        summary_row = _lookup(item_summaries, "item_id")
+    titles = items["title"]
+    missing: dict[str, list] = {"candidate item": [], "user summary": [], "item summary": [], "candidate image": []}
+    resolved = []
+    for row in examples:
+        cand_id, history = row["candidate"], row["history"]
+        problem, user_text, candidate = None, None, None
+        if cand_id not in item_row:
+            problem = ("candidate item", cand_id)
+        elif mode == "title":
+            known = [titles[item_row[h]] for h in history if h in item_row]
+            user_text = prompts.title_history_summary(known)
+        elif history_key(history) not in user_row:
+            problem = ("user summary", f"user {row['user_id']} (history_key {history_key(history)})")
+        else:
+            user_text = user_summaries[user_row[history_key(history)]]["summary"]
+        if problem is None:
+            candidate = {"item_id": cand_id, "title": titles[item_row[cand_id]]}
+            if mode == "summary":
+                if cand_id not in summary_row:
+                    problem = ("item summary", cand_id)
+                else:
+                    s = item_summaries[summary_row[cand_id]]
+                    candidate.update(summary=s["summary"], visual_cues=s.get("visual_cues"))
+            elif mode == "image":
+                candidate["image"] = items[item_row[cand_id]]["image"]
+                if candidate["image"] is None:
+                    problem = ("candidate image", cand_id)
+        if problem is not None:
+            missing[problem[0]].append(problem[1])
+            resolved.append(None)
+        else:
+            resolved.append((user_text, candidate))
+    for what, ids in missing.items():
+        if not ids:
+            continue
+        shown = ", ".join(map(str, sorted(set(ids))[:10]))
+        if on_missing == "error":
+            raise ValueError(
+                f"{len(ids)} example rows have no {what}: {shown}{' ...' if len(set(ids)) > 10 else ''}. "
+                f"Run the stage that produces it for these ids, or pass on_missing='skip' to leave the rows out."
+            )
+        logger.warning("Skipped %d example rows with no %s (e.g. %s).", len(ids), what, shown)
+    return resolved
+
+
+def build_sft_dataset(
+    examples: datasets.Dataset,
+    items: datasets.Dataset,
+    *,
+    mode: str,
+    item_summaries: datasets.Dataset | None = None,
+    user_summaries: datasets.Dataset | None = None,
+    on_missing: str = "error",
+    tokenizer=None,
+    max_user_tokens: int | None = None,
+) -> datasets.Dataset:
+    """SFT rows in TRL's conversational prompt-completion format (completion-only loss by default).
+
+    Args:
+        examples: rows with ``user_id``, ``history``, ``candidate``, ``label`` (one split of the examples dataset).
+        items: the items dataset (``item_id``, ``title``, ``text``, ``image``).
+        mode: ``"image"``, ``"summary"`` or ``"title"`` (see the module docstring).
+        item_summaries: the item-summary dataset (``item_id``, ``summary``, ``visual_cues``); mode "summary".
+        user_summaries: the user-summary dataset (``history_key``, ``summary``); modes "image" and "summary".
+        on_missing: ``"error"`` (default) raises naming the ids; ``"skip"`` leaves those rows out, counted in the log.
+        tokenizer, max_user_tokens: when both are given, user summaries longer than this are cut from the start.
+
+    Returns:
+        A dataset with ``prompt`` (user turn), ``completion`` (assistant "Yes"/"No") and, in image mode,
+        ``images`` (one image per row).
+    """
+    rows = resolve_examples(
+        examples, items, mode=mode, item_summaries=item_summaries, user_summaries=user_summaries, on_missing=on_missing
+    )
+    columns: dict[str, list] = {"prompt": [], "completion": []}
+    if mode == "image":
+        columns["images"] = []
+    for resolved, label in zip(rows, examples["label"]):
+        if resolved is None:
+            continue
+        user_text, candidate = resolved
+        user_text = fit_user_summary(user_text, tokenizer, max_user_tokens)
+        columns["prompt"].append(recommend_prompt(mode, user_text, candidate))
+        answer = prompts.ANSWER_YES if int(label) == 1 else prompts.ANSWER_NO
+        columns["completion"].append([{"role": "assistant", "content": answer}])
+        if mode == "image":
+            columns["images"].append([candidate["image"]])
+    if not columns["prompt"]:
+        raise ValueError("No SFT rows left after resolving the examples (all were skipped).")
+    return datasets.Dataset.from_dict(columns)
+
+
+# --- Yes/No answer tokens -------------------------------------------------------------------------
+
+
+def answer_token_ids(processing_class, mode: str = "summary") -> tuple[int, int]:
+    """The token ids the model emits first when it answers "Yes" / "No" (as TRL tokenizes the training rows).
+
+    Renders a prompt with the generation prompt and the same conversation with the answer, tokenizes
+    both, and takes the first token where they differ, so leading-space variants (``Yes`` vs ``ĠYes``)
+    and templates that add text before the answer are handled.
+    """
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    template_owner = processing_class if getattr(processing_class, "chat_template", None) else tokenizer
+    prompt = recommend_prompt(mode, "likes red lamps", {"title": "a red lamp", "summary": "a lamp"})
+    rendered = template_owner.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    found = []
+    for answer in (prompts.ANSWER_YES, prompts.ANSWER_NO):
+        full = template_owner.apply_chat_template(prompt + [{"role": "assistant", "content": answer}], tokenize=False)
+        full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+        start = next((i for i, (a, b) in enumerate(zip(prompt_ids, full_ids)) if a != b), len(prompt_ids))
+        if start >= len(full_ids):
+            raise ValueError(f"The chat template renders no tokens for the answer {answer!r}.")
+        found.append(full_ids[start])
+    yes_id, no_id = found
+    tokens = tokenizer.convert_ids_to_tokens([yes_id, no_id])
+    if yes_id == no_id or not all(answer[0] in t.lstrip("Ġ▁ ") for t, answer in zip(tokens, ("Yes", "No"))):
+        raise ValueError(
+            f"This tokenizer's first answer tokens are {tokens} for 'Yes'/'No': they must be two distinct tokens "
+            "that start the words. Use a base model whose tokenizer encodes 'Yes' and 'No' as (leading) tokens."
+        )
+    return yes_id, no_id
+
+
+# --- Scoring --------------------------------------------------------------------------------------
+
+
+def _uses_multimodal_rope(model) -> bool:
+    # Qwen2-VL-style models derive 3-D positions from the whole sequence (image grid included); a
+    # suffix run on a cached prefix would get the wrong positions, so they are scored one by one.
+    inner = getattr(model, "get_base_model", lambda: model)()
+    return any(hasattr(m, "get_rope_index") for m in (inner, getattr(inner, "model", None)) if m is not None)
+
+
+class MsrRecommender:
+    """Scores candidates for users with a (LoRA-tuned) chat model.
+
+    Args:
+        model: a causal LM or image-text-to-text model (a ``PeftModel`` works too).
+        processing_class: its tokenizer (text modes) or processor (image mode).
+        mode: ``"image"``, ``"summary"`` or ``"title"``.
+        max_user_tokens: cut user summaries to this many tokens, as at training time.
+        shared_prefix: run each user's common prefix once (results equal one forward per candidate).
+    """
+
+    def __init__(
+        self, model, processing_class, *, mode: str, max_user_tokens: int | None = None, shared_prefix: bool = True
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        self.model, self.processor, self.mode = model, processing_class, mode
+        self.tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.max_user_tokens = max_user_tokens
+        self.yes_id, self.no_id = answer_token_ids(processing_class, mode)
+        self.shared_prefix = shared_prefix and not _uses_multimodal_rope(model)
+        if shared_prefix and not self.shared_prefix:
+            logger.info(
+                "%s uses multimodal rotary positions: scoring one forward per candidate.", type(model).__name__
+            )
+        config = getattr(model, "config", None)
+        self._image_token_ids = {getattr(config, k, None) for k in ("image_token_id", "image_token_index")}
+        self._image_token_ids |= {getattr(self.tokenizer, "image_token_id", None)}
+        self._image_token_ids.discard(None)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        base_or_adapter: str,
+        *,
+        mode: str | None = None,
+        device: str = "cpu",
+        revision: str | None = None,
+        **kwargs,
+    ) -> MsrRecommender:
+        """Loads a base model, or a PEFT adapter folder (its base from ``adapter_config.json``, its mode from
+        ``msr_config.json``)."""
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            AutoTokenizer,
+        )
+
+        folder = Path(_resolve(base_or_adapter, revision))
+        msr_config = json.loads((folder / MSR_CONFIG_NAME).read_text()) if (folder / MSR_CONFIG_NAME).exists() else {}
+        adapter = (folder / "adapter_config.json").exists()
+        base = (
+            _resolve(json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"])
+            if adapter
+            else str(folder)
+        )
+        if mode is None:
+            mode = msr_config.get("mode") or (
+                "image" if hasattr(AutoConfig.from_pretrained(base), "vision_config") else "summary"
+            )
+        model_class = AutoModelForImageTextToText if mode == "image" else AutoModelForCausalLM
+        model = model_class.from_pretrained(base, dtype=torch.float32)
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+        processor = (AutoProcessor if mode == "image" else AutoTokenizer).from_pretrained(str(folder))
+        kwargs.setdefault("max_user_tokens", msr_config.get("max_user_tokens"))
+        return cls(model.to(device).eval(), processor, mode=mode, **kwargs)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _encode(self, user_summary: str, candidates: Sequence[dict]):
+        template_owner = self.processor if getattr(self.processor, "chat_template", None) else self.tokenizer
+        texts = [
+            template_owner.apply_chat_template(
+                recommend_prompt(self.mode, user_summary, c), add_generation_prompt=True, tokenize=False
+            )
+            for c in candidates
+        ]
+        kwargs = dict(padding=True, padding_side="right", return_tensors="pt", add_special_tokens=False)
+        if self.mode == "image":
+            enc = self.processor(text=texts, images=[[c["image"]] for c in candidates], **kwargs)
+        else:
+            enc = self.tokenizer(texts, **kwargs)
+        return enc.to(self.device)
+
+    def _p_yes(self, logits: torch.Tensor) -> list[float]:
+        pair = logits[:, [self.yes_id, self.no_id]].float()
+        return torch.softmax(pair, dim=-1)[:, 0].tolist()
+
+    @torch.no_grad()
+    def score_naive(self, user_summary: str, candidates: Sequence[dict]) -> list[float]:
+        """One full forward per candidate (the reference the shared-prefix path must equal)."""
+        user_summary = fit_user_summary(user_summary, self.tokenizer, self.max_user_tokens)
+        scores = []
+        for candidate in candidates:
+            enc = self._encode(user_summary, [candidate])
+            scores += self._p_yes(self.model(**enc, logits_to_keep=1).logits[:, -1])
+        return scores
+
+    def _prefix_length(self, encodings) -> int:
+        reference = encodings[0]["input_ids"][0]
+        limit = int(encodings[0]["attention_mask"][0].sum())
+        for enc in encodings:
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+            for row in range(ids.shape[0]):
+                n = int(mask[row].sum())
+                limit = min(limit, n - 1)  # every candidate keeps at least its last token
+                same = (ids[row, :limit] == reference[:limit]).long()
+                limit = int(same.cumprod(0).sum())
+                image = torch.isin(
+                    ids[row, :limit], torch.tensor(sorted(self._image_token_ids) or [-1], device=ids.device)
+                )
+                for key in ("token_type_ids", "mm_token_type_ids"):
+                    if key in enc:
+                        image |= enc[key][row, :limit] != 0
+                if image.any():
+                    limit = int(image.nonzero()[0, 0])
+        return limit
+
+    @torch.no_grad()
+    def score(self, user_summary: str, candidates: Sequence[dict], batch_size: int = 16) -> list[float]:
+        """p(Yes) for each candidate of one user.
+
+        Args:
+            user_summary: the user's preference summary (mode "title": their title-history summary).
+            candidates: dicts with ``title`` and, per mode, ``summary``/``visual_cues`` or ``image``.
+            batch_size: candidates per suffix batch.
+        """
+        if not candidates:
+            return []
+        if not self.shared_prefix:
+            return self.score_naive(user_summary, candidates)
+        user_summary = fit_user_summary(user_summary, self.tokenizer, self.max_user_tokens)
+        encodings = [
+            self._encode(user_summary, candidates[i : i + batch_size]) for i in range(0, len(candidates), batch_size)
+        ]
+        prefix_len = self._prefix_length(encodings)
+        if prefix_len == 0:
+            return self.score_naive(user_summary, candidates)
+        prefix_ids = encodings[0]["input_ids"][:1, :prefix_len]
+        prefix = self.model(
+            input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), use_cache=True, logits_to_keep=1
+        )
+        scores = []
+        for enc in encodings:
+            batch = enc["input_ids"].shape[0]
+            suffix_mask = enc["attention_mask"][:, prefix_len:]
+            cache = copy.deepcopy(prefix.cache)
+            cache.batch_repeat_interleave(batch)
+            inputs = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+            for key in ("token_type_ids", "mm_token_type_ids"):
+                if key in inputs:
+                    inputs[key] = inputs[key][:, prefix_len:]
+            last = suffix_mask.sum(1) - 1  # right padding: each row's last real token
+            out = self.model(
+                input_ids=enc["input_ids"][:, prefix_len:],
+                cache=cache,
+                use_cache=True,
+                attention_mask=torch.cat(
+                    [torch.ones(batch, prefix_len, dtype=suffix_mask.dtype, device=suffix_mask.device), suffix_mask], 1
+                ),
+                logits_to_keep=last[:, None],
+                **inputs,
+            )
+            scores += self._p_yes(out.logits[:, -1])
+        return scores
+
+    def score_examples(
+        self,
+        examples,
+        items,
+        *,
+        item_summaries=None,
+        user_summaries=None,
+        batch_size: int = 16,
+        progress: bool = True,
+        on_missing: str = "error",
+    ) -> np.ndarray:
+        """Scores every row of an examples split; returns p(Yes) aligned with the rows (NaN for skipped rows).
+
+        Rows of the same user and history share one prefix run.
+        """
+        from tqdm.auto import tqdm
+
+        rows = resolve_examples(
+            examples,
+            items,
+            mode=self.mode,
+            item_summaries=item_summaries,
+            user_summaries=user_summaries,
+            on_missing=on_missing,
+        )
+        groups: dict[tuple, list[int]] = {}
+        for i, (row, resolved) in enumerate(zip(examples.select_columns(["user_id", "history"]), rows)):
+            if resolved is not None:
+                groups.setdefault((row["user_id"], history_key(row["history"])), []).append(i)
+        scores = np.full(len(rows), np.nan)
+        for indices in tqdm(groups.values(), desc="scoring users", disable=not progress):
+            user_text = rows[indices[0]][0]
+            scores[indices] = self.score(user_text, [rows[i][1] for i in indices], batch_size=batch_size)
+        return scores
+
+
+def _resolve(path_or_id: str, revision: str | None = None) -> str:
+    """A local folder for a model or adapter: a folder as is, a short offline-model name, or a Hub id from the
+    local cache (``hf_mllm_msr.cards`` extends this to adapters on the Hub)."""
+    from .offline_models import resolve_model_path
+
+    path = resolve_model_path(str(path_or_id))
+    if Path(path).is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(path, revision=revision)

@@ -1,0 +1,302 @@
+"""LoRA SFT of the Yes/No recommender with TRL, configured by TRL's dataclasses (``recipes/sft.py``).
+
+``train_recommender`` runs the blocks of the recipe in order: seed, data, model, trainer, train,
+save. The trained folder holds the LoRA adapter, the tokenizer/processor, ``recipe.yaml`` (every
+resolved argument, re-runnable with ``--config``) and ``msr_config.json`` (mode, prompt version,
+base model, protocol), which ``MsrRecommender.from_pretrained`` reads back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import yaml
+from transformers import TrainerCallback
+from trl import ScriptArguments
+
+from . import prompts
+from .recommender import MODES, MSR_CONFIG_NAME, MsrRecommender, _resolve, build_sft_dataset
+
+logger = logging.getLogger(__name__)
+
+# LoRA on the language model's linear layers only: the vision tower and the projector stay frozen.
+# Idefics3/SmolVLM call their language model `text_model`, the others `language_model`.
+VLM_LORA_TARGETS = r".*(language_model|text_model).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@dataclass
+class MsrSftArguments(ScriptArguments):
+    """Script arguments of ``recipes/sft.py``: which dataset, which summaries, which mode.
+
+    Args:
+        mode: ``image`` (the model sees the candidate image), ``summary`` (item summary text) or ``title``.
+        data_dir: raw files of the dataset (``dataset_name`` is a ``load_msr_dataset`` builder name or folder).
+        dataset_options: ``load_msr_dataset`` options (split, negatives, seed, ...), a dict or a JSON string.
+        item_summaries_path: ``save_to_disk`` folder of the item summaries (mode ``summary``).
+        user_summaries_path: ``save_to_disk`` folder of the user summaries (modes ``image`` and ``summary``).
+        max_train_users: train on the first N users only (sorted ids), for quick runs.
+        max_eval_users: validation users for the AUC callback.
+        on_missing: ``error`` or ``skip`` for examples whose summaries are missing.
+        max_user_tokens: user summaries longer than this are cut from their start (the oldest history).
+    """
+
+    mode: str = field(default="summary", metadata={"help": f"One of {MODES}."})
+    data_dir: str | None = field(default=None, metadata={"help": "Raw files of the dataset (not for synthetic)."})
+    dataset_options: dict | str | None = field(
+        default=None, metadata={"help": "load_msr_dataset options (dict/JSON)."}
+    )
+    item_summaries_path: str | None = field(default=None, metadata={"help": "Item summaries (save_to_disk folder)."})
+    user_summaries_path: str | None = field(default=None, metadata={"help": "User summaries (save_to_disk folder)."})
+    max_train_users: int | None = field(default=None, metadata={"help": "Train on the first N users only."})
+    max_eval_users: int | None = field(default=32, metadata={"help": "Validation users scored by the AUC callback."})
+    on_missing: str = field(default="error", metadata={"help": "'error' or 'skip' for rows missing summaries."})
+    max_user_tokens: int | None = field(default=384, metadata={"help": "Cut user summaries to this many tokens."})
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        if isinstance(self.dataset_options, str):
+            self.dataset_options = json.loads(self.dataset_options)
+
+
+def first_users(examples: datasets.Dataset, max_users: int | None) -> datasets.Dataset:
+    """The rows of the first ``max_users`` users in sorted id order (all rows when None)."""
+    if not max_users:
+        return examples
+    keep = set(sorted(set(examples["user_id"]))[:max_users])
+    return examples.select([i for i, u in enumerate(examples["user_id"]) if u in keep])
+
+
+class ValidationAucCallback(TrainerCallback):
+    """Scores the validation candidates with the shared-prefix scorer at every evaluation and at the end of
+    training, and logs ``eval_auc`` / ``eval_user_auc`` into the trainer's log history."""
+
+    def __init__(self, examples, items, *, mode, item_summaries=None, user_summaries=None, max_user_tokens=None):
+        self.examples, self.items, self.mode = examples, items, mode
+        self.item_summaries, self.user_summaries, self.max_user_tokens = (
+            item_summaries,
+            user_summaries,
+            max_user_tokens,
+        )
+        self.last: dict = {}
+
+    def compute(self, model, processing_class) -> dict:
+        from .metrics import ranking_metrics
+
+        was_training = model.training
+        model.eval()
+        recommender = MsrRecommender(model, processing_class, mode=self.mode, max_user_tokens=self.max_user_tokens)
+        scores = recommender.score_examples(
+            self.examples,
+            self.items,
+            item_summaries=self.item_summaries,
+            user_summaries=self.user_summaries,
+            progress=False,
+            on_missing="skip",
+        )
+        model.train(was_training)
+        keep = ~np.isnan(scores)
+        result = ranking_metrics(
+            scores[keep], np.asarray(self.examples["label"])[keep], np.asarray(self.examples["user_id"])[keep], ks=(1,)
+        )
+        return {"eval_auc": float(result["auc"]), "eval_user_auc": float(result["user_auc"])}
+
+    def _report(self, state, model, processing_class):
+        if not state.is_world_process_zero or state.global_step == self.last.get("step"):
+            return
+        self.last = {**self.compute(model, processing_class), "step": state.global_step, "epoch": state.epoch}
+        state.log_history.append(dict(self.last))
+        logger.info(
+            "validation at step %d: AUC %.4f, user AUC %.4f",
+            state.global_step,
+            self.last["eval_auc"],
+            self.last["eval_user_auc"],
+        )
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
+        self._report(state, model, processing_class)
+
+    def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        self._report(state, model, processing_class)
+
+
+def lora_targets(model_args, mode: str):
+    """LoRA target modules: the YAML's if given (a one-element list is a module name, regex or "all-linear"),
+    else all linear layers of the language model."""
+    targets = model_args.lora_target_modules
+    if isinstance(targets, list) and len(targets) == 1:
+        targets = targets[0]
+    if targets:
+        return targets
+    return VLM_LORA_TARGETS if mode == "image" else "all-linear"
+
+
+def load_model_and_processor(
+    model_name_or_path: str, mode: str, revision: str | None = None, dtype="float32", processor=None
+):
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+    path = _resolve(model_name_or_path, revision)
+    model_class = AutoModelForImageTextToText if mode == "image" else AutoModelForCausalLM
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+    model = model_class.from_pretrained(path, dtype=dtype)
+    processor = processor or (AutoProcessor if mode == "image" else AutoTokenizer).from_pretrained(path)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, processor
+
+
+def train_recommender(
+    script_args: MsrSftArguments,
+    training_args,
+    model_args,
+    *,
+    items=None,
+    examples=None,
+    item_summaries=None,
+    user_summaries=None,
+    processing_class=None,
+    callbacks=None,
+) -> str:
+    """LoRA SFT of the recommender; returns the output folder (adapter + processor + recipe + msr_config).
+
+    Args:
+        script_args: an ``MsrSftArguments``.
+        training_args: a TRL ``SFTConfig`` (on CPU: ``bf16=False``, ``use_cpu=True``).
+        model_args: a TRL ``ModelConfig`` (``model_name_or_path``, ``lora_*``).
+        items, examples, item_summaries, user_summaries: datasets already in memory; when None they are
+            loaded from ``script_args`` (``load_msr_dataset`` and the summaries' ``save_to_disk`` folders).
+        processing_class: a tokenizer/processor to use instead of loading one (e.g. one ``AutoProcessor`` cannot load).
+        callbacks: extra ``TrainerCallback``s (progress reporting).
+    """
+    from transformers import set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    mode = script_args.mode
+    # --- seed ---
+    set_seed(training_args.seed)
+    if training_args.bf16 and not torch.cuda.is_available():
+        logger.warning("bf16=True on a CPU makes each step ~100x slower; set bf16: false in the recipe.")
+    if training_args.max_length is not None:
+        # TRL truncation keeps the start and would cut the answer; user summaries are cut by max_user_tokens.
+        logger.info(
+            "Ignoring max_length=%s: prompts are bounded by max_user_tokens instead.", training_args.max_length
+        )
+        training_args.max_length = None
+
+    # --- data ---
+    if items is None or examples is None:
+        from .data import load_msr_dataset
+
+        options = dict(script_args.dataset_options or {})
+        items = load_msr_dataset(script_args.dataset_name, "items", data_dir=script_args.data_dir, **options)
+        examples = load_msr_dataset(script_args.dataset_name, "examples", data_dir=script_args.data_dir, **options)
+    if item_summaries is None and script_args.item_summaries_path:
+        item_summaries = datasets.load_from_disk(script_args.item_summaries_path)
+    if user_summaries is None and script_args.user_summaries_path:
+        user_summaries = datasets.load_from_disk(script_args.user_summaries_path)
+
+    # --- model ---
+    model, processor = load_model_and_processor(
+        model_args.model_name_or_path, mode, model_args.model_revision, model_args.dtype, processing_class
+    )
+    tokenizer = getattr(processor, "tokenizer", processor)
+    summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
+    train_dataset = build_sft_dataset(
+        first_users(examples[script_args.dataset_train_split], script_args.max_train_users),
+        items,
+        mode=mode,
+        on_missing=script_args.on_missing,
+        tokenizer=tokenizer,
+        max_user_tokens=script_args.max_user_tokens,
+        **summaries,
+    )
+    callbacks, eval_dataset = list(callbacks or []), None
+    if "validation" in examples and script_args.max_eval_users != 0:
+        validation = first_users(examples["validation"], script_args.max_eval_users)
+        callbacks.insert(
+            0,
+            ValidationAucCallback(
+                validation, items, mode=mode, max_user_tokens=script_args.max_user_tokens, **summaries
+            ),
+        )
+        if training_args.eval_strategy != "no":
+            eval_dataset = build_sft_dataset(
+                validation,
+                items,
+                mode=mode,
+                on_missing="skip",
+                tokenizer=tokenizer,
+                max_user_tokens=script_args.max_user_tokens,
+                **summaries,
+            )
+    peft_config = None
+    if model_args.use_peft:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=model_args.lora_r,
+            lora_alpha=model_args.lora_alpha,
+            lora_dropout=model_args.lora_dropout,
+            target_modules=lora_targets(model_args, mode),
+            modules_to_save=model_args.lora_modules_to_save,
+            task_type="CAUSAL_LM",
+        )
+
+    # --- trainer ---
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+
+    # --- train (resuming from the last checkpoint of output_dir if there is one) ---
+    output_dir = Path(training_args.output_dir)
+    resume = training_args.resume_from_checkpoint
+    if resume is None and output_dir.is_dir():
+        resume = get_last_checkpoint(str(output_dir))
+    if resume:
+        logger.info("Resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+
+    # --- save ---
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(output_dir))
+        recipe = {**dataclasses.asdict(model_args), **dataclasses.asdict(script_args), **training_args.to_dict()}
+        (output_dir / "recipe.yaml").write_text(
+            yaml.safe_dump(json.loads(json.dumps(recipe, default=str)), sort_keys=True)
+        )
+        trainer.save_state()  # trainer_state.json: the loss and eval_auc history
+        auc_callbacks = [c for c in callbacks if isinstance(c, ValidationAucCallback)]
+        validation_metrics = (
+            {k: v for k, v in auc_callbacks[0].last.items() if k.startswith("eval_")} if auc_callbacks else {}
+        )
+        msr_config = {
+            "mode": mode,
+            "prompt_version": prompts.PROMPT_VERSION,
+            "base_model": model_args.model_name_or_path,
+            "max_user_tokens": script_args.max_user_tokens,
+            "protocol": {
+                "dataset": script_args.dataset_name,
+                "data_dir": script_args.data_dir,
+                **(script_args.dataset_options or {}),
+            },
+            "validation": validation_metrics,
+        }
+        (output_dir / MSR_CONFIG_NAME).write_text(json.dumps(msr_config, indent=2))
+    trainer.accelerator.wait_for_everyone()
+    return str(output_dir)

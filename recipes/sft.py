@@ -1,0 +1,51 @@
+"""LoRA SFT of the MLLM-MSR Yes/No recommender with TRL (stage 3).
+
+One process (CPU or one GPU):
+
+    accelerate launch recipes/sft.py --config recipes/smollm2-135m/sft/config_cpu.yaml
+
+Two processes on this CPU-only machine (gloo; checks the distributed path, no speed-up on 2 cores):
+
+    accelerate launch --config_file recipes/accelerate_configs/cpu_2proc.yaml recipes/sft.py \
+        --config recipes/smollm2-135m/sft/config_cpu.yaml
+
+GPUs (DDP, FSDP or DeepSpeed ZeRO-2), e.g. the paper's setting on 8 GPUs:
+
+    accelerate launch --config_file recipes/accelerate_configs/zero2.yaml --num_processes 8 recipes/sft.py \
+        --config recipes/llava-v1.6-mistral-7b/sft/config_paper.yaml
+
+Every YAML key is a field of ``MsrSftArguments`` (dataset, summaries, mode), TRL's ``SFTConfig`` or
+TRL's ``ModelConfig``; any key can be overridden on the command line (``--learning_rate 1e-4``).
+The blocks run in this order, inside ``hf_mllm_msr.training.train_recommender``: seed, logging,
+args, data (examples + summaries -> prompt/completion rows), model (+ LoRA), trainer (with the
+validation-AUC callback), train (resuming from the last checkpoint in ``output_dir``), save
+(adapter, processor, ``recipe.yaml``, ``msr_config.json``).
+"""
+
+import logging
+import sys
+
+
+def main():
+    # --- logging ---
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+
+    # --- args --- (heavy imports here so that --help is instant)
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from hf_mllm_msr.training import MsrSftArguments, train_recommender
+
+    parser = TrlParser((MsrSftArguments, SFTConfig, ModelConfig))
+    script_args, training_args, model_args = parser.parse_args_and_config()
+
+    # --- seed, data, model, trainer, train, save ---
+    output_dir = train_recommender(script_args, training_args, model_args)
+    logging.getLogger("sft").info("Adapter, processor and recipe saved to %s", output_dir)
+
+
+if __name__ == "__main__":
+    main()

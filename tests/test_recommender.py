@@ -1,0 +1,270 @@
+"""SFT rows, the answer-only loss mask, LoRA training and adapter reload (tiny random models, CPU, offline)."""
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoProcessor, TrainerCallback
+from trl import ModelConfig, SFTConfig, SFTTrainer
+
+from hf_mllm_msr import testing
+from hf_mllm_msr.data import history_key
+from hf_mllm_msr.recommender import MsrRecommender, build_sft_dataset
+from hf_mllm_msr.training import MsrSftArguments, train_recommender
+
+COLORS = ["red", "blue", "green", "yellow"]
+OBJECTS = ["lamp", "mug", "chair", "vase", "clock"]
+
+
+@pytest.fixture(scope="module")
+def world():
+    """A learnable toy shop: each user likes one colour; the positive candidate has it, the negative does not."""
+    item_ids = [f"{c}-{o}" for c in COLORS for o in OBJECTS]
+    items = datasets.Dataset.from_dict(
+        {
+            "item_id": item_ids,
+            "title": [i.replace("-", " ") for i in item_ids],
+            "text": [""] * len(item_ids),
+            "image": [Image.new("RGB", (24, 24), i.split("-")[0]) for i in item_ids],
+        },
+        features=datasets.Features(
+            {
+                "item_id": datasets.Value("string"),
+                "title": datasets.Value("string"),
+                "text": datasets.Value("string"),
+                "image": datasets.Image(),
+            }
+        ),
+    )
+    splits = {}
+    for split, users in (("train", range(12)), ("validation", range(12, 16))):
+        rows = {"user_id": [], "history": [], "candidate": [], "label": []}
+        for u in users:
+            color, other = COLORS[u % 4], COLORS[(u + 1 + u // 4) % 4]
+            history = [f"{color}-{OBJECTS[(u + k) % 5]}" for k in range(3)]
+            for candidate, label in ((f"{color}-{OBJECTS[(u + 3) % 5]}", 1), (f"{other}-{OBJECTS[u % 5]}", 0)):
+                rows["user_id"].append(f"u{u:02d}")
+                rows["history"].append(history)
+                rows["candidate"].append(candidate)
+                rows["label"].append(label)
+        splits[split] = datasets.Dataset.from_dict(rows)
+    examples = datasets.DatasetDict(splits)
+    histories = {history_key(h): (u, h) for s in splits.values() for u, h in zip(s["user_id"], s["history"])}
+    user_summaries = datasets.Dataset.from_dict(
+        {
+            "user_id": [u for u, _ in histories.values()],
+            "history_key": list(histories),
+            "summary": [
+                f"The user appears to have a preference for {h[0].split('-')[0]} items." for _, h in histories.values()
+            ],
+        }
+    )
+    item_summaries = datasets.Dataset.from_dict(
+        {
+            "item_id": item_ids,
+            "summary": [f"A {i.split('-')[1]} for the home." for i in item_ids],
+            "visual_cues": [f"{i.split('-')[0]} colour" for i in item_ids],
+        }
+    )
+    return {"items": items, "examples": examples, "user_summaries": user_summaries, "item_summaries": item_summaries}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recommender_models")
+    return lambda name: getattr(testing, name)(root / name)
+
+
+def sft_rows(world, mode, **kwargs):
+    summaries = {"user_summaries": world["user_summaries"], "item_summaries": world["item_summaries"]}
+    return build_sft_dataset(world["examples"]["train"], world["items"], mode=mode, **{**summaries, **kwargs})
+
+
+def test_sft_rows_per_mode(world):
+    train = world["examples"]["train"]
+    title = sft_rows(world, "title")
+    assert set(title.column_names) == {"prompt", "completion"} and len(title) == len(train)
+    assert [c[0]["content"] for c in title["completion"]] == ["Yes" if y else "No" for y in train["label"]]
+    first = title[0]["prompt"][0]["content"]
+    assert "recently interacted with: red lamp; red mug; red chair." in first and 'Title: "red vase"' in first
+    assert "visual" not in first.lower()  # title-only: no image information at all
+
+    summary = sft_rows(world, "summary")[0]["prompt"][0]["content"]
+    assert "preference for red items" in summary and "A vase for the home. Visual cues: red colour" in summary
+
+    image = sft_rows(world, "image")
+    assert len(image[0]["images"]) == 1 and image[0]["images"][0].getpixel((0, 0)) == (255, 0, 0)
+    parts = image[0]["prompt"][0]["content"]
+    assert [p["type"] for p in parts] == ["text", "image", "text"]
+    assert "preference for red" in parts[0]["text"] and 'Title: "red vase"' in parts[2]["text"]
+
+
+def test_missing_summaries_error_names_ids_or_are_counted_skips(world, caplog):
+    user_summaries = world["user_summaries"].filter(lambda r: r["user_id"] != "u03")
+    with pytest.raises(ValueError, match=r"2 example rows have no user summary: user u03"):
+        sft_rows(world, "summary", user_summaries=user_summaries)
+    with caplog.at_level("WARNING"):
+        rows = sft_rows(world, "summary", user_summaries=user_summaries, on_missing="skip")
+    assert (
+        len(rows) == len(world["examples"]["train"]) - 2
+        and "Skipped 2 example rows with no user summary" in caplog.text
+    )
+    with pytest.raises(ValueError, match="no item summary: blue-lamp"):
+        sft_rows(
+            world, "summary", item_summaries=world["item_summaries"].filter(lambda r: r["item_id"] != "blue-lamp")
+        )
+
+
+def test_long_user_summary_is_cut_from_its_start_never_the_candidate(world):
+    tok = testing.tiny_chatml_tokenizer()
+    long = world["user_summaries"].map(lambda r: {"summary": "old history " * 300 + "latest red taste"})
+    rows = sft_rows(world, "summary", user_summaries=long, tokenizer=tok, max_user_tokens=20)
+    text = rows[0]["prompt"][0]["content"]
+    assert "latest red taste" in text and 'Title: "red vase"' in text and text.endswith("Answer Yes or No.")
+    assert (
+        len(tok(text)["input_ids"])
+        < len(tok(sft_rows(world, "summary", user_summaries=long)[0]["prompt"][0]["content"])["input_ids"]) / 4
+    )
+
+
+def _labels_text(trainer, rows, tokenizer):
+    batch = trainer.data_collator([rows[i] for i in range(len(rows))])
+    return [tokenizer.decode(ids[labels != -100]) for ids, labels in zip(batch["input_ids"], batch["labels"])]
+
+
+def test_loss_mask_covers_exactly_the_answer_text_model(world, model_dir, tmp_path):
+    path = model_dir("tiny_llama")
+    args = SFTConfig(output_dir=str(tmp_path), bf16=False, use_cpu=True, report_to="none", max_steps=1)
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(path),
+        args=args,
+        train_dataset=sft_rows(world, "summary").select(range(4)),
+        processing_class=testing.tiny_chatml_tokenizer(),
+    )
+    answers = _labels_text(trainer, trainer.train_dataset, trainer.processing_class)
+    assert answers == ["Yes<|im_end|>", "No<|im_end|>"] * 2
+
+
+def test_loss_mask_covers_exactly_the_answer_vlm(world, model_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    path = model_dir("tiny_gemma3_vlm")
+    processor = AutoProcessor.from_pretrained(path)
+    args = SFTConfig(
+        output_dir=str(tmp_path), bf16=False, use_cpu=True, report_to="none", max_steps=1, max_length=None
+    )
+    rows = sft_rows(world, "image").select(range(2))
+    trainer = SFTTrainer(
+        model=AutoModelForImageTextToText.from_pretrained(path),
+        args=args,
+        train_dataset=rows,
+        processing_class=processor,
+    )
+    assert _labels_text(trainer, rows, processor.tokenizer) == ["Yes<end_of_turn>\n", "No<end_of_turn>\n"]
+
+
+class KeepModel(TrainerCallback):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.initial = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.model = model
+
+
+def configs(tmp_path, model_path, mode, **training):
+    script = MsrSftArguments(dataset_name="toy", mode=mode, max_eval_users=4)
+    training = {
+        "output_dir": str(tmp_path / "adapter"),
+        "bf16": False,
+        "use_cpu": True,
+        "report_to": "none",
+        "max_steps": 10,
+        "per_device_train_batch_size": 4,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "learning_rate": 3e-2,
+        "seed": 0,
+        **training,
+    }
+    return (
+        script,
+        SFTConfig(**training),
+        ModelConfig(model_name_or_path=model_path, use_peft=True, lora_r=8, lora_alpha=16, lora_dropout=0.0),
+    )
+
+
+def test_lora_training_text_model_end_to_end(world, model_dir, tmp_path):
+    keep = KeepModel()
+    out = train_recommender(
+        *configs(tmp_path, model_dir("tiny_llama"), "title"),
+        items=world["items"],
+        examples=world["examples"],
+        callbacks=[keep],
+    )
+    history = json.loads((tmp_path / "adapter" / "trainer_state.json").read_text())["log_history"]
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert len(losses) == 10 and np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.2
+    assert any("eval_auc" in h for h in history)
+
+    # LoRA weights moved, base weights did not
+    params = dict(keep.model.named_parameters())
+    lora = [k for k in params if "lora_B" in k]
+    assert lora and all(not torch.equal(params[k], keep.initial[k]) for k in lora)
+    base = [k for k in params if "lora_" not in k]
+    assert all(torch.equal(params[k], keep.initial[k]) for k in base)
+    assert all("lora_" in k for k in load_file(f"{out}/adapter_model.safetensors"))
+
+    # the saved folder reloads with its mode and gives the trained model's scores
+    config = json.loads((tmp_path / "adapter" / "msr_config.json").read_text())
+    assert config["mode"] == "title" and config["prompt_version"] and "eval_auc" in config["validation"]
+    assert (tmp_path / "adapter" / "recipe.yaml").exists()
+    reloaded = MsrRecommender.from_pretrained(out)
+    trained = MsrRecommender(keep.model.eval(), testing.tiny_chatml_tokenizer(), mode="title")
+    validation = world["examples"]["validation"]
+    expected = trained.score_examples(validation, world["items"], progress=False)
+    np.testing.assert_allclose(
+        reloaded.score_examples(validation, world["items"], progress=False), expected, atol=1e-4
+    )
+
+
+def test_lora_training_vlm_freezes_vision_tower_and_projector(world, model_dir, tmp_path):
+    script, training, model = configs(
+        tmp_path, model_dir("tiny_gemma3_vlm"), "image", max_steps=3, eval_strategy="steps", eval_steps=3
+    )
+    out = train_recommender(
+        script,
+        training,
+        model,
+        items=world["items"],
+        examples=world["examples"],
+        user_summaries=world["user_summaries"],
+    )
+    keys = list(load_file(f"{out}/adapter_model.safetensors"))
+    assert keys and all("language_model" in k for k in keys)
+    assert not any("vision" in k or "projector" in k for k in keys)
+    history = json.loads((tmp_path / "adapter" / "trainer_state.json").read_text())["log_history"]
+    assert any("eval_loss" in h for h in history) and any("eval_auc" in h for h in history)
+    recommender = MsrRecommender.from_pretrained(out)
+    assert recommender.mode == "image"
+    scores = recommender.score_examples(
+        world["examples"]["validation"], world["items"], user_summaries=world["user_summaries"], progress=False
+    )
+    assert scores.shape == (8,) and np.all((scores > 0) & (scores < 1))
+
+
+def test_training_resumes_from_the_last_checkpoint(world, model_dir, tmp_path, caplog):
+    path = model_dir("tiny_llama")
+    script, training, model = configs(tmp_path, path, "title", max_steps=2, save_strategy="steps", save_steps=2)
+    script.max_eval_users = 0
+    train_recommender(script, training, model, items=world["items"], examples=world["examples"])
+    script, training, model = configs(tmp_path, path, "title", max_steps=4, save_strategy="steps", save_steps=2)
+    script.max_eval_users = 0
+    with caplog.at_level("INFO"):
+        train_recommender(script, training, model, items=world["items"], examples=world["examples"])
+    assert "Resuming from" in caplog.text and "checkpoint-2" in caplog.text
+    state = json.loads((tmp_path / "adapter" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and sum("loss" in h for h in state["log_history"]) == 4
