@@ -187,8 +187,19 @@ class SummaryGenerator:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.multimodal = is_multimodal(processor)
-        self.model_id = model_id or str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
-        self.fingerprint = model_fingerprint(model)
+        if isinstance(model, (str, os.PathLike)):  # a GGUF file for the llama.cpp backend
+            if self.settings.backend != "xllamacpp" or self.multimodal:
+                raise ValueError(
+                    f"model={model!r} is a path: only the 'xllamacpp' backend takes a GGUF file, with a "
+                    "tokenizer (for the chat template). Load a transformers model otherwise."
+                )
+            self.model_id = model_id or Path(model).name
+            stamps = (os.path.getsize(model), os.path.getmtime(model))
+            self.fingerprint = f"gguf:{_hash_files((str(model),), stamps)}"
+        else:
+            self.model_id = model_id or str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+            self.fingerprint = model_fingerprint(model)
+        self._server = None
         self.progress = progress
         self.stats = {"generated": 0, "cached": 0, "batches": 0}
 
@@ -242,6 +253,36 @@ class SummaryGenerator:
             bar.close()
         return [Result(found[k], p, k not in todo) for k, p in zip(keys, prompts)]
 
+    def _llamacpp_batch(self, prompts: list[str]) -> list[str]:
+        """The same prompt texts through llama.cpp (xllamacpp's in-process server), greedy, one slot per prompt."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._server is None:
+            try:
+                import xllamacpp
+            except ImportError as err:
+                raise ImportError("backend='xllamacpp' needs `pip install xllamacpp` (prebuilt CPU wheel).") from err
+            params = xllamacpp.CommonParams()
+            params.model.path = str(self.model)
+            params.n_parallel = max(1, self.settings.batch_size)
+            params.n_ctx = 4096 * params.n_parallel  # shared by the slots
+            params.cpuparams.n_threads = params.cpuparams_batch.n_threads = torch.get_num_threads()
+            self._server = xllamacpp.Server(params)
+
+        def complete(prompt: str) -> str:
+            request = {
+                "prompt": prompt,
+                "n_predict": self.settings.max_new_tokens,
+                "temperature": 0.0,
+                "top_k": 1,
+                "repeat_penalty": self.settings.repetition_penalty,
+                "cache_prompt": False,
+            }
+            return self._server.handle_completions(request)["choices"][0]["text"]
+
+        with ThreadPoolExecutor(max_workers=len(prompts)) as pool:  # concurrent requests share the server's batch
+            return list(pool.map(complete, prompts))
+
     @torch.inference_mode()
     def _generate_batch(self, prompts: list[str], images: list) -> list[str]:
         if self.settings.backend == "xllamacpp":
@@ -271,14 +312,22 @@ class SummaryGenerator:
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
 
-def load_summarizer(model_name_or_path: str, dtype: str = "auto", device: str | None = None, processor_class=None):
+def load_summarizer(
+    model_name_or_path: str,
+    dtype: str = "auto",
+    device: str | None = None,
+    processor_class=None,
+    backend="transformers",
+):
     """Loads ``(model, processor_or_tokenizer)``: a VLM with its processor when the config is an
     image-text-to-text architecture, else a causal LM with its tokenizer.
 
     Args:
         model_name_or_path: Hub id, local folder, or a short name of :mod:`hf_mllm_msr.offline_models`.
+            A ``.gguf`` file returns ``(path, tokenizer)`` for ``GenerationSettings(backend="xllamacpp")``.
         dtype: "auto", "float32", "bfloat16"... (on CPU keep float32: bf16 matmuls are ~100x slower here).
         device: "cpu", "cuda"...; default: cuda when available.
+        backend: "xllamacpp" maps the SmolLM2 short name to its GGUF file.
         processor_class: override for processors that ``AutoProcessor`` cannot load (e.g. the Qwen2-VL
             workaround of :mod:`hf_mllm_msr.testing`).
     """
@@ -291,12 +340,21 @@ def load_summarizer(model_name_or_path: str, dtype: str = "auto", device: str | 
     )
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-    from .offline_models import resolve_model_path
+    from .offline_models import SMOLLM2_NAME, resolve_model_path, smollm2_gguf_path
 
     path = resolve_model_path(model_name_or_path)
+    if backend == "xllamacpp" and model_name_or_path in (SMOLLM2_NAME, "smollm2"):
+        path = str(smollm2_gguf_path())
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    if str(path).endswith(".gguf"):  # the llama.cpp backend: the file itself + a tokenizer for the chat template
+        from .offline_models import smollm2_gguf_path, smollm2_path
+
+        gguf = Path(path)
+        if gguf == smollm2_gguf_path():
+            return str(gguf), AutoTokenizer.from_pretrained(smollm2_path())
+        return str(gguf), AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = AutoConfig.from_pretrained(path)
     if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype))

@@ -168,11 +168,13 @@ def textualize_cached(generator: SummaryGenerator, textualizer, images: list) ->
     return [found[k] for k in keys]
 
 
-def summarize_item_records(
+def item_requests(
     generator: SummaryGenerator, records: list[dict], image_mode: str = "auto", textualizer=None
-) -> list[dict]:
-    """Item summaries for dicts with ``title``, ``text`` (optional), ``image`` (optional) -> rows of
-    :data:`ITEM_SUMMARY_FEATURES` (``item_id`` is taken from the record when present)."""
+) -> tuple[list[Request], list, list[str], list[str]]:
+    """``(requests, images, flags, visual_cues)`` for item dicts with ``title``, ``text``, ``image`` (all optional).
+
+    Images go to the model when it is multimodal (``image_mode="auto"``); otherwise they are textualized.
+    """
     special = generator.special_tokens()
     images, flags = zip(*(open_image(r.get("image")) for r in records)) if records else ((), ())
     see_image = generator.multimodal and image_mode == "auto"
@@ -193,6 +195,15 @@ def summarize_item_records(
         use_image = see_image and image is not None
         messages = item_summary_messages(title, text, with_image=use_image, visual_cues=cue)
         requests.append(Request(messages, image if use_image else None))
+    return requests, list(images), list(flags), cues
+
+
+def summarize_item_records(
+    generator: SummaryGenerator, records: list[dict], image_mode: str = "auto", textualizer=None
+) -> list[dict]:
+    """Item summaries for dicts with ``title``, ``text`` (optional), ``image`` (optional) -> rows of
+    :data:`ITEM_SUMMARY_FEATURES` (``item_id`` is taken from the record when present)."""
+    requests, images, flags, cues = item_requests(generator, records, image_mode, textualizer)
     rows = []
     for record, image, flag, cue, result in zip(records, images, flags, cues, generator.generate(requests)):
         summary = first_paragraph(result.text)

