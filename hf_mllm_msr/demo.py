@@ -42,12 +42,21 @@ class DemoArguments:
     data_dir: str | None = field(default=None, metadata={"help": "Raw files of the dataset (not for synthetic)."})
     num_users: int = field(default=64, metadata={"help": "Synthetic only: number of users."})
     num_items: int = field(default=48, metadata={"help": "Synthetic only: number of items."})
-    max_users: int | None = field(default=64, metadata={"help": "Real data: keep this many users (sorted ids); "
-                                                                  "None = all (hours on a CPU)."})
+    max_users: int | None = field(
+        default=64, metadata={"help": "Real data: keep this many users (sorted ids); None = all (hours on a CPU)."}
+    )
     max_history: int = field(default=6, metadata={"help": "Items of history given to the models."})
+    dataset_options: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "More load_msr_dataset options as a dict/JSON (e.g. num_test_negatives, min_user_interactions)."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the split, the negatives and training."})
-    model: str = field(default="smollm2-135m-instruct", metadata={"help": "Summarizer and recommender base model "
-                                                                          "(a short offline name, Hub id or folder)."})
+    model: str = field(
+        default="smollm2-135m-instruct",
+        metadata={"help": "Summarizer and recommender base model (a short offline name, Hub id or folder)."},
+    )
     tiny: bool = field(default=False, metadata={"help": "Use a tiny random model (tests; numbers are meaningless)."})
     summary_max_new_tokens: int = field(default=40, metadata={"help": "New tokens per item/user summary step."})
     summary_batch_size: int = field(default=16, metadata={"help": "Prompts per generate() call."})
@@ -56,8 +65,10 @@ class DemoArguments:
     train_batch_size: int = field(default=8, metadata={"help": "SFT batch size."})
     learning_rate: float = field(default=1e-3, metadata={"help": "SFT learning rate (LoRA on a 135M model)."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (paper: 16)."})
-    baselines: list[str] = field(default_factory=lambda: ["popularity", "sasrec", "gru4rec"],
-                                 metadata={"help": "ID-based baselines scored on the same candidates."})
+    baselines: list[str] = field(
+        default_factory=lambda: ["popularity", "sasrec", "gru4rec"],
+        metadata={"help": "ID-based baselines scored on the same candidates."},
+    )
     ablation: bool = field(default=True, metadata={"help": "Also train the title-only (no image) recommender."})
     bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence intervals."})
 
@@ -89,6 +100,8 @@ def _dataset_options(args: DemoArguments) -> dict:
     options = {"split": "leave_one_out", "max_history": args.max_history, "seed": args.seed}
     if args.data == "synthetic":
         options.update(num_users=args.num_users, num_items=args.num_items)
+    extra = args.dataset_options
+    options.update(json.loads(extra) if isinstance(extra, str) else dict(extra or {}))
     return options
 
 
@@ -106,17 +119,44 @@ def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: 
 
     from .training import MsrSftArguments, train_recommender
 
-    script_args = MsrSftArguments(dataset_name=args.data, mode=mode, data_dir=args.data_dir,
-                                  dataset_options=protocol, max_eval_users=32)
+    script_args = MsrSftArguments(
+        dataset_name=args.data, mode=mode, data_dir=args.data_dir, dataset_options=protocol, max_eval_users=32
+    )
     training_args = SFTConfig(
-        output_dir=str(output), bf16=False, use_cpu=True, report_to="none", gradient_checkpointing=False,
-        max_length=None, per_device_train_batch_size=args.train_batch_size, num_train_epochs=args.num_train_epochs,
-        learning_rate=args.learning_rate, lr_scheduler_type="cosine", logging_steps=5,
-        save_strategy="steps", save_steps=25, save_total_limit=1, seed=args.seed, disable_tqdm=False)
-    model_args = ModelConfig(model_name_or_path=model_path, use_peft=True, lora_r=args.lora_r,
-                             lora_alpha=2 * args.lora_r, lora_dropout=0.1, dtype="float32")
-    train_recommender(script_args, training_args, model_args, items=data["items"], examples=data["examples"],
-                      item_summaries=data.get("item_summaries"), user_summaries=data.get("user_summaries"))
+        output_dir=str(output),
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        gradient_checkpointing=False,
+        max_length=None,
+        per_device_train_batch_size=args.train_batch_size,
+        num_train_epochs=args.num_train_epochs,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="cosine",
+        logging_steps=5,
+        save_strategy="steps",
+        save_steps=25,
+        save_total_limit=1,
+        seed=args.seed,
+        disable_tqdm=False,
+    )
+    model_args = ModelConfig(
+        model_name_or_path=model_path,
+        use_peft=True,
+        lora_r=args.lora_r,
+        lora_alpha=2 * args.lora_r,
+        lora_dropout=0.1,
+        dtype="float32",
+    )
+    train_recommender(
+        script_args,
+        training_args,
+        model_args,
+        items=data["items"],
+        examples=data["examples"],
+        item_summaries=data.get("item_summaries"),
+        user_summaries=data.get("user_summaries"),
+    )
     for checkpoint in output.glob("checkpoint-*"):  # the final adapter is saved; resume points are not needed
         shutil.rmtree(checkpoint)
 
@@ -129,7 +169,7 @@ def run_demo(args: DemoArguments) -> dict:
     from .cards import write_adapter_card
     from .data import load_msr_dataset
     from .recommender import MsrRecommender
-    from .summarize import SummarizeConfig, summarize_items, summarize_users
+    from .summarize import SummarizeConfig, make_generator, summarize_items, summarize_users
 
     output_dir = Path(args.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -153,28 +193,33 @@ def run_demo(args: DemoArguments) -> dict:
     logger.info("Data: %d items, %s", len(items), {k: len(v) for k, v in examples.items()})
 
     # --- summaries (one generation cache for both stages: reruns and shared history blocks are free) ---
-    summary_config = SummarizeConfig(block_size=args.block_size, max_new_tokens=args.summary_max_new_tokens,
-                                     batch_size=args.summary_batch_size,
-                                     cache_path=str(output_dir / "generation_cache.sqlite"))
+    summary_config = SummarizeConfig(
+        block_size=args.block_size,
+        max_new_tokens=args.summary_max_new_tokens,
+        batch_size=args.summary_batch_size,
+        cache_path=str(output_dir / "generation_cache.sqlite"),
+    )
     summarizer = {}
 
-    def load_summarizer_once():
+    def generator():  # loaded only if a summary stage has work to do
         if not summarizer:
             from .generation import load_summarizer
 
-            summarizer["model"], summarizer["processor"] = load_summarizer(model_path, device="cpu")
-        return summarizer["model"], summarizer["processor"]
+            model, processor = load_summarizer(model_path, device="cpu")
+            summarizer["generator"] = make_generator(
+                model, processor, summary_config, progress=True, model_id=args.model if not args.tiny else "tiny-llama"
+            )
+        return summarizer["generator"]
 
     def item_stage(tmp):
-        model, processor = load_summarizer_once()
-        summarize_items(items, model, processor, config=summary_config).save_to_disk(str(tmp / "data"))
+        summarize_items(items, config=summary_config, generator=generator()).save_to_disk(str(tmp / "data"))
 
     item_summaries = datasets.load_from_disk(str(_stage(output_dir, "item_summaries", item_stage) / "data"))
 
     def user_stage(tmp):
-        model, processor = load_summarizer_once()
-        summarize_users(examples, item_summaries, items, model, processor,
-                        config=summary_config).save_to_disk(str(tmp / "data"))
+        summarize_users(examples, item_summaries, items, config=summary_config, generator=generator()).save_to_disk(
+            str(tmp / "data")
+        )
 
     user_summaries = datasets.load_from_disk(str(_stage(output_dir, "user_summaries", user_stage) / "data"))
     summarizer.clear()
@@ -185,32 +230,56 @@ def run_demo(args: DemoArguments) -> dict:
     if args.ablation:
         adapters["Title-only LLM (no image)"] = ("adapter_title", "title")
     for folder, mode in adapters.values():
-        _stage(output_dir, folder, lambda tmp, mode=mode: _train(args, model_path, mode, data, tmp, protocol),
-               resumable=True)
+        _stage(
+            output_dir,
+            folder,
+            lambda tmp, mode=mode: _train(args, model_path, mode, data, tmp, protocol),
+            resumable=True,
+        )
 
     # --- evaluation on the same test candidates ---
     def report_stage(tmp):
         test = examples["test"]
+        # the test target is each user's last interaction; `history` itself is capped at max_history
+        sequences = load_msr_dataset(args.data, "sequences", data_dir=args.data_dir, **protocol)
+        history_lengths = {user: len(ids) - 1 for user, ids in zip(sequences["user_id"], sequences["item_ids"])}
         scores, info = {}, {}
         for name, (folder, _) in adapters.items():
             recommender = MsrRecommender.from_pretrained(str(output_dir / folder))
-            scores[name] = recommender.score_examples(test, items, item_summaries=item_summaries,
-                                                      user_summaries=user_summaries)
+            scores[name] = recommender.score_examples(
+                test, items, item_summaries=item_summaries, user_summaries=user_summaries
+            )
             info[name] = {"kind": "adapter", "source": folder}
-        for name, values in report.score_baselines(args.baselines, examples["train"], examples["validation"], test,
-                                                   seed=args.seed).items():
+        for name, values in report.score_baselines(
+            args.baselines, examples["train"], examples["validation"], test, seed=args.seed
+        ).items():
             scores[name], info[name] = values, {"kind": "baseline"}
-        full_protocol = {"dataset": args.data, **protocol, "num_test_negatives": 20, "ks": [3, 5, 10],
-                         "users": len(set(test["user_id"]))}
-        results = report.evaluate_models(scores, test, examples["train"], full_protocol, models_info=info,
-                                         bootstrap_samples=args.bootstrap_samples, seed=args.seed)
+        full_protocol = {
+            "dataset": args.data,
+            "num_test_negatives": 20,
+            **protocol,
+            "ks": [3, 5, 10],
+            "users": len(set(test["user_id"])),
+        }
+        results = report.evaluate_models(
+            scores,
+            test,
+            examples["train"],
+            full_protocol,
+            models_info=info,
+            user_history_lengths=history_lengths,
+            bootstrap_samples=args.bootstrap_samples,
+            seed=args.seed,
+        )
         report.write_report(results, tmp)
 
     report_dir = _stage(output_dir, "report", report_stage)
     results = json.loads((report_dir / "results.json").read_text())
     card = write_adapter_card(output_dir / "adapter", results, model_key=next(iter(adapters)))
-    print(f"\nResults on {results['num_users']} test users x {results['num_rows'] // max(results['num_users'], 1)} "
-          f"candidates ({args.data}):\n")
+    print(
+        f"\nResults on {results['num_users']} test users x {results['num_rows'] // max(results['num_users'], 1)} "
+        f"candidates ({args.data}):\n"
+    )
     print(report.markdown_table(results))
     print(f"\nReport:      {report_dir / 'report.md'}\nPlots:       {report_dir}/*.png")
     print(f"Adapter:     {output_dir / 'adapter'}  (model card: {card})")
@@ -221,8 +290,9 @@ def run_demo(args: DemoArguments) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     from trl import TrlParser
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     (args,) = TrlParser((DemoArguments,)).parse_args_and_config(args=argv)
     return run_demo(args)

@@ -21,3 +21,15 @@ def bad_input_corpus(tmp_path):
 
     bad = write_bad_input_corpus(tmp_path / "bad" / "ml")
     return bad, write_bad_input_corpus(tmp_path / "clean", bad=False), dict(CORPUS_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`(output_dir, completed_process)` of one uninterrupted tiny demo run (shared by the demo and reliability
+    tests, which compare their own runs against it)."""
+    from test_demo import run_demo
+
+    output_dir = tmp_path_factory.mktemp("demo")
+    proc = run_demo(output_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return output_dir, proc

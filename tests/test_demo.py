@@ -1,0 +1,72 @@
+"""The main job end to end, reduced size: tiny random model, a few users; every stage's output checked."""
+
+import json
+import subprocess
+import sys
+
+import datasets
+import pytest  # noqa: F401
+import yaml
+
+TINY_DEMO = [
+    "--tiny",
+    "--num_users",
+    "16",
+    "--num_items",
+    "40",
+    "--num_train_epochs",
+    "1",
+    "--summary_max_new_tokens",
+    "8",
+    "--bootstrap_samples",
+    "20",
+    "--baselines",
+    "popularity",
+]
+
+
+def run_demo(output_dir, *extra, timeout=900):
+    cmd = [sys.executable, "-m", "hf_mllm_msr", "demo", "--output_dir", str(output_dir), *TINY_DEMO, *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_writes_every_stage(demo_run):
+    output_dir, proc = demo_run
+    for stage in ("item_summaries", "user_summaries", "adapter", "adapter_title", "report"):
+        assert (output_dir / stage / ".stage_done").exists(), stage
+    assert not list(output_dir.glob(".*.partial")), "a finished run leaves no partial stage folder"
+
+    items = datasets.load_from_disk(str(output_dir / "item_summaries" / "data"))
+    users = datasets.load_from_disk(str(output_dir / "user_summaries" / "data"))
+    assert len(items) > 0 and len(users) > 0
+    assert all(p for p in items["prompt"]), "every item summary records its prompt"
+    # leave-one-out: each test user has train, validation and test histories, all summarized
+    assert len(users) >= 16
+
+    results = json.loads((output_dir / "report" / "results.json").read_text())
+    assert set(results["models"]) == {"MLLM-MSR (summaries + image cues)", "Title-only LLM (no image)", "popularity"}
+    assert results["num_users"] == 16 and results["num_rows"] == 16 * 21
+    assert results["protocol"]["split"] == "leave_one_out"
+    assert list((output_dir / "report").glob("*.png"))
+
+    # the adapter folder is what would be published: PEFT weights (safetensors), config, card with model-index
+    adapter = output_dir / "adapter"
+    assert (adapter / "adapter_model.safetensors").exists() and (adapter / "msr_config.json").exists()
+    assert not list(adapter.glob("checkpoint-*"))
+    front_matter = yaml.safe_load((adapter / "README.md").read_text().split("---")[1])
+    card_metrics = {m["type"]: m["value"] for m in front_matter["model-index"][0]["results"][0]["metrics"]}
+    reported = results["models"]["MLLM-MSR (summaries + image cues)"]["metrics"]
+    for metric in ("auc", "user_auc", "hr@10", "ndcg@10", "mrr@10"):
+        assert card_metrics[metric] == pytest.approx(reported[metric])
+    # the results table is printed for the user
+    assert "MLLM-MSR (summaries + image cues)" in proc.stdout and "Report:" in proc.stdout
+
+
+def test_demo_rerun_skips_finished_stages(demo_run):
+    output_dir, _ = demo_run
+    before = (output_dir / "report" / "results.json").read_text()
+    proc = run_demo(output_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("item_summaries", "user_summaries", "adapter", "adapter_title", "report"):
+        assert f"[{stage}] already done" in proc.stderr
+    assert (output_dir / "report" / "results.json").read_text() == before
