@@ -5,8 +5,8 @@ Measures, in one run:
 1. item summaries, batched (left padding, sorted by length) vs one prompt at a time: goal >= 4x;
 2. rerun of a finished job (items + users) from the persistent cache: goal <= 2% of the first run;
 3. incremental user update with one new block vs recomputing the users from scratch;
-4. (with --llamacpp and the optional `xllamacpp` wheel) our fastest CPU path vs plain llama.cpp on the same
-   prompts, tokens/s.
+4. (when the optional `xllamacpp` wheel is installed) our fastest CPU path (transformers batched or our
+   xllamacpp backend with concurrent slots) vs plain llama.cpp, one prompt at a time, on the same prompts: tokens/s.
 
 The last line is `ratio=<batched-vs-sequential>`.
 
@@ -29,20 +29,58 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
+def llamacpp_comparison(args, tok, requests, hf_results, hf_seconds, base) -> tuple[float, float]:
+    """(tokens/s of our fastest path, tokens/s of plain llama.cpp, one prompt at a time) on the same prompts."""
+    import xllamacpp
+
+    from hf_mllm_msr.generation import GenerationSettings, SummaryGenerator, load_summarizer
+
+    def count(texts):
+        return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
+
+    gguf, _ = load_summarizer(args.model, backend="xllamacpp")
+    settings = GenerationSettings(batch_size=args.batch_size, backend="xllamacpp", **base)
+    ours = SummaryGenerator(gguf, tok, settings)
+    out, t_ours = timed(lambda: ours.generate(requests))
+    prompts = [r.prompt for r in out]
+    params = xllamacpp.CommonParams()
+    params.model.path, params.n_ctx, params.n_parallel = gguf, 4096, 1
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = args.threads
+    server = xllamacpp.Server(params)
+    request = {"n_predict": args.max_new_tokens, "temperature": 0.0, "top_k": 1, "repeat_penalty": 1.1}
+    plain, t_plain = timed(
+        lambda: [server.handle_completions({**request, "prompt": p})["choices"][0]["text"] for p in prompts]
+    )
+    hf_rate = count(r.text for r in hf_results) / hf_seconds
+    llama_rate = count(r.text for r in out) / t_ours
+    print(f"    transformers batched {hf_rate:.1f} tok/s, xllamacpp batched {llama_rate:.1f} tok/s", flush=True)
+    return max(hf_rate, llama_rate), count(plain) / t_plain
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct", help="Model name, Hub id or local folder.")
     parser.add_argument("--num_items", type=int, default=16, help="Items summarized in the batched/sequential runs.")
-    parser.add_argument("--num_users", type=int, default=8, help="Users summarized in the rerun/incremental runs.")
+    parser.add_argument("--num_users", type=int, default=4, help="Users summarized in the rerun/incremental runs.")
     parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores).")
     parser.add_argument("--samples", action="store_true", help="Print sample outputs.")
+    parser.add_argument(
+        "--llamacpp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Compare with llama.cpp (default: when xllamacpp and the SmolLM2 GGUF are installed).",
+    )
     args = parser.parse_args(argv)
+
+    import importlib.util
 
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.llamacpp is None:
+        args.llamacpp = bool(importlib.util.find_spec("xllamacpp")) and args.model == "smollm2-135m-instruct"
     from hf_mllm_msr import load_msr_dataset
     from hf_mllm_msr.generation import _hash_files, load_summarizer
     from hf_mllm_msr.summarize import (
@@ -62,9 +100,8 @@ def main(argv=None) -> dict:
     train = examples["train"]
     users = list(dict.fromkeys(train["user_id"]))[: args.num_users]
     examples_small = train.filter(lambda u: u in set(users), input_columns="user_id")
-    touched = {i for h in examples_small["history"] for i in h}
     items = items_all.select(range(args.num_items))
-    job_items = items_all.filter(lambda i: i in touched, input_columns="item_id")
+    job_items = items  # history items outside this set appear by title in the user prompts
     textualizer = Textualizer()  # real EfficientNet-Lite0 tags + colours
     base = dict(max_new_tokens=args.max_new_tokens, repetition_penalty=1.1)
     results = {}
@@ -91,9 +128,9 @@ def main(argv=None) -> dict:
 
         def job():
             gen = make_generator(model, tok, job_config)
-            item_summaries = summarize_items(job_items, generator=gen, config=job_config, textualizer=Textualizer())
+            item_summaries = summarize_items(job_items, generator=gen, config=job_config, textualizer=textualizer)
             user_summaries = summarize_users(
-                examples_small, item_summaries, job_items, generator=gen, config=job_config
+                examples_small, item_summaries, items_all, generator=gen, config=job_config
             )
             return item_summaries, user_summaries, gen.stats
 
@@ -109,7 +146,7 @@ def main(argv=None) -> dict:
         )
 
         # --- 3. incremental update vs from scratch --------------------------------------------------------
-        texts = item_texts(job_items, item_summaries)
+        texts = item_texts(items_all, item_summaries)
         histories = [[texts[i] for i in h][:9] for h in examples_small["history"]][: args.num_users]
         histories = [h for h in histories if len(h) >= 6]
         scratch_config = SummarizeConfig(batch_size=args.batch_size, **base)
@@ -126,6 +163,16 @@ def main(argv=None) -> dict:
             f"[3] users ({len(histories)} histories, {blocks:.1f} blocks each): from scratch {t_scratch:.1f}s, "
             f"one new block {t_inc:.1f}s -> {100 * t_inc / t_scratch:.0f}% (one block = {100 / blocks:.0f}%)"
         )
+
+        # --- 4. our fastest CPU path vs plain llama.cpp on the same prompts ---------------------------------
+        if args.llamacpp:
+            ours, plain = llamacpp_comparison(args, tok, requests, batched, t_bat, base)
+            results["fastest_vs_llamacpp"] = ours / plain
+            print(
+                f"[4] tokens/s: plain llama.cpp (one prompt at a time) {plain:.1f}, our fastest path {ours:.1f} "
+                f"-> {ours / plain:.2f}x",
+                flush=True,
+            )
 
         if args.samples:
             for row in item_summaries.select(range(2)):

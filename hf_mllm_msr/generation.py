@@ -122,12 +122,34 @@ def image_hash(image) -> str:
 
 @lru_cache(maxsize=16)
 def _hash_files(paths: tuple[str, ...], stamps: tuple) -> str:
+    """sha256 of weight files (first 16 hex digits). Hashing 0.5 GB takes seconds, so the result is also kept on
+    disk under the files' (path, size, mtime) stamps, like make/rsync, and a rerun in a new process is instant."""
+    from .offline_models import cache_root
+
+    memo_path = cache_root() / "weight_hashes.json"
+    stamp = json.dumps([paths, stamps])
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if stamp in memo:
+        return memo[stamp]
     digest = hashlib.sha256()
     for path in paths:
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 24), b""):
                 digest.update(chunk)
-    return digest.hexdigest()[:16]
+    # forget files that are gone (test folders), so the memo does not grow forever
+    memo = {k: v for k, v in memo.items() if all(os.path.exists(p) for p in json.loads(k)[0])}
+    memo[stamp] = digest.hexdigest()[:16]
+    try:  # best effort, atomic replace; a lost update only costs a re-hash
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_path)
+    except OSError:
+        pass
+    return memo[stamp]
 
 
 def model_fingerprint(model) -> str:
@@ -140,7 +162,7 @@ def model_fingerprint(model) -> str:
     if source and Path(source).is_dir():
         files = sorted(str(p) for p in Path(source).iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
         if files:
-            stamps = tuple((os.path.getsize(f), os.path.getmtime(f)) for f in files)
+            stamps = tuple((os.path.getsize(f), os.stat(f).st_mtime_ns) for f in files)
             return f"weights:{_hash_files(tuple(files), stamps)}"
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -194,7 +216,7 @@ class SummaryGenerator:
                     "tokenizer (for the chat template). Load a transformers model otherwise."
                 )
             self.model_id = model_id or Path(model).name
-            stamps = (os.path.getsize(model), os.path.getmtime(model))
+            stamps = ((os.path.getsize(model), os.stat(model).st_mtime_ns),)
             self.fingerprint = f"gguf:{_hash_files((str(model),), stamps)}"
         else:
             self.model_id = model_id or str(getattr(model.config, "_name_or_path", "") or type(model).__name__)

@@ -137,9 +137,12 @@ def open_image(value):
 
 
 def first_paragraph(text: str) -> str:
-    """The generated paragraph: up to the first blank line, whitespace collapsed."""
-    text = re.split(r"\n\s*\n", text.strip(), maxsplit=1)[0] if text.strip() else ""
-    return re.sub(r"\s+", " ", text).strip()
+    """The generated paragraph: up to the first blank line (skipping a preamble such as "Here is the summary:"),
+    whitespace collapsed."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    while len(paragraphs) > 1 and paragraphs[0].rstrip().endswith(":"):
+        paragraphs = paragraphs[1:]
+    return re.sub(r"\s+", " ", paragraphs[0]).strip() if paragraphs else ""
 
 
 def _to_dataset(rows: list[dict], features: datasets.Features) -> datasets.Dataset:

@@ -14,6 +14,7 @@ from hf_mllm_msr.summarize import (
     SummarizeConfig,
     blocks_of,
     finish_user_summary,
+    first_paragraph,
     make_generator,
     summarize_histories,
     summarize_items,
@@ -117,6 +118,7 @@ def test_finish_user_summary_repairs_or_flags():
     assert finish_user_summary(" blue mugs.\n\nExtra") == (f"{USER_SUMMARY_PREFIX} blue mugs.", "")
     assert finish_user_summary(f"{USER_SUMMARY_PREFIX} red lamps.")[0] == f"{USER_SUMMARY_PREFIX} red lamps."
     assert finish_user_summary("  \n ") == ("", "empty_generation")
+    assert first_paragraph("Here it is:\n\nA red\n lamp.\n\nMore.") == "A red lamp."
 
 
 def test_items_text_llm_textualizes_and_flags(llama):

@@ -63,7 +63,9 @@ def test_pipeline_items_and_users(model_dirs, name):
     pipe = make_pipe(model_dirs, name)
     assert type(pipe.model).__name__ == MODEL_CLASSES[name]
     batched = pipe(items(), batch_size=4)
-    single = [pipe(x) for x in items()]
+    fresh = make_pipe(model_dirs, name)  # its own cache: single calls really generate
+    single = [fresh(x) for x in items()]
+    assert fresh.generator.stats["generated"] == 4
     assert [r["summary"] for r in batched] == [r["summary"] for r in single]
     flags = [r["flag"] for r in batched]
     assert flags[1].startswith("no_image") and flags[2].startswith("broken_image")
