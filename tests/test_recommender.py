@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoProcessor, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoProcessor, TrainerCallback, pipeline
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
-from hf_mllm_msr import testing
+from hf_mllm_msr import testing  # importing the package registers the pipelines
 from hf_mllm_msr.data import history_key
 from hf_mllm_msr.recommender import MsrRecommender, build_sft_dataset
 from hf_mllm_msr.training import MsrSftArguments, train_recommender
@@ -228,6 +228,22 @@ def test_lora_training_text_model_end_to_end(world, model_dir, tmp_path):
     expected = trained.score_examples(validation, world["items"], progress=False)
     np.testing.assert_allclose(
         reloaded.score_examples(validation, world["items"], progress=False), expected, atol=1e-4
+    )
+
+    # and so does pipeline("mllm-msr-recommend") on the adapter folder
+    titles = ["red lamp", "blue mug", "green vase"]
+    summary = "The user recently interacted with: red lamp; red mug; red chair."
+    ranked = pipeline("mllm-msr-recommend", model=out, device="cpu")(
+        {"user_summary": summary, "candidates": [{"title": t} for t in titles]}
+    )
+    direct = dict(zip(titles, trained.score(summary, [{"title": t} for t in titles])))
+    base = MsrRecommender.from_pretrained(model_dir("tiny_llama"), mode="title").score(
+        summary, [{"title": t} for t in titles]
+    )
+    assert np.max(np.abs(np.array(base) - [direct[t] for t in titles])) > 1e-3  # the adapter matters
+    assert [r["candidate"]["title"] for r in ranked] == sorted(titles, key=lambda t: -direct[t])
+    np.testing.assert_allclose(
+        [r["score"] for r in ranked], [direct[r["candidate"]["title"]] for r in ranked], atol=1e-4
     )
 
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer, pipeline
 
-from hf_mllm_msr import testing
+from hf_mllm_msr import testing  # importing the package registers the pipelines
 from hf_mllm_msr.recommender import MsrRecommender, answer_token_ids
 
 
@@ -115,3 +115,19 @@ def test_scores_are_the_yes_probability_against_no(model_dir):
     expected = torch.sigmoid(logits[recommender.yes_id] - logits[recommender.no_id]).item()
     assert recommender.score(USER, [cand]) == pytest.approx([expected], abs=1e-6)
     assert recommender.score(USER, []) == []
+
+
+def test_recommend_pipeline_ranks_like_the_recommender(model_dir):
+    cands = candidates(5)
+    pipe = pipeline("mllm-msr-recommend", model=model_dir("tiny_llama"), device="cpu")
+    ranked = pipe({"user_summary": USER, "candidates": cands}, candidate_batch_size=2)
+    expected = MsrRecommender(pipe.model, pipe.tokenizer, mode="summary").score_naive(USER, cands)
+    assert [r["candidate"]["title"] for r in ranked] == [cands[i]["title"] for i in np.argsort(expected)[::-1]]
+    np.testing.assert_allclose([r["score"] for r in ranked], sorted(expected, reverse=True), atol=1e-4)
+    assert len(pipe([{"user_summary": USER, "candidates": cands}] * 2, top_k=2)[1]) == 2
+    with pytest.raises(ValueError, match="no 'title'"):
+        pipe({"user_summary": USER, "candidates": [{"summary": "x"}]})
+
+    vlm = pipeline("mllm-msr-recommend", model=model_dir("tiny_gemma3_vlm"), device="cpu")
+    ranked = vlm({"user_summary": USER, "candidates": cands[:3]})
+    assert set(vlm._recommenders) == {"image"} and len(ranked) == 3

@@ -1,0 +1,296 @@
+"""recipes/sft.py and its YAMLs: they parse, and each dry-runs one step with a tiny model of the same architecture;
+the 2-process CPU launch gives the same LoRA weights as one process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import yaml
+from safetensors.torch import load_file
+from trl import ModelConfig, SFTConfig, TrlParser
+
+from hf_mllm_msr import load_msr_dataset, testing
+from hf_mllm_msr.data import history_key
+from hf_mllm_msr.training import MsrSftArguments, train_recommender
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = {
+    "smollm2": REPO / "recipes/smollm2-135m/sft/config_cpu.yaml",
+    "paper": REPO / "recipes/llava-v1.6-mistral-7b/sft/config_paper.yaml",
+    "qwen2vl": REPO / "recipes/qwen2-vl-2b-instruct/sft/config_lora.yaml",
+}
+SYNTHETIC = {"num_users": 30, "num_items": 40, "seed": 0}
+
+
+def parse(path, *overrides):
+    """The recipe as recipes/sft.py parses it. GPU recipes ask for bf16, which SFTConfig refuses on a machine
+    without a GPU, so they are parsed here with the CPU overrides (their YAML keeps bf16: true)."""
+    if yaml.safe_load(Path(path).read_text()).get("bf16"):
+        overrides = ("--bf16", "false", "--use_cpu", "true", *overrides)
+    parser = TrlParser((MsrSftArguments, SFTConfig, ModelConfig))
+    return parser.parse_args_and_config(args=["--config", str(path), *overrides])
+
+
+def tiny_llava_next(path) -> str:
+    """A LLaVA-NeXT (v1.6, anyres tiling) model: CLIP tower + Llama, random weights (the paper's architecture)."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextProcessor,
+    )
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    if (Path(path) / "config.json").exists():
+        return str(path)
+    tok = testing.tiny_chatml_tokenizer()
+    ids = tok.convert_tokens_to_ids
+    grid = [[32, 32], [32, 64], [64, 32]]
+    processor = LlavaNextProcessor(
+        image_processor=LlavaNextImageProcessorPil(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=grid
+        ),
+        tokenizer=tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=testing.CHATML_TEMPLATE,
+    )
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            pad_token_id=ids("<|endoftext|>"),
+            eos_token_id=ids("<|im_end|>"),
+            bos_token_id=None,
+        ),
+        image_token_id=ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=grid,
+    )
+    LlavaNextForConditionalGeneration(config).save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """The synthetic shop (small) with templated summaries, as the summarize stage would save them."""
+    cache = tmp_path_factory.mktemp("sft_recipe_data")
+    items = load_msr_dataset("synthetic", "items", cache_dir=str(cache), **SYNTHETIC)
+    examples = load_msr_dataset("synthetic", "examples", cache_dir=str(cache), **SYNTHETIC)
+    histories = {history_key(h): h for split in examples.values() for h in split["history"]}
+    titles = dict(zip(items["item_id"], items["title"]))
+    user_summaries = datasets.Dataset.from_dict(
+        {
+            "user_id": ["?"] * len(histories),
+            "history_key": list(histories),
+            "summary": [
+                "The user appears to have a preference for " + ", ".join(titles[i] for i in h[-3:])
+                for h in histories.values()
+            ],
+        }
+    )
+    item_summaries = datasets.Dataset.from_dict(
+        {
+            "item_id": items["item_id"],
+            "summary": [f"{t}, shown on a plain background." for t in items["title"]],
+            "visual_cues": items["color"],
+        }
+    )
+    user_summaries.save_to_disk(cache / "user_summaries")
+    item_summaries.save_to_disk(cache / "item_summaries")
+    return {"items": items, "examples": examples, "dir": cache}
+
+
+def test_paper_recipe_has_the_paper_settings():
+    script, training, model = parse(RECIPES["paper"])
+    assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (16, 32, 0.1)
+    assert training.learning_rate == 2e-5 and training.num_train_epochs == 4 and training.optim == "adamw_torch"
+    assert training.per_device_train_batch_size * training.gradient_accumulation_steps == 24
+    assert script.mode == "image" and script.dataset_options["num_train_negatives"] == 1
+    assert training.max_length is None  # image tokens are never truncated
+    assert yaml.safe_load(RECIPES["paper"].read_text())["bf16"] is True
+
+
+@pytest.mark.parametrize("name", ["smollm2", "qwen2vl"])
+def test_recipes_parse_with_cpu_safe_or_gpu_settings(name):
+    script, training, model = parse(RECIPES[name], "--learning_rate", "1e-3")
+    assert training.learning_rate == 1e-3 and model.use_peft and script.dataset_name == "synthetic"
+    if name == "smollm2":
+        assert not training.bf16 and training.use_cpu and not training.gradient_checkpointing
+        assert script.mode == "summary" and script.dataset_options["split"] == "user"
+
+
+DRY_RUN = [
+    "--max_steps",
+    "1",
+    "--per_device_train_batch_size",
+    "2",
+    "--gradient_accumulation_steps",
+    "1",
+    "--bf16",
+    "false",
+    "--use_cpu",
+    "true",
+    "--gradient_checkpointing",
+    "false",
+    "--dtype",
+    "float32",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--max_train_users",
+    "2",
+    "--max_eval_users",
+    "2",
+    "--logging_steps",
+    "1",
+]
+
+
+@pytest.mark.parametrize(
+    "name,factory",
+    [
+        ("smollm2", testing.tiny_llama),
+        ("paper", tiny_llava_next),
+        ("qwen2vl", getattr(testing, "tiny_qwen2_vl", None)),
+    ],
+)
+def test_recipe_dry_runs_one_step_with_a_tiny_model_of_its_architecture(name, factory, synthetic, tmp_path):
+    if factory is None:
+        pytest.skip("testing.tiny_qwen2_vl not available")
+    model_path = factory(tmp_path / "model")
+    script, training, model = parse(
+        RECIPES[name], "--model_name_or_path", model_path, "--output_dir", str(tmp_path / "out"), *DRY_RUN
+    )
+    summaries = {k: datasets.load_from_disk(synthetic["dir"] / k) for k in ("item_summaries", "user_summaries")}
+    processor = testing.qwen2vl_processor_class().from_pretrained(model_path) if name == "qwen2vl" else None
+    out = train_recommender(
+        script,
+        training,
+        model,
+        items=synthetic["items"],
+        examples=synthetic["examples"],
+        processing_class=processor,
+        **summaries,
+    )
+    state = json.loads((Path(out) / "trainer_state.json").read_text())
+    assert state["global_step"] == 1 and np.isfinite(state["log_history"][0]["loss"])
+    keys = list(load_file(f"{out}/adapter_model.safetensors"))
+    if script.mode == "image":  # LoRA on the language model only
+        assert keys and all("language_model" in k for k in keys)
+    assert json.loads((Path(out) / "msr_config.json").read_text())["mode"] == script.mode
+
+
+def run_recipe(tmp_path, name, synthetic, model_path, launch):
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": model_path,
+                "use_peft": True,
+                "lora_r": 4,
+                "lora_alpha": 8,
+                "lora_dropout": 0.0,
+                "dataset_name": "synthetic",
+                "dataset_options": SYNTHETIC,
+                "mode": "summary",
+                "item_summaries_path": str(synthetic["dir"] / "item_summaries"),
+                "user_summaries_path": str(synthetic["dir"] / "user_summaries"),
+                "max_train_users": 8,
+                "max_eval_users": 0,
+                "output_dir": str(tmp_path / name),
+                "bf16": False,
+                "use_cpu": True,
+                "report_to": "none",
+                "seed": 0,
+                "max_steps": 3,
+                "learning_rate": 1e-2,
+                "logging_steps": 1,
+                "save_strategy": "no",
+                "lr_scheduler_type": "constant",
+                **launch["config"],
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_MLLM_MSR_CACHE": str(synthetic["dir"]),
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *launch["args"],
+        str(REPO / "recipes/sft.py"),
+        "--config",
+        str(config),
+    ]
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return load_file(str(tmp_path / name / "adapter_model.safetensors")), proc
+
+
+@pytest.mark.slow
+def test_two_process_cpu_launch_matches_one_process(synthetic, tmp_path):
+    model_path = testing.tiny_llama(tmp_path / "model")
+    one, proc_one = run_recipe(
+        tmp_path,
+        "one",
+        synthetic,
+        model_path,
+        {
+            "args": [
+                "--num_processes",
+                "1",
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+            ],
+            "config": {"per_device_train_batch_size": 4},
+        },
+    )
+    two, proc = run_recipe(
+        tmp_path,
+        "two",
+        synthetic,
+        model_path,
+        {
+            "args": ["--config_file", str(REPO / "recipes/accelerate_configs/cpu_2proc.yaml")],
+            "config": {"per_device_train_batch_size": 2},
+        },
+    )
+    # every rank logs the final line: two processes really ran
+    assert proc_one.stdout.count("recipe saved to") == 1 and proc.stdout.count("recipe saved to") == 2
+    assert one.keys() == two.keys()
+    for key in one:
+        np.testing.assert_allclose(one[key].numpy(), two[key].numpy(), atol=1e-5, err_msg=key)
+    # the adapter moved far more than the tolerance (Adam steps of ~lr each), so a different data split would show
+    assert max(float(one[k].abs().max()) for k in one if "lora_B" in k) > 1e-3
