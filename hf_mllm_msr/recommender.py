@@ -93,11 +93,18 @@ def resolve_examples(examples, items, *, mode, item_summaries=None, user_summari
     item_row, user_row, summary_row = _lookup(items, "item_id"), _lookup(user_summaries, "history_key"), {}
     if item_summaries is not None:
         summary_row = _lookup(item_summaries, "item_id")
+    # Whole columns once: row access on a Dataset decodes every field of the row each time.
     titles = items["title"]
+    user_texts = user_summaries["summary"] if user_summaries is not None else []
+    item_texts = item_summaries["summary"] if item_summaries is not None else []
+    cues = (
+        item_summaries["visual_cues"]
+        if item_summaries is not None and "visual_cues" in item_summaries.column_names
+        else None
+    )
     missing: dict[str, list] = {"candidate item": [], "user summary": [], "item summary": [], "candidate image": []}
     resolved = []
-    for row in examples:
-        cand_id, history = row["candidate"], row["history"]
+    for user_id, history, cand_id in zip(examples["user_id"], examples["history"], examples["candidate"]):
         problem, user_text, candidate = None, None, None
         if cand_id not in item_row:
             problem = ("candidate item", cand_id)
@@ -105,17 +112,17 @@ def resolve_examples(examples, items, *, mode, item_summaries=None, user_summari
             known = [titles[item_row[h]] for h in history if h in item_row]
             user_text = prompts.title_history_summary(known)
         elif history_key(history) not in user_row:
-            problem = ("user summary", f"user {row['user_id']} (history_key {history_key(history)})")
+            problem = ("user summary", f"user {user_id} (history_key {history_key(history)})")
         else:
-            user_text = user_summaries[user_row[history_key(history)]]["summary"]
+            user_text = user_texts[user_row[history_key(history)]]
         if problem is None:
             candidate = {"item_id": cand_id, "title": titles[item_row[cand_id]]}
             if mode == "summary":
                 if cand_id not in summary_row:
                     problem = ("item summary", cand_id)
                 else:
-                    s = item_summaries[summary_row[cand_id]]
-                    candidate.update(summary=s["summary"], visual_cues=s.get("visual_cues"))
+                    index = summary_row[cand_id]
+                    candidate.update(summary=item_texts[index], visual_cues=cues[index] if cues else None)
             elif mode == "image":
                 candidate["image"] = items[item_row[cand_id]]["image"]
                 if candidate["image"] is None:
@@ -383,8 +390,7 @@ class MsrRecommender:
         for enc in encodings:
             batch = enc["input_ids"].shape[0]
             suffix_mask = enc["attention_mask"][:, prefix_len:]
-            cache = copy.deepcopy(prefix.cache)
-            cache.batch_repeat_interleave(batch)
+            cache = _expand_cache(prefix.cache, batch)
             inputs = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
             for key in ("token_type_ids", "mm_token_type_ids"):
                 if key in inputs:
@@ -429,14 +435,38 @@ class MsrRecommender:
             on_missing=on_missing,
         )
         groups: dict[tuple, list[int]] = {}
-        for i, (row, resolved) in enumerate(zip(examples.select_columns(["user_id", "history"]), rows)):
+        for i, (user_id, history, resolved) in enumerate(zip(examples["user_id"], examples["history"], rows)):
             if resolved is not None:
-                groups.setdefault((row["user_id"], history_key(row["history"])), []).append(i)
+                groups.setdefault((user_id, history_key(history)), []).append(i)
         scores = np.full(len(rows), np.nan)
         for indices in tqdm(groups.values(), desc="scoring users", disable=not progress):
             user_text = rows[indices[0]][0]
             scores[indices] = self.score(user_text, [rows[i][1] for i in indices], batch_size=batch_size)
         return scores
+
+
+def _expand_cache(cache, batch: int):
+    """The prefix cache seen by ``batch`` suffix rows, without copying it per row.
+
+    Layers are shallow copies whose key/value tensors are broadcast views; a forward concatenates the suffix onto
+    them into new tensors, so the prefix cache stays as it was for the next batch. Cache types that may update in
+    place are deep-copied and repeated instead.
+    """
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    if not all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in getattr(cache, "layers", [None])):
+        cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(batch)
+        return cache
+    expanded = copy.copy(cache)
+    expanded.layers = []
+    for layer in cache.layers:
+        layer = copy.copy(layer)
+        if layer.get_seq_length() > 0:
+            layer.keys = layer.keys.expand(batch, -1, -1, -1)
+            layer.values = layer.values.expand(batch, -1, -1, -1)
+        expanded.layers.append(layer)
+    return expanded
 
 
 def _resolve(path_or_id: str, revision: str | None = None) -> str:
