@@ -61,6 +61,13 @@ class DemoArguments:
     summary_max_new_tokens: int = field(default=40, metadata={"help": "New tokens per item/user summary step."})
     summary_batch_size: int = field(default=16, metadata={"help": "Prompts per generate() call."})
     block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step (paper: 3)."})
+    summary_backend: str = field(
+        default="auto",
+        metadata={
+            "help": "'transformers', 'xllamacpp' (GGUF via llama.cpp, ~5x faster on CPU) or 'auto' "
+            "(xllamacpp when installed and the model is the offline SmolLM2)."
+        },
+    )
     num_train_epochs: float = field(default=3.0, metadata={"help": "SFT epochs over the train examples."})
     train_batch_size: int = field(default=8, metadata={"help": "SFT batch size."})
     learning_rate: float = field(default=1e-3, metadata={"help": "SFT learning rate (LoRA on a 135M model)."})
@@ -103,6 +110,17 @@ def _dataset_options(args: DemoArguments) -> dict:
     extra = args.dataset_options
     options.update(json.loads(extra) if isinstance(extra, str) else dict(extra or {}))
     return options
+
+
+def _summary_backend(args: DemoArguments) -> str:
+    if args.summary_backend != "auto":
+        return args.summary_backend
+    import importlib.util
+
+    from .offline_models import SMOLLM2_NAME
+
+    fast = not args.tiny and args.model in (SMOLLM2_NAME, "smollm2") and importlib.util.find_spec("xllamacpp")
+    return "xllamacpp" if fast else "transformers"
 
 
 def _keep_users(examples, max_users):
@@ -197,6 +215,7 @@ def run_demo(args: DemoArguments) -> dict:
         block_size=args.block_size,
         max_new_tokens=args.summary_max_new_tokens,
         batch_size=args.summary_batch_size,
+        backend=_summary_backend(args),
         cache_path=str(output_dir / "generation_cache.sqlite"),
     )
     summarizer = {}
@@ -205,7 +224,8 @@ def run_demo(args: DemoArguments) -> dict:
         if not summarizer:
             from .generation import load_summarizer
 
-            model, processor = load_summarizer(model_path, device="cpu")
+            source = args.model if summary_config.backend == "xllamacpp" else model_path
+            model, processor = load_summarizer(source, device="cpu", backend=summary_config.backend)
             summarizer["generator"] = make_generator(
                 model, processor, summary_config, progress=True, model_id=args.model if not args.tiny else "tiny-llama"
             )

@@ -289,6 +289,7 @@ class SummaryGenerator:
             params.n_parallel = max(1, self.settings.batch_size)
             params.n_ctx = 4096 * params.n_parallel  # shared by the slots
             params.cpuparams.n_threads = params.cpuparams_batch.n_threads = torch.get_num_threads()
+            params.verbosity = -1  # llama.cpp logs every slot operation; our progress bar reports progress
             self._server = xllamacpp.Server(params)
 
         def complete(prompt: str) -> str:

@@ -50,7 +50,7 @@ def test_model_card_fields(results):
         dataset_name="synthetic",
         protocol=PROTOCOL,
         repo_id="org/msr-adapter",
-        msr_config={"mode": "summary", "prompt_version": "msr-prompts-v1"},
+        msr_config={"mode": "summary", "prompt_version": "msr-prompts-v2"},
         license="apache-2.0",
     )
     text = str(card)
@@ -73,7 +73,7 @@ def test_model_card_fields(results):
     body = text.split("---\n", 2)[2]
     assert 'MsrRecommender.from_pretrained("org/msr-adapter")' in body
     assert 'pipeline("mllm-msr-recommend", model="org/msr-adapter")' in body
-    assert "org/tiny-base" in body and "summary" in body and "msr-prompts-v1" in body
+    assert "org/tiny-base" in body and "summary" in body and "msr-prompts-v2" in body
     assert yaml.safe_dump(PROTOCOL, sort_keys=False).strip() in body
     assert "learning_rate: 0.0002" in body and "lora_r: 8" in body
     for section in ("## Intended use", "## Limitations", "## Training settings", "### Protocol"):
@@ -102,7 +102,7 @@ def test_model_card_picks_the_requested_row_and_accepts_flat_metrics(results):
 def test_write_adapter_card_reads_the_folder(results, tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/from-peft"}))
     (tmp_path / "msr_config.json").write_text(
-        json.dumps({"mode": "title", "prompt_version": "msr-prompts-v1", "protocol": PROTOCOL})
+        json.dumps({"mode": "title", "prompt_version": "msr-prompts-v2", "protocol": PROTOCOL})
     )
     (tmp_path / "sft.yaml").write_text(yaml.safe_dump(RECIPE))
     path = cards.write_adapter_card(tmp_path, results, repo_id="org/x")
@@ -120,7 +120,7 @@ def test_summaries_dataset_card():
         repo_id="org/x-item-summaries",
         source_dataset="synthetic",
         summarizer_model="org/smol",
-        prompt_version="msr-prompts-v1",
+        prompt_version="msr-prompts-v2",
     )
     text = str(card)
     meta = front_matter(text)
