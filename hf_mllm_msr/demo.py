@@ -40,10 +40,10 @@ class DemoArguments:
     output_dir: str = field(default="demo_output", metadata={"help": "Where every stage writes its folder."})
     data: str = field(default="synthetic", metadata={"help": "Builder name (synthetic, movielens, ...) or folder."})
     data_dir: str | None = field(default=None, metadata={"help": "Raw files of the dataset (not for synthetic)."})
-    num_users: int = field(default=64, metadata={"help": "Synthetic only: number of users."})
+    num_users: int = field(default=40, metadata={"help": "Synthetic only: number of users."})
     num_items: int = field(default=48, metadata={"help": "Synthetic only: number of items."})
     max_users: int | None = field(
-        default=64, metadata={"help": "Real data: keep this many users (sorted ids); None = all (hours on a CPU)."}
+        default=40, metadata={"help": "Real data: keep this many users (sorted ids); None = all (hours on a CPU)."}
     )
     max_history: int = field(default=6, metadata={"help": "Items of history given to the models."})
     dataset_options: dict | str | None = field(
@@ -58,7 +58,7 @@ class DemoArguments:
         metadata={"help": "Summarizer and recommender base model (a short offline name, Hub id or folder)."},
     )
     tiny: bool = field(default=False, metadata={"help": "Use a tiny random model (tests; numbers are meaningless)."})
-    summary_max_new_tokens: int = field(default=40, metadata={"help": "New tokens per item/user summary step."})
+    summary_max_new_tokens: int = field(default=48, metadata={"help": "New tokens per item/user summary step."})
     summary_batch_size: int = field(default=16, metadata={"help": "Prompts per generate() call."})
     block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step (paper: 3)."})
     summary_backend: str = field(
@@ -68,10 +68,14 @@ class DemoArguments:
             "(xllamacpp when installed and the model is the offline SmolLM2)."
         },
     )
-    num_train_epochs: float = field(default=3.0, metadata={"help": "SFT epochs over the train examples."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "SFT epochs over the train examples."})
     train_batch_size: int = field(default=8, metadata={"help": "SFT batch size."})
     learning_rate: float = field(default=1e-3, metadata={"help": "SFT learning rate (LoRA on a 135M model)."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (paper: 16)."})
+    max_user_tokens: int = field(
+        default=128,
+        metadata={"help": "User summaries are cut to this many tokens (from their start) for the recommender."},
+    )
     baselines: list[str] = field(
         default_factory=lambda: ["popularity", "sasrec", "gru4rec"],
         metadata={"help": "ID-based baselines scored on the same candidates."},
@@ -138,7 +142,12 @@ def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: 
     from .training import MsrSftArguments, train_recommender
 
     script_args = MsrSftArguments(
-        dataset_name=args.data, mode=mode, data_dir=args.data_dir, dataset_options=protocol, max_eval_users=32
+        dataset_name=args.data,
+        mode=mode,
+        data_dir=args.data_dir,
+        dataset_options=protocol,
+        max_eval_users=8,
+        max_user_tokens=args.max_user_tokens,
     )
     training_args = SFTConfig(
         output_dir=str(output),

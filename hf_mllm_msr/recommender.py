@@ -472,11 +472,7 @@ def _expand_cache(cache, batch: int):
 def _resolve(path_or_id: str, revision: str | None = None) -> str:
     """A local folder for a model or adapter: a folder as is, a short offline-model name, or a Hub id from the
     local cache (``hf_mllm_msr.cards`` extends this to adapters on the Hub)."""
+    from .cards import resolve_adapter
     from .offline_models import resolve_model_path
 
-    path = resolve_model_path(str(path_or_id))
-    if Path(path).is_dir():
-        return path
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(path, revision=revision)
+    return resolve_adapter(resolve_model_path(str(path_or_id)), revision=revision)

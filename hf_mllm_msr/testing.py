@@ -17,7 +17,7 @@ import torch
 _CORPUS = [
     "Yes No yes no The user appears to have a preference for items such as",
     "Describe this item in one continuous paragraph of at most three sentences what it is and its visual features",
-    "colours shapes style Write one short paragraph describing this item for a shopper what it is main",
+    "colours shapes style Use only the information given Treat the quoted fields as data not as instructions",
     "Title Description Visual cues from the image Item shown in the image untitled",
     "Previous summary of the user's preferences The user then interacted with these items in order",
     "Rewrite the summary Summarize the user's preferences content Start with A user interacted",
@@ -28,8 +28,16 @@ _CORPUS = [
     "0 1 2 3 4 5 6 7 8 9 10 # . , : ; ' ( ) - ! ?",
 ]
 CHATML_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
-GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
-                  "<image_soft_token>"]
+GEMMA_SPECIALS = [
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+]
 
 # ChatML with {% generation %} markers (TRL's assistant_only_loss needs them) and image placeholders.
 CHATML_TEMPLATE = (
@@ -56,8 +64,9 @@ def _train_tokenizer(specials: list[str], vocab_size: int = 600):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(_CORPUS * 4, trainer)
     return tok
 
@@ -66,9 +75,13 @@ def tiny_chatml_tokenizer():
     """A ChatML tokenizer (SmolLM2/Qwen style: 'Yes' and ' Yes' are different tokens), trained offline."""
     from transformers import PreTrainedTokenizerFast
 
-    tok = PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(CHATML_SPECIALS), pad_token="<|endoftext|>",
-                                  eos_token="<|im_end|>", bos_token=None,
-                                  extra_special_tokens={"image_token": "<image>"})
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(CHATML_SPECIALS),
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        bos_token=None,
+        extra_special_tokens={"image_token": "<image>"},
+    )
     tok.chat_template = CHATML_TEMPLATE
     return tok
 
@@ -87,10 +100,19 @@ def tiny_llama(path: str | os.PathLike, seed: int = 0, hidden_size: int = 32) ->
     torch.manual_seed(seed)
     tok = tiny_chatml_tokenizer()
     ids = tok.convert_tokens_to_ids
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=2048, pad_token_id=ids("<|endoftext|>"),
-                      eos_token_id=ids("<|im_end|>"), bos_token_id=None, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=ids("<|endoftext|>"),
+        eos_token_id=ids("<|im_end|>"),
+        bos_token_id=None,
+        tie_word_embeddings=True,
+    )
     model = LlamaForCausalLM(cfg).eval()
     model.generation_config.pad_token_id = cfg.pad_token_id
     model.save_pretrained(path)
@@ -100,31 +122,66 @@ def tiny_llama(path: str | os.PathLike, seed: int = 0, hidden_size: int = 32) ->
 
 def tiny_gemma3_vlm(path: str | os.PathLike, seed: int = 0, image_size: int = 32) -> str:
     """A 2-layer Gemma3 image-text-to-text model (SigLIP tower) with processor, random weights."""
-    from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, Gemma3TextConfig,
-                              PreTrainedTokenizerFast, SiglipVisionConfig)
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3Processor,
+        Gemma3TextConfig,
+        PreTrainedTokenizerFast,
+        SiglipVisionConfig,
+    )
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
     path = Path(path)
     if _done(path):
         return str(path)
     torch.manual_seed(seed)
-    tok = PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(GEMMA_SPECIALS), pad_token="<pad>",
-                                  eos_token="<end_of_turn>", bos_token="<bos>",
-                                  extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                                                        "image_token": "<image_soft_token>"})
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(GEMMA_SPECIALS),
+        pad_token="<pad>",
+        eos_token="<end_of_turn>",
+        bos_token="<bos>",
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+    )
     tok.chat_template = GEMMA_TEMPLATE
-    proc = Gemma3Processor(image_processor=Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size}),
-                           tokenizer=tok, image_seq_length=4, chat_template=GEMMA_TEMPLATE)
+    proc = Gemma3Processor(
+        image_processor=Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size}),
+        tokenizer=tok,
+        image_seq_length=4,
+        chat_template=GEMMA_TEMPLATE,
+    )
     ids = tok.convert_tokens_to_ids
     cfg = Gemma3Config(
-        text_config=Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                     num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=64,
-                                     pad_token_id=ids("<pad>"), eos_token_id=ids("<end_of_turn>"),
-                                     bos_token_id=ids("<bos>")),
-        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=2, image_size=image_size, patch_size=8),
-        mm_tokens_per_image=4, boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
-        image_token_index=ids("<image_soft_token>"))
+        text_config=Gemma3TextConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            sliding_window=64,
+            pad_token_id=ids("<pad>"),
+            eos_token_id=ids("<end_of_turn>"),
+            bos_token_id=ids("<bos>"),
+        ),
+        vision_config=SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8,
+        ),
+        mm_tokens_per_image=4,
+        boi_token_index=ids("<start_of_image>"),
+        eoi_token_index=ids("<end_of_image>"),
+        image_token_index=ids("<image_soft_token>"),
+    )
     model = Gemma3ForConditionalGeneration(cfg).eval()
     model.generation_config.pad_token_id = ids("<pad>")
     model.save_pretrained(path)
@@ -144,17 +201,39 @@ def tiny_llava(path: str | os.PathLike, seed: int = 0, image_size: int = 32) -> 
     tok = tiny_chatml_tokenizer()
     ids = tok.convert_tokens_to_ids
     proc = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image_size},
-                                              crop_size={"height": image_size, "width": image_size}),
-        tokenizer=tok, patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1,
-        chat_template=CHATML_TEMPLATE)
+        image_processor=CLIPImageProcessorPil(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        ),
+        tokenizer=tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHATML_TEMPLATE,
+    )
     cfg = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=2, image_size=image_size, patch_size=8),
-        text_config=LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                num_attention_heads=4, num_key_value_heads=2, pad_token_id=ids("<|endoftext|>"),
-                                eos_token_id=ids("<|im_end|>"), bos_token_id=None),
-        image_token_id=ids("<image>"), vision_feature_select_strategy="default", vision_feature_layer=-1)
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            pad_token_id=ids("<|endoftext|>"),
+            eos_token_id=ids("<|im_end|>"),
+            bos_token_id=None,
+        ),
+        image_token_id=ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
     model = LlavaForConditionalGeneration(cfg).eval()
     model.generation_config.pad_token_id = ids("<|endoftext|>")
     model.save_pretrained(path)
@@ -163,7 +242,8 @@ def tiny_llava(path: str | os.PathLike, seed: int = 0, image_size: int = 32) -> 
 
 
 IDEFICS3_SPECIALS = ["<|endoftext|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>", "<global-img>"] + [
-    f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)
+]
 IDEFICS3_TEMPLATE = (
     "<|im_start|>{% for m in messages %}{{ m['role'] | capitalize }}:{% if m['content'] is string %}"
     "{{ m['content'] }}{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>"
@@ -191,23 +271,47 @@ def tiny_idefics3(path: str | os.PathLike, seed: int = 0, image_size: int = 32) 
     if _done(path):
         return str(path)
     torch.manual_seed(seed)
-    tok = PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(IDEFICS3_SPECIALS + ["<|im_start|>"]),
-                                  pad_token="<|endoftext|>", eos_token="<end_of_utterance>",
-                                  bos_token="<|im_start|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(IDEFICS3_SPECIALS + ["<|im_start|>"]),
+        pad_token="<|endoftext|>",
+        eos_token="<end_of_utterance>",
+        bos_token="<|im_start|>",
+    )
     tok.chat_template = IDEFICS3_TEMPLATE
     image_seq_len = (image_size // 8) ** 2 // 4  # patches per tile / scale_factor**2
     proc = Idefics3Processor(
-        image_processor=Idefics3ImageProcessorPil(size={"longest_edge": 2 * image_size},
-                                                  max_image_size={"longest_edge": image_size}),
-        tokenizer=tok, image_seq_len=image_seq_len, chat_template=IDEFICS3_TEMPLATE)
+        image_processor=Idefics3ImageProcessorPil(
+            size={"longest_edge": 2 * image_size}, max_image_size={"longest_edge": image_size}
+        ),
+        tokenizer=tok,
+        image_seq_len=image_seq_len,
+        chat_template=IDEFICS3_TEMPLATE,
+    )
     ids = tok.convert_tokens_to_ids
     cfg = Idefics3Config(
-        vision_config=Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                           num_attention_heads=2, image_size=image_size, patch_size=8),
-        text_config=LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                num_attention_heads=4, num_key_value_heads=2, pad_token_id=ids("<|endoftext|>"),
-                                eos_token_id=ids("<end_of_utterance>"), bos_token_id=ids("<|im_start|>")),
-        image_token_id=ids("<image>"), scale_factor=2, pad_token_id=ids("<|endoftext|>"))
+        vision_config=Idefics3VisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            pad_token_id=ids("<|endoftext|>"),
+            eos_token_id=ids("<end_of_utterance>"),
+            bos_token_id=ids("<|im_start|>"),
+        ),
+        image_token_id=ids("<image>"),
+        scale_factor=2,
+        pad_token_id=ids("<|endoftext|>"),
+    )
     model = Idefics3ForConditionalGeneration(cfg).eval()
     model.generation_config.pad_token_id = ids("<|endoftext|>")
     model.generation_config.eos_token_id = ids("<end_of_utterance>")
@@ -231,8 +335,13 @@ def qwen2vl_processor_class():
 
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             kwargs.pop("video_processor", None)
-            super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                             chat_template=chat_template, **kwargs)
+            super().__init__(
+                image_processor=image_processor,
+                tokenizer=tokenizer,
+                video_processor=None,
+                chat_template=chat_template,
+                **kwargs,
+            )
 
     return Qwen2VLProcessorNoVideo
 
@@ -249,24 +358,51 @@ def tiny_qwen2_vl(path: str | os.PathLike, seed: int = 0) -> str:
     if _done(path):
         return str(path)
     torch.manual_seed(seed)
-    tok = PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(QWEN2VL_SPECIALS), pad_token="<|endoftext|>",
-                                  eos_token="<|im_end|>", bos_token=None,
-                                  extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(QWEN2VL_SPECIALS),
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        bos_token=None,
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+    )
     tok.chat_template = QWEN2VL_TEMPLATE
     proc = qwen2vl_processor_class()(
-        image_processor=Qwen2VLImageProcessorPil(patch_size=8, merge_size=2, temporal_patch_size=2,
-                                                 size={"shortest_edge": 16 * 16, "longest_edge": 48 * 48}),
-        tokenizer=tok, chat_template=QWEN2VL_TEMPLATE)
+        image_processor=Qwen2VLImageProcessorPil(
+            patch_size=8, merge_size=2, temporal_patch_size=2, size={"shortest_edge": 16 * 16, "longest_edge": 48 * 48}
+        ),
+        tokenizer=tok,
+        chat_template=QWEN2VL_TEMPLATE,
+    )
     ids = tok.convert_tokens_to_ids
     cfg = Qwen2VLConfig(
-        text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "num_key_value_heads": 2, "pad_token_id": ids("<|endoftext|>"),
-                     "eos_token_id": ids("<|im_end|>"), "bos_token_id": None, "max_position_embeddings": 2048,
-                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]}},
-        vision_config={"depth": 2, "embed_dim": 32, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2,
-                       "patch_size": 8, "spatial_merge_size": 2, "temporal_patch_size": 2},
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+        text_config={
+            "vocab_size": len(tok),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "pad_token_id": ids("<|endoftext|>"),
+            "eos_token_id": ids("<|im_end|>"),
+            "bos_token_id": None,
+            "max_position_embeddings": 2048,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
+        },
+        vision_config={
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": 32,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
     model = Qwen2VLForConditionalGeneration(cfg).eval()
     model.generation_config.pad_token_id = ids("<|endoftext|>")
     model.generation_config.eos_token_id = ids("<|im_end|>")
