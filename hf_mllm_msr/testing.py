@@ -90,6 +90,36 @@ def _done(path: Path) -> bool:
     return (path / "config.json").exists()
 
 
+def tiny_vision_kwargs(image_size: int = 32) -> dict:
+    """Sizes of every tiny vision tower here: 2 layers, hidden 32, 8 px patches."""
+    return dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=8,
+    )
+
+
+def tiny_llama_text_config(tok, eos_token: str, bos_token: str | None = None, pad_token: str = "<|endoftext|>"):
+    """The 2-layer Llama language model inside the tiny VLMs, sized to the tokenizer."""
+    from transformers import LlamaConfig
+
+    ids = tok.convert_tokens_to_ids
+    return LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=ids(pad_token),
+        eos_token_id=ids(eos_token),
+        bos_token_id=ids(bos_token) if bos_token else None,
+    )
+
+
 def tiny_llama(path: str | os.PathLike, seed: int = 0, hidden_size: int = 32) -> str:
     """A 2-layer Llama causal LM with a ChatML tokenizer (the shape of SmolLM2)."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -191,7 +221,7 @@ def tiny_gemma3_vlm(path: str | os.PathLike, seed: int = 0, image_size: int = 32
 
 def tiny_llava(path: str | os.PathLike, seed: int = 0, image_size: int = 32) -> str:
     """A LLaVA model (2-layer CLIP tower + 2-layer Llama) with a ChatML processor, random weights."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     path = Path(path)
@@ -211,25 +241,8 @@ def tiny_llava(path: str | os.PathLike, seed: int = 0, image_size: int = 32) -> 
         chat_template=CHATML_TEMPLATE,
     )
     cfg = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=image_size,
-            patch_size=8,
-        ),
-        text_config=LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            pad_token_id=ids("<|endoftext|>"),
-            eos_token_id=ids("<|im_end|>"),
-            bos_token_id=None,
-        ),
+        vision_config=CLIPVisionConfig(**tiny_vision_kwargs(image_size)),
+        text_config=tiny_llama_text_config(tok, eos_token="<|im_end|>"),
         image_token_id=ids("<image>"),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
@@ -262,7 +275,6 @@ def tiny_idefics3(path: str | os.PathLike, seed: int = 0, image_size: int = 32) 
         Idefics3ForConditionalGeneration,
         Idefics3Processor,
         Idefics3VisionConfig,
-        LlamaConfig,
         PreTrainedTokenizerFast,
     )
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
@@ -289,25 +301,8 @@ def tiny_idefics3(path: str | os.PathLike, seed: int = 0, image_size: int = 32) 
     )
     ids = tok.convert_tokens_to_ids
     cfg = Idefics3Config(
-        vision_config=Idefics3VisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=image_size,
-            patch_size=8,
-        ),
-        text_config=LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            pad_token_id=ids("<|endoftext|>"),
-            eos_token_id=ids("<end_of_utterance>"),
-            bos_token_id=ids("<|im_start|>"),
-        ),
+        vision_config=Idefics3VisionConfig(**tiny_vision_kwargs(image_size)),
+        text_config=tiny_llama_text_config(tok, eos_token="<end_of_utterance>", bos_token="<|im_start|>"),
         image_token_id=ids("<image>"),
         scale_factor=2,
         pad_token_id=ids("<|endoftext|>"),

@@ -40,7 +40,6 @@ def tiny_llava_next(path) -> str:
     """A LLaVA-NeXT (v1.6, anyres tiling) model: CLIP tower + Llama, random weights (the paper's architecture)."""
     from transformers import (
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaNextConfig,
         LlavaNextForConditionalGeneration,
         LlavaNextProcessor,
@@ -63,25 +62,8 @@ def tiny_llava_next(path) -> str:
         chat_template=testing.CHATML_TEMPLATE,
     )
     config = LlavaNextConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        text_config=LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            pad_token_id=ids("<|endoftext|>"),
-            eos_token_id=ids("<|im_end|>"),
-            bos_token_id=None,
-        ),
+        vision_config=CLIPVisionConfig(**testing.tiny_vision_kwargs(32)),
+        text_config=testing.tiny_llama_text_config(tok, eos_token="<|im_end|>"),
         image_token_id=ids("<image>"),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
