@@ -17,8 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+# Run as a script, this file's folder is sys.path[0], and this file would shadow the `evaluate` library
+# (hf_mllm_msr.metrics loads its metric modules through it).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 logger = logging.getLogger(__name__)
 

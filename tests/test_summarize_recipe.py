@@ -1,5 +1,6 @@
 """recipes/summarize.py end to end; kill-and-resume of a summarization job; 2-process sharding (slow)."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -17,7 +18,18 @@ from hf_mllm_msr import testing
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
+
+
+def load_recipe():
+    # By file path, not by putting recipes/ on sys.path: recipes/evaluate.py would then shadow the `evaluate`
+    # library for every later import in the test session.
+    spec = importlib.util.spec_from_file_location("summarize_recipe", ROOT / "recipes" / "summarize.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 DATASET = {"num_users": 12, "num_items": 20, "num_test_negatives": 5, "num_train_negatives": 1}
 FAST = ["--max_new_tokens", "4", "--repetition_penalty", "2.0", "--tagger", "none", "--batch_size", "4"]
 
@@ -42,7 +54,7 @@ def recipe_args(model, output_dir):
 
 
 def test_recipe_writes_item_and_user_summaries(llama_dir, tmp_path, msr_cache_dir, monkeypatch):
-    import summarize as recipe
+    recipe = load_recipe()
 
     monkeypatch.setenv("HF_MLLM_MSR_CACHE", str(msr_cache_dir))
     report = recipe.main(recipe_args(llama_dir, tmp_path / "out"))
