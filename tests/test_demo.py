@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import datasets
-import pytest  # noqa: F401
+import pytest
 import yaml
 
 TINY_DEMO = [
@@ -70,3 +70,20 @@ def test_demo_rerun_skips_finished_stages(demo_run):
     for stage in ("item_summaries", "user_summaries", "adapter", "adapter_title", "report"):
         assert f"[{stage}] already done" in proc.stderr
     assert (output_dir / "report" / "results.json").read_text() == before
+
+
+@pytest.mark.slow
+def test_full_size_demo_with_smollm2(tmp_path):
+    """The README's main command at its default size: real SmolLM2 + EfficientNet weights (the `demo` extra)."""
+    cmd = [sys.executable, "-m", "hf_mllm_msr", "demo", "--output_dir", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert {
+        "MLLM-MSR (summaries + image cues)",
+        "Title-only LLM (no image)",
+        "popularity",
+        "sasrec",
+        "gru4rec",
+    } == set(results["models"])
+    assert results["num_rows"] == 21 * results["num_users"]
