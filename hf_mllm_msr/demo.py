@@ -40,10 +40,10 @@ class DemoArguments:
     output_dir: str = field(default="demo_output", metadata={"help": "Where every stage writes its folder."})
     data: str = field(default="synthetic", metadata={"help": "Builder name (synthetic, movielens, ...) or folder."})
     data_dir: str | None = field(default=None, metadata={"help": "Raw files of the dataset (not for synthetic)."})
-    num_users: int = field(default=40, metadata={"help": "Synthetic only: number of users."})
+    num_users: int = field(default=36, metadata={"help": "Synthetic only: number of users."})
     num_items: int = field(default=48, metadata={"help": "Synthetic only: number of items."})
     max_users: int | None = field(
-        default=40, metadata={"help": "Real data: keep this many users (sorted ids); None = all (hours on a CPU)."}
+        default=36, metadata={"help": "Real data: keep this many users (sorted ids); None = all (hours on a CPU)."}
     )
     max_history: int = field(default=6, metadata={"help": "Items of history given to the models."})
     dataset_options: dict | str | None = field(
