@@ -102,46 +102,38 @@ def tiny_vision_kwargs(image_size: int = 32) -> dict:
     )
 
 
-def tiny_llama_text_config(tok, eos_token: str, bos_token: str | None = None, pad_token: str = "<|endoftext|>"):
-    """The 2-layer Llama language model inside the tiny VLMs, sized to the tokenizer."""
+def tiny_llama_text_config(
+    tok, eos_token: str, bos_token: str | None = None, pad_token: str = "<|endoftext|>", hidden_size: int = 32, **kw
+):
+    """A 2-layer Llama config sized to the tokenizer: the tiny causal LM, and the language model of the tiny VLMs."""
     from transformers import LlamaConfig
 
     ids = tok.convert_tokens_to_ids
     return LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        pad_token_id=ids(pad_token),
-        eos_token_id=ids(eos_token),
-        bos_token_id=ids(bos_token) if bos_token else None,
-    )
-
-
-def tiny_llama(path: str | os.PathLike, seed: int = 0, hidden_size: int = 32) -> str:
-    """A 2-layer Llama causal LM with a ChatML tokenizer (the shape of SmolLM2)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    path = Path(path)
-    if _done(path):
-        return str(path)
-    torch.manual_seed(seed)
-    tok = tiny_chatml_tokenizer()
-    ids = tok.convert_tokens_to_ids
-    cfg = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=2048,
-        pad_token_id=ids("<|endoftext|>"),
-        eos_token_id=ids("<|im_end|>"),
-        bos_token_id=None,
-        tie_word_embeddings=True,
+        pad_token_id=ids(pad_token),
+        eos_token_id=ids(eos_token),
+        bos_token_id=ids(bos_token) if bos_token else None,
+        **kw,
+    )
+
+
+def tiny_llama(path: str | os.PathLike, seed: int = 0, hidden_size: int = 32) -> str:
+    """A 2-layer Llama causal LM with a ChatML tokenizer (the shape of SmolLM2)."""
+    from transformers import LlamaForCausalLM
+
+    path = Path(path)
+    if _done(path):
+        return str(path)
+    torch.manual_seed(seed)
+    tok = tiny_chatml_tokenizer()
+    cfg = tiny_llama_text_config(
+        tok, eos_token="<|im_end|>", hidden_size=hidden_size, max_position_embeddings=2048, tie_word_embeddings=True
     )
     model = LlamaForCausalLM(cfg).eval()
     model.generation_config.pad_token_id = cfg.pad_token_id
