@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .vision_lm import (
@@ -45,35 +44,21 @@ SMOLLM2_VISION_TEMPLATE = (
 )
 ALIGN_PROMPT = "What does this image show? Answer in one sentence."
 
-# Named reference colours (RGB); each pixel votes for the nearest one.
-COLOUR_NAMES = {
-    "red": (210, 40, 40),
-    "orange": (240, 135, 20),
-    "yellow": (235, 210, 40),
-    "green": (40, 160, 60),
-    "blue": (40, 90, 215),
-    "purple": (135, 50, 185),
-    "pink": (240, 150, 190),
-    "brown": (120, 75, 35),
-    "black": (20, 20, 20),
-    "white": (245, 245, 245),
-    "grey": (128, 128, 128),
-}
-
 
 def dominant_colors(image, top_k: int = 2, min_share: float = 0.1) -> list[str]:
-    """Names of the `top_k` most frequent reference colours of `image` (a PIL image), most frequent first.
+    """Names of the main colours of `image` (a PIL image), most frequent first, then its background colour.
 
-    The image is shrunk to 32x32 and each pixel is assigned to its nearest named colour in RGB; colours
-    covering less than `min_share` of the pixels are left out (the first one is always kept).
+    Uses the textualizer's colour naming (`hf_mllm_msr.textualize.colour_shares`), so the projector learns to state
+    the same facts the text-only path writes into its cues. Colours covering less than `min_share` of the
+    foreground are left out (the first one is always kept).
     """
-    pixels = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.float32).reshape(-1, 3)
-    names = list(COLOUR_NAMES)
-    palette = np.asarray([COLOUR_NAMES[n] for n in names], dtype=np.float32)
-    nearest = ((pixels[:, None, :] - palette[None]) ** 2).sum(-1).argmin(1)
-    counts = np.bincount(nearest, minlength=len(names)) / len(nearest)
-    order = [i for i in np.argsort(-counts, kind="stable")[:top_k]]
-    return [names[i] for j, i in enumerate(order) if j == 0 or counts[i] >= min_share]
+    from .textualize import colour_shares
+
+    shares, background = colour_shares(image)
+    names = [name for j, (name, share) in enumerate(shares.items()) if j == 0 or share >= min_share][:top_k]
+    if background and background not in names and len(names) < top_k:
+        names.append(background)
+    return names
 
 
 def visual_facts(label: str | None, colours: list[str]) -> str:

@@ -71,8 +71,9 @@ def test_model_card_fields(results):
         assert result.dataset_type == "synthetic" and result.dataset_split == "test"
         assert result.dataset_args == PROTOCOL  # the protocol, verbatim
     body = text.split("---\n", 2)[2]
-    assert 'MsrRecommender.from_pretrained("org/msr-adapter")' in body
-    assert 'pipeline("mllm-msr-recommend", model="org/msr-adapter")' in body
+    repo_id = "org/msr-adapter"  # the card's loading snippet names the repo it will be pushed to
+    assert f'MsrRecommender.from_pretrained("{repo_id}")' in body
+    assert f'pipeline("mllm-msr-recommend", model="{repo_id}")' in body
     assert "org/tiny-base" in body and "summary" in body and "msr-prompts-v2" in body
     assert yaml.safe_dump(PROTOCOL, sort_keys=False).strip() in body
     assert "learning_rate: 0.0002" in body and "lora_r: 8" in body

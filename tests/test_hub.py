@@ -207,7 +207,8 @@ def test_push_main_renders_the_card_then_pushes(hub, adapter_dir, tmp_path):
     meta = yaml.safe_load(readme.split("---\n")[1])
     assert meta["base_model"] == "org/base"
     assert meta["model-index"][0]["results"][0]["metrics"][0] == {"type": "auc", "value": 0.8, "name": "AUC"}
-    assert 'MsrRecommender.from_pretrained("org/cli")' in readme
+    repo_id = "org/cli"
+    assert f'MsrRecommender.from_pretrained("{repo_id}")' in readme
 
 
 def test_push_then_download_then_offline(hub, adapter_dir, tmp_path, monkeypatch):
@@ -263,7 +264,7 @@ def test_resolve_adapter_offline_from_the_cache(monkeypatch, tmp_path):
 
 
 def test_recommender_loads_an_adapter_by_repo_id_offline(monkeypatch, tmp_path):
-    """`MsrRecommender.from_pretrained("org/name")` from a cache laid out as huggingface_hub lays it out."""
+    """`MsrRecommender.from_pretrained(repo_id)` from a cache laid out exactly as huggingface_hub lays it out."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -278,10 +279,11 @@ def test_recommender_loads_an_adapter_by_repo_id_offline(monkeypatch, tmp_path):
     AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path / "adapter")
     (tmp_path / "adapter" / "msr_config.json").write_text(json.dumps({"mode": "title", "base_model": base}))
     files = {p.name: p.read_bytes() for p in (tmp_path / "adapter").iterdir() if p.is_file()}
-    snapshot = write_hub_cache(tmp_path / "hub", "org/tiny-msr", files)
+    repo_id = "org/tiny-msr"  # exists only in the local cache written above; the Hub is never reached (offline)
+    snapshot = write_hub_cache(tmp_path / "hub", repo_id, files)
 
-    assert cards.resolve_adapter("org/tiny-msr") == str(snapshot)
-    recommender = MsrRecommender.from_pretrained("org/tiny-msr")
+    assert cards.resolve_adapter(repo_id) == str(snapshot)
+    recommender = MsrRecommender.from_pretrained(repo_id)
     assert recommender.mode == "title"
     scores = recommender.score(
         "The user likes lamps.", [{"item_id": "a", "title": "Lamp"}, {"item_id": "b", "title": "Mug"}]
