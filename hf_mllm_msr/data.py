@@ -28,37 +28,9 @@ import datasets
 import numpy as np
 
 from .images import load_image
+from .schema import EXAMPLE_FEATURES, ITEM_FEATURES, SEQUENCE_FEATURES, history_key  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
-
-# items: one row per item. Builders may add source-specific extra columns after these.
-ITEM_FEATURES = datasets.Features(
-    {
-        "item_id": datasets.Value("string"),
-        "title": datasets.Value("string"),
-        "text": datasets.Value("string"),
-        "image": datasets.Image(),  # None when the item has no (usable) image
-    }
-)
-
-# sequences: one row per user, chronological.
-SEQUENCE_FEATURES = datasets.Features(
-    {
-        "user_id": datasets.Value("string"),
-        "item_ids": datasets.List(datasets.Value("string")),
-        "timestamps": datasets.List(datasets.Value("int64")),
-    }
-)
-
-# examples: splits train / validation / test; one row per (user, candidate).
-EXAMPLE_FEATURES = datasets.Features(
-    {
-        "user_id": datasets.Value("string"),
-        "history": datasets.List(datasets.Value("string")),
-        "candidate": datasets.Value("string"),
-        "label": datasets.Value("int64"),
-    }
-)
 
 CACHE_ENV = "HF_MLLM_MSR_CACHE"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "hf_mllm_msr" / "datasets"
@@ -66,14 +38,6 @@ BUILD_REPORT = "build_report.json"
 SPLITS = ("train", "validation", "test")
 EXAMPLE_ONLY_OPTIONS = {"seed", "num_train_negatives", "num_test_negatives"}
 IMAGE_OPTIONS = {"max_image_size", "max_image_pixels"}
-
-
-def history_key(item_ids) -> str:
-    """Stable key of one history (a user has several under leave-one-out: train/validation/test).
-
-    User summaries are stored per history, and looked up by this key.
-    """
-    return hashlib.sha1("\x1f".join(map(str, item_ids)).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass

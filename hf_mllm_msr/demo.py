@@ -61,6 +61,13 @@ class DemoArguments:
     summary_max_new_tokens: int = field(default=48, metadata={"help": "New tokens per item/user summary step."})
     summary_batch_size: int = field(default=16, metadata={"help": "Prompts per generate() call."})
     block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step (paper: 3)."})
+    history_items: str = field(
+        default="title_colours",
+        metadata={
+            "help": "History items in user prompts: 'title_colours' (title + image colours; SmolLM2-135M keeps "
+            "the colour) or 'summary' (the paper: title + item summary)."
+        },
+    )
     summary_backend: str = field(
         default="auto",
         metadata={
@@ -223,6 +230,7 @@ def run_demo(args: DemoArguments) -> dict:
     summary_config = SummarizeConfig(
         block_size=args.block_size,
         max_new_tokens=args.summary_max_new_tokens,
+        history_items=args.history_items,
         batch_size=args.summary_batch_size,
         backend=_summary_backend(args),
         cache_path=str(output_dir / "generation_cache.sqlite"),

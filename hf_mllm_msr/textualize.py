@@ -22,6 +22,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+CUE_COLOURS_LABEL = "main colours: "
+
 COLOUR_NAMES = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey")
 
 
@@ -174,7 +176,16 @@ class Textualizer:
             parts = []
             if image_tags:
                 parts.append("looks like: " + ", ".join(label for label, _ in image_tags))
-            parts.append("main colours: " + ", ".join(colours))
+            parts.append(CUE_COLOURS_LABEL + ", ".join(colours))
             parts.append(", ".join(layout_cues(image, background)))
             cues.append("; ".join(parts))
         return cues
+
+
+def cue_colours(cues: str | None) -> list[str]:
+    """The colour names of a cue string written by :class:`Textualizer` (``[]`` when it names none)."""
+    for part in (cues or "").split(";"):
+        part = part.strip()
+        if part.startswith(CUE_COLOURS_LABEL):
+            return [c.strip() for c in part[len(CUE_COLOURS_LABEL) :].split(",") if c.strip()]
+    return []

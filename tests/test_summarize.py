@@ -15,12 +15,13 @@ from hf_mllm_msr.summarize import (
     blocks_of,
     finish_user_summary,
     first_paragraph,
+    item_texts,
     make_generator,
     summarize_histories,
     summarize_items,
     summarize_users,
 )
-from hf_mllm_msr.textualize import Textualizer
+from hf_mllm_msr.textualize import Textualizer, cue_colours
 
 torch.set_num_threads(1)
 CONFIG = SummarizeConfig(max_new_tokens=5, batch_size=4, repetition_penalty=2.0)  # the tiny model loops on "\\n"
@@ -183,3 +184,28 @@ def test_summarize_users_dataset(llama):
         summarize_users(examples, item_summaries, items, generator=gen, config=CONFIG, shard=(r, 2)) for r in range(2)
     ]
     assert sorted([*sharded[0]["history_key"], *sharded[1]["history_key"]]) == sorted(users["history_key"])
+
+
+def test_history_items_title_colours():
+    items = items_dataset().select_columns(["item_id", "title"])
+    summaries = datasets.Dataset.from_dict(
+        {
+            "item_id": ["i0", "i1", "i2", "i3"],
+            "summary": ["A red lamp for the desk.", "A lamp.", "", "A big lamp."],
+            "visual_cues": [
+                "looks like: table lamp; main colours: red, white; square picture",
+                "",
+                "main colours: blue",
+                "",
+            ],
+            "flag": ["", "", "empty_generation", ""],
+        }
+    )
+    paper = item_texts(items, summaries)
+    assert paper["i0"] == "lamp 0: A red lamp for the desk." and paper["i2"].startswith("mug")  # empty: title only
+    small = item_texts(items, summaries, "title_colours")
+    assert small["i0"] == "lamp 0 (red, white)" and small["i2"].endswith("(blue)")
+    assert small["i1"] == "lamp 1: A lamp."  # no cues (e.g. a VLM saw the image): the paper's text
+    assert cue_colours("main colours: green; one object") == ["green"] and cue_colours("looks like: cat") == []
+    with pytest.raises(ValueError, match="history_items"):
+        SummarizeConfig(history_items="colours")
