@@ -6,7 +6,7 @@ auto classes, so `transformers.pipeline(...)` and `AutoModelForImageTextToText` 
 
 __version__ = "0.1.0"
 
-from . import pipelines, vision_lm  # noqa: E402,F401  (registration side effects)
+from . import recommend_pipeline, summarize_pipeline, vision_lm  # noqa: E402,F401  (registration side effects)
 from .data import load_msr_dataset  # noqa: E402
 
 __all__ = ["load_msr_dataset", "__version__"]

@@ -1,14 +1,15 @@
 """``pipeline("mllm-msr-recommend")``: rank a user's candidates by p(Yes) (MLLM-MSR stage 3).
 
-A thin shell over :class:`hf_mllm_msr.recommender.MsrRecommender` (shared-prefix scoring), so the
-pipeline, the evaluation recipe and the demo score identically.
+A thin shell over :class:`hf_mllm_msr.scoring.YesNoScorer` (shared-prefix scoring), which the evaluation recipe
+and the demo use too, so all three score identically.
 
 Input (one, or a list): ``{"user_summary": str, "candidates": [{"title": ..., "summary": ..., "visual_cues": ...,
 "image": ...}, ...]}``. Output: the candidates ranked, ``[{"candidate": <the input dict>, "score": float}, ...]``.
 
 The mode (how a candidate is shown) is ``mode=`` if given, else read from the candidates: ``image`` when
 the model has a processor and the candidates carry images, ``summary`` when they carry item summaries,
-``title`` otherwise. Pass ``mode=`` for an adapter trained in a given mode (see its ``msr_config.json``).
+``title`` otherwise. An adapter or model folder with an ``msr_config.json`` (written by the SFT recipe) sets the
+mode it was trained in.
 
 Example::
 
@@ -19,14 +20,23 @@ Example::
     pipe({"user_summary": "The user appears to have a preference for red lamps.",
           "candidates": [{"title": "Red Lamp", "summary": "A red lamp."}, {"title": "Blue Mug", "summary": "A mug."}]},
          top_k=1)
+
+Share it as one folder: ``pipe.save_pretrained("my-recommender")`` writes the model (a LoRA adapter merged into a
+copy of its base), its tokenizer/processor, ``msr_config.json`` and this file with the two it imports
+(``scoring.py``, ``prompts.py``), so that ``pipeline(model="my-recommender", trust_remote_code=True)`` works
+where hf_mllm_msr is not installed. Only this module, ``scoring`` and ``prompts`` may be imported here.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import os
+
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from ..recommender import MODES, MsrRecommender
+from .scoring import MODES, MSR_CONFIG_NAME, YesNoScorer
 
 
 class MsrRecommendPipeline(Pipeline):
@@ -47,17 +57,44 @@ class MsrRecommendPipeline(Pipeline):
 
     def __init__(self, *args, mode: str | None = None, max_user_tokens: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        saved = self._saved_msr_config()
+        mode = mode or saved.get("mode")
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-        self.mode, self.max_user_tokens = mode, max_user_tokens
-        self._recommenders: dict[str, MsrRecommender] = {}
+        self.mode, self.max_user_tokens = mode, max_user_tokens or saved.get("max_user_tokens")
+        self._recommenders: dict[str, YesNoScorer] = {}
 
-    def recommender(self, mode: str) -> MsrRecommender:
+    def _saved_msr_config(self) -> dict:
+        """``msr_config.json`` of the model's folder (a saved pipeline), if any."""
+        path = os.path.join(str(getattr(self.model, "name_or_path", "") or ""), MSR_CONFIG_NAME)
+        if not os.path.isfile(path):
+            return {}
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        """Saves model, tokenizer/processor, ``msr_config.json`` and this pipeline's code (see the module doc).
+
+        A LoRA adapter is merged into a copy of its base first: the folder is a plain model that needs neither
+        PEFT nor the base model's repo (the pipeline in memory keeps its adapter)."""
+        model = self.model
+        self.model = merged_copy(model)
+        try:
+            super().save_pretrained(save_directory, **kwargs)
+        finally:
+            self.model = model
+        if self.processor is not None and hasattr(self.processor, "save_pretrained"):
+            self.processor.save_pretrained(save_directory)
+        config = {"mode": self.mode, "max_user_tokens": self.max_user_tokens}
+        with open(os.path.join(str(save_directory), MSR_CONFIG_NAME), "w", encoding="utf-8") as f:
+            json.dump({k: v for k, v in config.items() if v is not None}, f, indent=2)
+
+    def recommender(self, mode: str) -> YesNoScorer:
         if mode not in self._recommenders:
             processing_class = self.processor if mode == "image" else self.tokenizer
             if processing_class is None:
                 raise ValueError(f"mode={mode!r} needs a {'processor' if mode == 'image' else 'tokenizer'}.")
-            self._recommenders[mode] = MsrRecommender(
+            self._recommenders[mode] = YesNoScorer(
                 self.model, processing_class, mode=mode, max_user_tokens=self.max_user_tokens
             )
         return self._recommenders[mode]
@@ -90,6 +127,28 @@ class MsrRecommendPipeline(Pipeline):
     def postprocess(self, model_outputs, top_k: int | None = None):
         ranked = sorted(zip(model_outputs["candidates"], model_outputs["scores"]), key=lambda pair: -pair[1])
         return [{"candidate": c, "score": s} for c, s in ranked[:top_k]]
+
+
+def merged_copy(model):
+    """``model`` itself, or, when it carries LoRA layers, a copy with each merged into its base layer: PEFT's
+    ``merge_and_unload`` for a ``PeftModel``, the same by hand for an adapter that transformers' own PEFT
+    integration loaded (``pipeline(model=<adapter folder>)`` does that)."""
+    if hasattr(model, "merge_and_unload"):
+        return copy.deepcopy(model).merge_and_unload()
+    if not getattr(model, "_hf_peft_config_loaded", False):
+        return model
+    model = copy.deepcopy(model)
+    for name, module in list(model.named_modules()):
+        if hasattr(module, "merge") and hasattr(module, "get_base_layer"):  # a PEFT tuner layer
+            module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.get_base_layer())
+    model._hf_peft_config_loaded = False
+    model.peft_config = {}
+    # load_adapter() left the adapter's key renaming (a "base_model.model." prefix) as the model's load-time
+    # conversions, which save_pretrained would reverse onto every base weight; without it the defaults apply.
+    vars(model).pop("_weight_conversions", None)
+    return model
 
 
 PIPELINE_REGISTRY.register_pipeline(

@@ -20,16 +20,26 @@ Example::
     pipe = pipeline("mllm-msr-summarize", model="Qwen/Qwen2-VL-2B-Instruct", batch_size=8)
     pipe({"image": img, "title": "Toy Story (1995)", "text": "Animation|Comedy"})["summary"]
     pipe({"history": [item1, item2, item3, item4]})["steps"]
+
+Share it as one folder: ``pipe.save_pretrained("my-summarizer")`` writes the model, its tokenizer/processor and
+this file with the package modules it imports (``summarize``, ``generation``, ``prompts``, ``schema``,
+``textualize``, ``offline_models``; none imports further into hf_mllm_msr), so that
+``pipeline(model="my-summarizer", trust_remote_code=True)`` works where hf_mllm_msr is not installed (transformers,
+torch, pillow and datasets are). There, a text-only model given item images needs ``textualizer=`` (e.g.
+``Textualizer(tagger=None)`` from the copied ``textualize`` module: colours and layout): the default ImageNet tagger
+reads its label file from the installed package.
 """
 
 from __future__ import annotations
 
+import os
+
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from ..generation import is_multimodal
-from ..prompts import clean_field
-from ..summarize import SummarizeConfig, make_generator, summarize_histories, summarize_item_records
+from .generation import is_multimodal
+from .prompts import clean_field
+from .summarize import SummarizeConfig, make_generator, summarize_histories, summarize_item_records
 
 
 class MsrSummarizePipeline(Pipeline):
@@ -123,6 +133,12 @@ class MsrSummarizePipeline(Pipeline):
         for i, row, rows in zip(users, user_rows, item_summaries):
             results[i] = {**row, "item_summaries": [r["summary"] for r in rows]}
         return results
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        """Model, tokenizer/processor and this pipeline's code (see the module doc)."""
+        super().save_pretrained(save_directory, **kwargs)
+        if self.processor is not None and hasattr(self.processor, "save_pretrained"):
+            self.processor.save_pretrained(save_directory)
 
     # The Pipeline base class requires these; __call__ above batches across inputs instead.
     def preprocess(self, inputs, **kwargs):
