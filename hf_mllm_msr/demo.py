@@ -31,6 +31,7 @@ from pathlib import Path
 logger = logging.getLogger("hf_mllm_msr.demo")
 
 DONE = ".stage_done"
+VISION_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
 @dataclass
@@ -56,6 +57,14 @@ class DemoArguments:
     model: str = field(
         default="smollm2-135m-instruct",
         metadata={"help": "Summarizer and recommender base model (a short offline name, Hub id or folder)."},
+    )
+    recommender_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Base of the MLLM-MSR recommender. None: --model, text-only (it reads the candidate's item "
+            "summary + image cues). 'smollm2-135m-vision': EfficientNet-Lite0 -> projector -> SmolLM2, which "
+            "sees the candidate image (LoRA on the LM, the projector trains fully); or any image-text-to-text folder."
+        },
     )
     tiny: bool = field(default=False, metadata={"help": "Use a tiny random model (tests; numbers are meaningless)."})
     summary_max_new_tokens: int = field(default=48, metadata={"help": "New tokens per item/user summary step."})
@@ -182,6 +191,9 @@ def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: 
         lora_dropout=0.1,
         dtype="float32",
     )
+    if mode == "image":  # as recipes/smollm2-135m-vision/sft/config_cpu.yaml: the frozen encoder is never adapted
+        model_args.lora_target_modules = [VISION_LORA_TARGETS]
+        model_args.lora_modules_to_save = ["multi_modal_projector"]
     train_recommender(
         script_args,
         training_args,
@@ -193,6 +205,16 @@ def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: 
     )
     for checkpoint in output.glob("checkpoint-*"):  # the final adapter is saved; resume points are not needed
         shutil.rmtree(checkpoint)
+
+
+def _vision_model_path(args: DemoArguments, output_dir: Path) -> str:
+    if args.tiny:
+        from .testing import tiny_msr_vision
+
+        return tiny_msr_vision(output_dir / "tiny-vision-model", seed=args.seed)
+    from .recommender import _resolve
+
+    return _resolve(args.recommender_model)
 
 
 def run_demo(args: DemoArguments) -> dict:
@@ -263,14 +285,16 @@ def run_demo(args: DemoArguments) -> dict:
 
     # --- recommender SFT: MLLM-MSR, and the title-only ablation ---
     data = {"items": items, "examples": examples, "item_summaries": item_summaries, "user_summaries": user_summaries}
-    adapters = {"MLLM-MSR (summaries + image cues)": ("adapter", "summary")}
+    adapters = {"MLLM-MSR (summaries + image cues)": ("adapter", "summary", model_path)}
+    if args.recommender_model:
+        adapters = {"MLLM-MSR (MsrVision sees the image)": ("adapter", "image", _vision_model_path(args, output_dir))}
     if args.ablation:
-        adapters["Title-only LLM (no image)"] = ("adapter_title", "title")
-    for folder, mode in adapters.values():
+        adapters["Title-only LLM (no image)"] = ("adapter_title", "title", model_path)
+    for folder, mode, base in adapters.values():
         _stage(
             output_dir,
             folder,
-            lambda tmp, mode=mode: _train(args, model_path, mode, data, tmp, protocol),
+            lambda tmp, mode=mode, base=base: _train(args, base, mode, data, tmp, protocol),
             resumable=True,
         )
 
@@ -281,7 +305,7 @@ def run_demo(args: DemoArguments) -> dict:
         sequences = load_msr_dataset(args.data, "sequences", data_dir=args.data_dir, **protocol)
         history_lengths = {user: len(ids) - 1 for user, ids in zip(sequences["user_id"], sequences["item_ids"])}
         scores, info = {}, {}
-        for name, (folder, _) in adapters.items():
+        for name, (folder, _, _) in adapters.items():
             recommender = MsrRecommender.from_pretrained(str(output_dir / folder))
             scores[name] = recommender.score_examples(
                 test, items, item_summaries=item_summaries, user_summaries=user_summaries

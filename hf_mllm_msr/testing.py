@@ -398,6 +398,47 @@ def tiny_qwen2_vl(path: str | os.PathLike, seed: int = 0) -> str:
     return str(path)
 
 
+def tiny_msr_vision(
+    path: str | os.PathLike, lm_dir: str | None = None, seed: int = 0, grid: int = 2, image_size: int = 32
+) -> str:
+    """The CPU vision-language model's composition (``vision_lm``) with a tiny random CNN and a tiny Llama."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .vision_lm import (
+        MsrVisionConfig,
+        MsrVisionForConditionalGeneration,
+        MsrVisionProcessor,
+        imagenet_image_processor,
+    )
+
+    path = Path(path)
+    if _done(path):
+        return str(path)
+    lm_dir = lm_dir or tiny_llama(path.with_name(path.name + "-lm"), seed=seed)
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(lm_dir)
+    config = MsrVisionConfig(
+        text_config=AutoConfig.from_pretrained(lm_dir).to_dict(),
+        vision_encoder="tiny-cnn",
+        vision_channels=8,
+        image_size=image_size,
+        image_grid=grid,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        projector_hidden_size=16,
+    )
+    model = MsrVisionForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    processor = MsrVisionProcessor(
+        image_processor=imagenet_image_processor(image_size),
+        tokenizer=tok,
+        image_seq_length=grid * grid,
+        chat_template=CHATML_TEMPLATE,
+    )
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)
+
+
 def noise_image(seed: int = 0, size: tuple[int, int] = (48, 40)):
     """A random RGB PIL image (sizes differ on purpose: processors must resize)."""
     import numpy as np

@@ -72,6 +72,20 @@ def test_demo_rerun_skips_finished_stages(demo_run):
     assert (output_dir / "report" / "results.json").read_text() == before
 
 
+def test_demo_with_the_vision_recommender(tmp_path):
+    """--recommender_model smollm2-135m-vision: the recommender sees candidate images (tiny composition here)."""
+    proc = run_demo(tmp_path, "--recommender_model", "smollm2-135m-vision", "--num_users", "8", "--no_ablation")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert set(results["models"]) == {"MLLM-MSR (MsrVision sees the image)", "popularity"}
+    assert results["num_rows"] == 8 * 21
+    adapter = tmp_path / "adapter"
+    assert json.loads((adapter / "msr_config.json").read_text())["mode"] == "image"
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+    assert adapter_config["modules_to_save"] == ["multi_modal_projector"]
+    assert "vision_tower" not in adapter_config["target_modules"]
+
+
 @pytest.mark.slow
 def test_full_size_demo_with_smollm2(tmp_path):
     """The README's main command at its default size: real SmolLM2 + EfficientNet weights (the `demo` extra)."""

@@ -1,57 +1,23 @@
 """The CPU vision-language model (frozen CNN -> projector -> causal LM) on a tiny random composition."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
 import hf_mllm_msr  # noqa: F401  (registers the auto classes)
-from hf_mllm_msr.testing import CHATML_TEMPLATE, noise_image, tiny_llama
-from hf_mllm_msr.vision_lm import (
-    MsrVisionConfig,
-    MsrVisionForConditionalGeneration,
-    MsrVisionProcessor,
-    imagenet_image_processor,
-)
+from hf_mllm_msr.testing import noise_image, tiny_llama, tiny_msr_vision
 from hf_mllm_msr.vision_lm_build import align_projector, dominant_colors, visual_facts
 
 GRID, SIZE = 2, 32
 PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this item"}]}]
 
 
-def _build_tiny(path: Path, lm_dir: str) -> str:
-    from transformers import AutoConfig, AutoTokenizer
-
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(lm_dir)
-    config = MsrVisionConfig(
-        text_config=AutoConfig.from_pretrained(lm_dir).to_dict(),
-        vision_encoder="tiny-cnn",
-        vision_channels=8,
-        image_size=SIZE,
-        image_grid=GRID,
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        projector_hidden_size=16,
-    )
-    model = MsrVisionForConditionalGeneration(config).eval()
-    model.generation_config.pad_token_id = tok.pad_token_id
-    processor = MsrVisionProcessor(
-        image_processor=imagenet_image_processor(SIZE),
-        tokenizer=tok,
-        image_seq_length=GRID * GRID,
-        chat_template=CHATML_TEMPLATE,
-    )
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture(scope="session")
 def tiny_vision_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("vision_lm")
-    return _build_tiny(root / "model", tiny_llama(root / "lm"))
+    return tiny_msr_vision(root / "model", tiny_llama(root / "lm"), grid=GRID, image_size=SIZE)
 
 
 @pytest.fixture()
