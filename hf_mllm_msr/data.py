@@ -9,25 +9,31 @@ next to the Arrow files (read it back with `read_build_report(dataset)`).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import importlib.util
 import inspect
 import json
 import logging
-import math
 import os
 import sys
-import unicodedata
-import zlib
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import datasets
-import numpy as np
 
 from .images import load_image
+from .preprocessing import (  # noqa: F401 (read_text_lines, parse_timestamp: for source builders)
+    SPLITS,
+    Skips,
+    _select,
+    build_examples,
+    k_core,
+    natural_key,
+    one_line,
+    parse_timestamp,
+    read_text_lines,
+)
 from .schema import EXAMPLE_FEATURES, ITEM_FEATURES, SEQUENCE_FEATURES, history_key  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
@@ -35,7 +41,6 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "HF_MLLM_MSR_CACHE"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "hf_mllm_msr" / "datasets"
 BUILD_REPORT = "build_report.json"
-SPLITS = ("train", "validation", "test")
 EXAMPLE_ONLY_OPTIONS = {"seed", "num_train_negatives", "num_test_negatives"}
 IMAGE_OPTIONS = {"max_image_size", "max_image_pixels"}
 
@@ -86,157 +91,6 @@ class MsrConfig(datasets.BuilderConfig):
         for name in ("min_user_interactions", "min_item_interactions", "num_train_negatives", "num_test_negatives"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-
-class Skips:
-    """Counts skipped bad input per reason (with its first location); with `strict=True` a skip is an error."""
-
-    def __init__(self, source: str, strict: bool = False):
-        self.source, self.strict = source, strict
-        self.counts: Counter = Counter()
-        self.first: dict[str, str] = {}
-
-    def add(self, what: str, where: str, fix: str):
-        """Record one skipped `what` (e.g. "interactions with unknown item ids") found at `where`."""
-        if self.strict:
-            raise ValueError(
-                f"{self.source}: {what}: {where}. Fix: {fix} (or pass strict=False to skip and count them)"
-            )
-        self.counts[what] += 1
-        self.first.setdefault(what, where)
-
-    def lines(self) -> list[str]:
-        return [f"{self.source}: skipped {n} {what} (first: {self.first[what]})" for what, n in self.counts.items()]
-
-    def as_dict(self) -> dict:
-        return {what: {"count": n, "first": self.first[what]} for what, n in self.counts.items()}
-
-
-def one_line(text, limit: int) -> tuple[str, bool]:
-    """Line breaks, tabs and other control characters become one space and invisible format characters (bidi
-    overrides, zero-width spaces) are dropped, since titles and texts fill one-line prompt slots; the result is
-    cut to `limit` characters. Returns (text, was_cut)."""
-    kept = (" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
-    text = " ".join("".join(c for c in kept if unicodedata.category(c) != "Cf").split())
-    return (text[:limit].rstrip(), True) if limit and len(text) > limit else (text, False)
-
-
-def natural_key(value: str):
-    """Sort "2" before "10" when ids are numbers; other ids sort as text after them."""
-    return (0, int(value), "") if value.isdigit() else (1, 0, value)
-
-
-def parse_timestamp(value) -> float | None:
-    """A timestamp from an int/float/str, or None when it is missing, NaN or negative (stored as int64 seconds;
-    the fraction only orders events within one second)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    if math.isnan(number) or math.isinf(number) or number < 0:
-        return None
-    return number
-
-
-def read_text_lines(path, skips: Skips, encoding: str = "utf-8"):
-    """Yield `(line_number, text)` of a text file (.gz too); undecodable lines are decoded with replacement
-    characters and counted, so one bad byte does not lose a whole item."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode(encoding)
-            except UnicodeDecodeError:
-                skips.add(
-                    f"lines that are not valid {encoding} (bad bytes replaced)",
-                    f"line {number} of {Path(path).name}",
-                    f"re-encode {Path(path).name} as {encoding}",
-                )
-                text = raw.decode(encoding, errors="replace")
-            yield number, text.rstrip("\r\n")
-
-
-def k_core(sequences: dict[str, list[str]], min_user: int, min_item: int) -> dict[str, list[str]]:
-    """Iteratively drop users with < `min_user` and items with < `min_item` interactions until stable."""
-    while True:
-        item_counts = Counter(item for items in sequences.values() for item in items)
-        kept = {}
-        for user, items in sequences.items():
-            items = [item for item in items if item_counts[item] >= min_item]
-            if len(items) >= min_user and items:
-                kept[user] = items
-        if kept == sequences:
-            return kept
-        sequences = kept
-
-
-def _select(sequence: list[str], policy: str, max_history: int, popularity: Counter) -> list[str]:
-    """The items a user's examples are built from: all of them ("recent"), or the `max_history + 1` most popular
-    re-sorted by time ("popular"; ties broken by time so the choice is deterministic)."""
-    if policy == "recent" or not max_history:
-        return sequence
-    ranked = sorted(range(len(sequence)), key=lambda i: (-popularity[sequence[i]], i))[: max_history + 1]
-    return [sequence[i] for i in sorted(ranked)]
-
-
-def sample_negatives(rng: np.random.Generator, catalogue: list[str], seen: set, wanted: int) -> list[str]:
-    """`wanted` distinct items of `catalogue` not in `seen`, uniformly at random.
-
-    Rejection sampling costs O(wanted) on big catalogues; a user who saw most of a small catalogue gets an exact
-    draw from the remaining pool instead.
-    """
-    if 2 * len(seen) > len(catalogue):
-        pool = [item for item in catalogue if item not in seen]
-        return [pool[i] for i in rng.choice(len(pool), size=wanted, replace=False)]
-    chosen = []
-    while len(chosen) < wanted:
-        item = catalogue[rng.integers(len(catalogue))]
-        if item not in seen and item not in chosen:
-            chosen.append(item)
-    return chosen
-
-
-def build_examples(sequences: dict[str, list[str]], catalogue: list[str], config: MsrConfig) -> dict[str, list[dict]]:
-    """Train/validation/test rows: per user and split, 1 positive + sampled negatives, in a shuffled order.
-
-    Negatives come from `catalogue` minus everything the user interacted with, drawn by a per-user RNG seeded
-    with `(seed, crc32(user_id))`, so each user's candidates do not depend on the other users or on row order.
-    """
-    popularity = Counter(item for items in sequences.values() for item in items)
-    users = sorted(sequences, key=natural_key)
-    split_of = {}
-    if config.split == "user":
-        order = np.random.default_rng(config.seed).permutation(len(users))
-        n_held = max(1, round(0.1 * len(users))) if len(users) >= 3 else 0
-        for rank, index in enumerate(order):
-            split_of[users[index]] = "test" if rank < n_held else "validation" if rank < 2 * n_held else "train"
-    rows = {split: [] for split in SPLITS}
-    for user in users:
-        rng = np.random.default_rng([config.seed, zlib.crc32(user.encode("utf-8"))])
-        chosen = _select(sequences[user], config.history_policy, config.max_history, popularity)
-        if config.split == "user":
-            targets = {split_of[user]: len(chosen) - 1}
-        else:
-            targets = {"train": len(chosen) - 3, "validation": len(chosen) - 2, "test": len(chosen) - 1}
-        seen = set(sequences[user])
-        for split in SPLITS:
-            if split not in targets:
-                continue
-            target = targets[split]
-            history = chosen[:target][-config.max_history :] if config.max_history else chosen[:target]
-            wanted = config.num_test_negatives if split == "test" else config.num_train_negatives
-            if wanted > len(catalogue) - len(seen):
-                raise ValueError(
-                    f"user {user!r} has only {len(catalogue) - len(seen)} items they never interacted with, fewer "
-                    f"than the {wanted} negatives asked for; lower num_{'test' if split == 'test' else 'train'}"
-                    "_negatives or use a source with more items"
-                )
-            negatives = sample_negatives(rng, catalogue, seen, wanted)
-            candidates = [(chosen[target], 1)] + [(item, 0) for item in negatives]
-            for index in rng.permutation(len(candidates)):
-                item, label = candidates[index]
-                rows[split].append({"user_id": user, "history": list(history), "candidate": item, "label": label})
-    return rows
 
 
 class MsrBuilder(datasets.GeneratorBasedBuilder):
@@ -433,10 +287,10 @@ def msr_configs(config_class=MsrConfig, **defaults) -> list:
 def _fingerprint(builder_class, data_dir) -> str:
     """Package version + builder/data-layer source + raw files' names, sizes and mtimes: a cache key that changes
     when the code or the raw data does (datasets itself sees neither for builders shipped in a package)."""
-    from . import __version__, images
+    from . import __version__, images, preprocessing, schema
 
     digest = hashlib.sha256(__version__.encode())
-    for module in (inspect.getmodule(builder_class), inspect.getmodule(MsrBuilder), images):
+    for module in (inspect.getmodule(builder_class), inspect.getmodule(MsrBuilder), images, preprocessing, schema):
         digest.update(Path(inspect.getfile(module)).read_bytes())
     if data_dir:
         for root, dirs, files in os.walk(data_dir):
@@ -450,19 +304,9 @@ def _fingerprint(builder_class, data_dir) -> str:
 
 
 def _registered_builders() -> dict:
-    try:
-        from .dataset_builders import BUILDERS
-    except ModuleNotFoundError:
-        # An editable install made before pyproject.toml listed hf_mllm_msr.dataset_builders does not map the
-        # checkout's dataset_builders/ folder; import it from there under its package name.
-        folder = Path(__file__).resolve().parents[1] / "dataset_builders"
-        spec = importlib.util.spec_from_file_location(
-            f"{__package__}.dataset_builders", folder / "__init__.py", submodule_search_locations=[str(folder)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        BUILDERS = module.BUILDERS
+    """``{name: builder class}`` of dataset_builders/ (installed as ``hf_mllm_msr.dataset_builders``)."""
+    from .dataset_builders import BUILDERS
+
     return BUILDERS
 
 

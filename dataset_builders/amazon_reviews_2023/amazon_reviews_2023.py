@@ -14,7 +14,8 @@ from pathlib import Path
 
 import datasets
 
-from ...data import MsrBuilder, MsrConfig, msr_configs, read_text_lines
+from ...data import MsrBuilder, MsrConfig, msr_configs
+from ...preprocessing import read_text_lines
 
 
 @dataclass
