@@ -6,7 +6,8 @@ protocol). Adapters trained on another dataset are reported as cross-domain rows
 Usage:
 
     python recipes/evaluate.py --config recipes/synthetic/evaluate/config_default.yaml \
-        --adapters runs/sft-synthetic --item_summaries runs/item_summaries --user_summaries runs/user_summaries
+        --adapters runs/synthetic/sft --item_summaries runs/synthetic/summaries/item_summaries \
+        --user_summaries runs/synthetic/summaries/user_summaries
 
 Baselines only (no adapter, no summaries needed):
 

@@ -23,6 +23,8 @@ RECIPES = {
     "smollm2": REPO / "recipes/smollm2-135m/sft/config_cpu.yaml",
     "paper": REPO / "recipes/llava-v1.6-mistral-7b/sft/config_paper.yaml",
     "qwen2vl": REPO / "recipes/qwen2-vl-2b-instruct/sft/config_lora.yaml",
+    "vision": REPO / "recipes/smollm2-135m-vision/sft/config_cpu.yaml",
+    "title": REPO / "recipes/smollm2-135m/sft/config_cpu_title.yaml",
 }
 SYNTHETIC = {"num_users": 30, "num_items": 40, "seed": 0}
 
@@ -157,6 +159,8 @@ DRY_RUN = [
         ("smollm2", testing.tiny_llama),
         ("paper", tiny_llava_next),
         ("qwen2vl", getattr(testing, "tiny_qwen2_vl", None)),
+        ("vision", testing.tiny_msr_vision),
+        ("title", testing.tiny_llama),
     ],
 )
 def test_recipe_dry_runs_one_step_with_a_tiny_model_of_its_architecture(name, factory, synthetic, tmp_path):
@@ -180,8 +184,10 @@ def test_recipe_dry_runs_one_step_with_a_tiny_model_of_its_architecture(name, fa
     state = json.loads((Path(out) / "trainer_state.json").read_text())
     assert state["global_step"] == 1 and np.isfinite(state["log_history"][0]["loss"])
     keys = list(load_file(f"{out}/adapter_model.safetensors"))
-    if script.mode == "image":  # LoRA on the language model only
-        assert keys and all("language_model" in k for k in keys)
+    if script.mode == "image":  # LoRA on the language model only (a trained projector is saved whole)
+        lora = [k for k in keys if "lora_" in k]
+        assert lora and all("language_model" in k for k in lora)
+        assert all("vision_tower" not in k for k in keys)
     assert json.loads((Path(out) / "msr_config.json").read_text())["mode"] == script.mode
 
 
