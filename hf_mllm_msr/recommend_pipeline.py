@@ -8,8 +8,9 @@ Input (one, or a list): ``{"user_summary": str, "candidates": [{"title": ..., "s
 
 The mode (how a candidate is shown) is ``mode=`` if given, else read from the candidates: ``image`` when
 the model has a processor and the candidates carry images, ``summary`` when they carry item summaries,
-``title`` otherwise. An adapter or model folder with an ``msr_config.json`` (written by the SFT recipe) sets the
-mode it was trained in.
+``title`` otherwise. A folder written by this pipeline's ``save_pretrained`` sets the mode (and max_user_tokens) it
+was saved with, from its ``msr_config.json``; for an adapter folder, pass the ``mode`` of its ``msr_config.json``
+or use :class:`hf_mllm_msr.recommender.MsrRecommender`, which reads it.
 
 Example::
 
