@@ -24,7 +24,7 @@ Example::
 
 Share it as one folder: ``pipe.save_pretrained("my-recommender")`` writes the model (a LoRA adapter merged into a
 copy of its base), its tokenizer/processor, ``msr_config.json`` and this file with the two it imports
-(``scoring.py``, ``prompts.py``), so that ``pipeline(model="my-recommender", trust_remote_code=True)`` works
+(``scoring.py``, ``prompts.py``), so that ``pipeline(model="my-recommender")`` with ``trust_remote_code`` on works
 where hf_mllm_msr is not installed. Only this module, ``scoring`` and ``prompts`` may be imported here.
 """
 

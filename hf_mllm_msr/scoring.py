@@ -12,7 +12,8 @@ Three modes (the same rows, three ways to show the candidate):
 * ``"title"``: the title-only ablation; the user is their history's titles, the candidate its title.
 
 This module imports nothing of the package but :mod:`.prompts`: both are copied next to a pipeline saved with
-``pipe.save_pretrained``, which then loads with ``trust_remote_code=True`` where hf_mllm_msr is not installed.
+``pipe.save_pretrained``, which then loads (for a user who opts into ``trust_remote_code``) where hf_mllm_msr is
+not installed.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ Example::
 
 Share it as one folder: ``pipe.save_pretrained("my-summarizer")`` writes the model, its tokenizer/processor and
 this file with the package modules it imports (``summarize``, ``generation``, ``prompts``, ``schema``,
-``textualize``, ``offline_models``; none imports further into hf_mllm_msr), so that
-``pipeline(model="my-summarizer", trust_remote_code=True)`` works where hf_mllm_msr is not installed (transformers,
-torch, pillow and datasets are). There, a text-only model given item images needs ``textualizer=`` (e.g.
+``textualize``, ``offline_models``; none imports further into hf_mllm_msr), so that ``pipeline(model="my-summarizer")``
+with ``trust_remote_code`` on works where hf_mllm_msr is not installed (transformers, torch, pillow and datasets
+are). There, a text-only model given item images needs ``textualizer=`` (e.g.
 ``Textualizer(tagger=None)`` from the copied ``textualize`` module: colours and layout): the default ImageNet tagger
 reads its label file from the installed package.
 """
