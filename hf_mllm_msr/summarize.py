@@ -347,26 +347,31 @@ def summarize_histories(
     return out
 
 
+def history_item_text(
+    title: str, summary: str = "", flag: str = "", visual_cues: str = "", style: str = "summary"
+) -> str:
+    """How one item reads inside user prompts (see ``SummarizeConfig.history_items``).
+
+    "summary": ``title: summary``; "title_colours": ``Classic Lamp M-17 (red, white)``. Either falls back to the
+    title alone when the summary is missing or flagged empty, and "title_colours" to "summary" when the item has
+    no textualized cues (e.g. a VLM saw its image)."""
+    colours = cue_colours(visual_cues) if style == "title_colours" else []
+    if colours:
+        return f"{title} ({', '.join(colours)})"
+    if summary and "empty_generation" not in (flag or ""):
+        return f"{title}: {summary}"
+    return title
+
+
 def item_texts(
     items: datasets.Dataset, item_summaries: datasets.Dataset | None, style: str = "summary"
 ) -> dict[str, str]:
-    """How each item appears inside user prompts (see ``SummarizeConfig.history_items``).
-
-    "summary": ``title: summary``; "title_colours": ``Classic Lamp M-17 (red, white)``. Either falls back to
-    the title alone when the summary is missing or flagged empty (and "title_colours" to "summary" when the
-    item has no textualized cues, e.g. a VLM saw its image)."""
-    titles = dict(zip(items["item_id"], items["title"]))
-    texts = {i: clean_field(t, 120) or i for i, t in titles.items()}
+    """``{item_id: text}`` of :func:`history_item_text` for every item (the title alone without summaries)."""
+    texts = {i: clean_field(t, 120) or i for i, t in zip(items["item_id"], items["title"])}
     if item_summaries is not None:
-        cues = item_summaries["visual_cues"] if style == "title_colours" else [""] * len(item_summaries)
-        for item_id, summary, flag, cue in zip(
-            item_summaries["item_id"], item_summaries["summary"], item_summaries["flag"], cues
-        ):
-            title = texts.get(item_id, item_id)
-            if cue_colours(cue):
-                texts[item_id] = f"{title} ({', '.join(cue_colours(cue))})"
-            elif summary and "empty_generation" not in flag:
-                texts[item_id] = f"{title}: {summary}"
+        for row in item_summaries.select_columns(["item_id", "summary", "flag", "visual_cues"]):
+            title = texts.get(row["item_id"], row["item_id"])
+            texts[row["item_id"]] = history_item_text(title, row["summary"], row["flag"], row["visual_cues"], style)
     return texts
 
 

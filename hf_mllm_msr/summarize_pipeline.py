@@ -39,7 +39,13 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .generation import is_multimodal
 from .prompts import clean_field
-from .summarize import SummarizeConfig, make_generator, summarize_histories, summarize_item_records
+from .summarize import (
+    SummarizeConfig,
+    history_item_text,
+    make_generator,
+    summarize_histories,
+    summarize_item_records,
+)
 
 
 class MsrSummarizePipeline(Pipeline):
@@ -47,7 +53,8 @@ class MsrSummarizePipeline(Pipeline):
 
     Args (at construction, via ``pipeline(..., **kwargs)``, or per call):
         batch_size: prompts per ``generate`` call (left padding; greedy outputs do not depend on it).
-        max_new_tokens, block_size, user_mode, image_mode, repetition_penalty: see ``SummarizeConfig``.
+        max_new_tokens, block_size, user_mode, image_mode, repetition_penalty, history_items: see
+            ``SummarizeConfig``.
         cache_path: sqlite generation cache (construction only); None keeps it in memory.
         textualizer: image -> cues callable for text-only models (default: EfficientNet-Lite0 tags + colours).
     """
@@ -58,7 +65,7 @@ class MsrSummarizePipeline(Pipeline):
     _load_feature_extractor = False
     _pipeline_calls_generate = False  # generation settings are ours (greedy, cached), not GenerationConfig's
 
-    _OPTIONS = ("max_new_tokens", "block_size", "user_mode", "image_mode", "repetition_penalty")
+    _OPTIONS = ("max_new_tokens", "block_size", "user_mode", "image_mode", "repetition_penalty", "history_items")
 
     def __init__(self, *args, cache_path: str | None = None, textualizer=None, **kwargs):
         options = {k: kwargs.pop(k) for k in self._OPTIONS if k in kwargs}
@@ -117,8 +124,15 @@ class MsrSummarizePipeline(Pipeline):
                 if isinstance(x, dict):
                     row = next(nested)
                     rows.append(row)
-                    title = clean_field(x.get("title"), 120)
-                    texts.append(f"{title}: {row['summary']}" if row["summary"] else title)
+                    texts.append(
+                        history_item_text(
+                            clean_field(x.get("title"), 120),
+                            row["summary"],
+                            row["flag"],
+                            row["visual_cues"],
+                            config.history_items,
+                        )
+                    )
                 else:
                     texts.append(str(x))
             histories.append(texts)

@@ -7,7 +7,7 @@ from transformers import pipeline
 import hf_mllm_msr  # noqa: F401  (registers the task)
 from hf_mllm_msr import testing
 from hf_mllm_msr.prompts import USER_SUMMARY_PREFIX
-from hf_mllm_msr.textualize import Textualizer
+from hf_mllm_msr.textualize import Textualizer, cue_colours
 
 torch.set_num_threads(1)
 FACTORIES = {
@@ -84,6 +84,16 @@ def test_pipeline_text_llm_textualizes(model_dirs):
     pipe = make_pipe(model_dirs, "llama")
     out = pipe(items()[0])
     assert "main colours" in out["visual_cues"] and out["visual_cues"] in out["prompt"]
+
+
+def test_user_history_items_as_title_colours(model_dirs):
+    pipe = make_pipe(model_dirs, "llama")
+    item = items()[0]
+    colours = cue_colours(pipe(item)["visual_cues"])
+    user = pipe({"history": [item, "a blue mug"]}, history_items="title_colours")
+    assert f"lamp 0 ({', '.join(colours)})" in user["prompt"] and "a blue mug" in user["prompt"]
+    paper = pipe({"history": [item, "a blue mug"]})  # default: the paper's "title: item summary"
+    assert f"lamp 0: {paper['item_summaries'][0]}" in paper["prompt"]
 
 
 def test_user_state_and_direct(model_dirs):
