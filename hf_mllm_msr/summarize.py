@@ -55,7 +55,8 @@ class SummarizeConfig:
             summary) or "title_colours" (the title + the image's dominant colour names, e.g. "Classic Lamp
             M-17 (red)"; items without textualized cues fall back to "summary"). A 135M summarizer loses the
             colour in long item summaries: on 24 synthetic users SmolLM2-135M named the user's recent colour in 3
-            of 24 user summaries with "summary", in 9 of 24 with "title_colours" (their category: 12 vs 11).
+            of 24 user summaries with "summary", in 9 of 24 with "title_colours" (their category: 11 in both;
+            benchmarks/bench_user_summary_colours.py).
     """
 
     block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step."})
