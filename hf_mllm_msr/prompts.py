@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-PROMPT_VERSION = "msr-prompts-v2"
+PROMPT_VERSION = "msr-prompts-v3"
 
 # The paper constrains every user summary to start with this sentence stem; it is also the
 # generation prefix we append after the assistant tag, so the model can only continue it.
@@ -112,12 +112,22 @@ def _numbered(items: Sequence[str]) -> str:
     return "\n".join(f"{i}. {clean_field(s)}" for i, s in enumerate(items, start=1))
 
 
-def user_summary_messages(block: Sequence[str], previous_summary: str | None = None) -> list[dict]:
-    """One recurrent step: the items of this block (their summaries) + the previous summary.
+# v3: an optional worked example (one user turn + the answer) before every user-summary step. Without it,
+# SmolLM2-135M copied the previous summary word for word in 151 of 164 update steps, so a user's summary kept
+# describing their first three items; with it, 63 of 164, and the colour of the user's recent items is named in 37
+# of 60 summaries instead of 7 (benchmarks/bench_user_summary_example.py). The example's items (teal and brown rain
+# gear) belong to no dataset; its update step shows a change of taste kept as "lately ..., earlier ...".
+USER_SUMMARY_EXAMPLE_FIRST = (
+    ("Rain Jacket K-12 (teal)", "Pocket Umbrella B-33 (teal, white)", "Wool Scarf C-70 (teal)"),
+    f"{USER_SUMMARY_PREFIX} rain gear and warm accessories in teal: a rain jacket, an umbrella and a wool scarf.",
+)
+USER_SUMMARY_EXAMPLE_UPDATE = (
+    ("Leather Wallet D-51 (brown)", "Rain Boots H-08 (brown)", "Canvas Tote Q-77 (pink)"),
+    f"{USER_SUMMARY_PREFIX} rain gear and accessories; lately in brown (a leather wallet, rain boots), earlier in teal.",
+)
 
-    Step 1 has no previous summary. The answer is forced to begin with :data:`USER_SUMMARY_PREFIX`
-    by the caller (appended after the generation prompt).
-    """
+
+def _user_summary_turn(block: Sequence[str], previous_summary: str | None) -> dict:
     if previous_summary:
         text = (
             f'Previous summary of the user\'s preferences: "{clean_field(previous_summary, 1200)}"\n\n'
@@ -131,12 +141,33 @@ def user_summary_messages(block: Sequence[str], previous_summary: str | None = N
             "Summarize the user's preferences (content, style, colours) in at most three sentences. "
             f'Start with "{USER_SUMMARY_PREFIX}".'
         )
-    return [{"role": "user", "content": text}]
+    return {"role": "user", "content": text}
 
 
-def direct_user_summary_messages(history: Sequence[str]) -> list[dict]:
+def user_summary_messages(
+    block: Sequence[str], previous_summary: str | None = None, *, example: bool = False
+) -> list[dict]:
+    """One recurrent step: the items of this block (their texts) + the previous summary.
+
+    Step 1 has no previous summary. The answer is forced to begin with :data:`USER_SUMMARY_PREFIX`
+    by the caller (appended after the generation prompt). ``example=True`` puts a worked example of the same
+    kind of step (first or update) before it, as an earlier user turn and its answer.
+    """
+    messages = []
+    if example:
+        if previous_summary:
+            example_items, answer = USER_SUMMARY_EXAMPLE_UPDATE
+            messages += [_user_summary_turn(example_items, USER_SUMMARY_EXAMPLE_FIRST[1])]
+        else:
+            example_items, answer = USER_SUMMARY_EXAMPLE_FIRST
+            messages += [_user_summary_turn(example_items, None)]
+        messages += [{"role": "assistant", "content": answer}]
+    return messages + [_user_summary_turn(block, previous_summary)]
+
+
+def direct_user_summary_messages(history: Sequence[str], *, example: bool = False) -> list[dict]:
     """The ablation: the whole history in one prompt, no recurrence."""
-    return user_summary_messages(history, previous_summary=None)
+    return user_summary_messages(history, previous_summary=None, example=example)
 
 
 # --- Stage 3: the recommender ------------------------------------------------------------------

@@ -57,6 +57,10 @@ class SummarizeConfig:
             colour in long item summaries: on 24 synthetic users SmolLM2-135M named the user's recent colour in 3
             of 24 user summaries with "summary", in 9 of 24 with "title_colours" (their category: 11 in both;
             benchmarks/bench_user_summary_colours.py).
+        user_example: put a worked example (an invented user's step and its answer) before every user-summary
+            step. SmolLM2-135M copies the previous summary without it (151 of 164 update steps, on 60 synthetic
+            users) and names the recent colour in 7 of 60 summaries; with it 63 of 164 and 37 of 60
+            (benchmarks/bench_user_summary_example.py). The paper's prompts have none: False reproduces them.
     """
 
     block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step."})
@@ -70,6 +74,10 @@ class SummarizeConfig:
     history_items: str = field(
         default="summary",
         metadata={"help": "History items in user prompts: 'summary' (paper) or 'title_colours' (small models)."},
+    )
+    user_example: bool = field(
+        default=True,
+        metadata={"help": "A worked example before each user-summary step (False: the paper's prompts)."},
     )
 
     def __post_init__(self):
@@ -284,6 +292,7 @@ def summarize_histories(
     block_size: int = 3,
     mode: str = "recurrent",
     states: list[dict | None] | None = None,
+    example: bool = True,
 ) -> list[dict]:
     """User summaries for item-text histories (chronological), all users' step k batched together.
 
@@ -295,6 +304,7 @@ def summarize_histories(
         mode: "recurrent" or "direct".
         states: per user, a state returned by an earlier call (``{"steps", "num_items", "tail"}``) or None.
             Only the new blocks are generated; the result equals a run on the whole history.
+        example: a worked example before each step (``SummarizeConfig.user_example``).
 
     Returns:
         One dict per user: ``summary``, ``steps``, ``flag``, ``prompt``, ``state``.
@@ -305,7 +315,10 @@ def summarize_histories(
     out = [{"summary": "", "steps": [], "flag": "", "prompt": "", "state": None} for _ in histories]
     if mode == "direct":
         active = [u for u, h in enumerate(histories) if h]
-        requests = [Request(direct_user_summary_messages(histories[u]), prefix=USER_SUMMARY_PREFIX) for u in active]
+        requests = [
+            Request(direct_user_summary_messages(histories[u], example=example), prefix=USER_SUMMARY_PREFIX)
+            for u in active
+        ]
         for u, result in zip(active, generator.generate(requests)):
             summary, flag = finish_user_summary(result.text)
             out[u].update(summary=summary, steps=[summary], flag=flag, prompt=result.prompt)
@@ -322,7 +335,8 @@ def summarize_histories(
             active = [u for u, p in enumerate(pending) if k < len(p)]
             requests = [
                 Request(
-                    user_summary_messages(pending[u][k], kept[u][-1] if kept[u] else None), prefix=USER_SUMMARY_PREFIX
+                    user_summary_messages(pending[u][k], kept[u][-1] if kept[u] else None, example=example),
+                    prefix=USER_SUMMARY_PREFIX,
                 )
                 for u in active
             ]
@@ -428,6 +442,7 @@ def summarize_users(
         [[texts.get(i, i) for i in h] for _, h in pairs],
         block_size=config.block_size,
         mode=config.user_mode,
+        example=config.user_example,
     )
     rows = [
         {

@@ -53,7 +53,7 @@ class MsrSummarizePipeline(Pipeline):
 
     Args (at construction, via ``pipeline(..., **kwargs)``, or per call):
         batch_size: prompts per ``generate`` call (left padding; greedy outputs do not depend on it).
-        max_new_tokens, block_size, user_mode, image_mode, repetition_penalty, history_items: see
+        max_new_tokens, block_size, user_mode, image_mode, repetition_penalty, history_items, user_example: see
             ``SummarizeConfig``.
         cache_path: sqlite generation cache (construction only); None keeps it in memory.
         textualizer: image -> cues callable for text-only models (default: EfficientNet-Lite0 tags + colours).
@@ -65,7 +65,15 @@ class MsrSummarizePipeline(Pipeline):
     _load_feature_extractor = False
     _pipeline_calls_generate = False  # generation settings are ours (greedy, cached), not GenerationConfig's
 
-    _OPTIONS = ("max_new_tokens", "block_size", "user_mode", "image_mode", "repetition_penalty", "history_items")
+    _OPTIONS = (
+        "max_new_tokens",
+        "block_size",
+        "user_mode",
+        "image_mode",
+        "repetition_penalty",
+        "history_items",
+        "user_example",
+    )
 
     def __init__(self, *args, cache_path: str | None = None, textualizer=None, **kwargs):
         options = {k: kwargs.pop(k) for k in self._OPTIONS if k in kwargs}
@@ -143,6 +151,7 @@ class MsrSummarizePipeline(Pipeline):
             block_size=config.block_size,
             mode=config.user_mode,
             states=[records[i].get("state") for i in users],
+            example=config.user_example,
         )
         for i, row, rows in zip(users, user_rows, item_summaries):
             results[i] = {**row, "item_summaries": [r["summary"] for r in rows]}

@@ -7,7 +7,7 @@ import torch
 from hf_mllm_msr import testing
 from hf_mllm_msr.data import history_key
 from hf_mllm_msr.generation import load_summarizer
-from hf_mllm_msr.prompts import USER_SUMMARY_PREFIX
+from hf_mllm_msr.prompts import USER_SUMMARY_EXAMPLE_FIRST, USER_SUMMARY_EXAMPLE_UPDATE, USER_SUMMARY_PREFIX
 from hf_mllm_msr.summarize import (
     ITEM_SUMMARY_FEATURES,
     USER_SUMMARY_FEATURES,
@@ -88,6 +88,27 @@ def test_direct_variant_is_one_prompt(llama):
     [out] = summarize_histories(gen, [[f"item {i}" for i in range(7)]], mode="direct")
     assert len(calls) == 1 and len(out["steps"]) == 1
     assert all(f"item {i}" in calls[0][0] for i in range(7))
+
+
+@pytest.mark.parametrize("mode", ["recurrent", "direct"])
+def test_worked_example_comes_before_each_step(llama, mode):
+    history = [f"item {i}" for i in range(5)]
+    gen = make_generator(*llama, CONFIG)
+    calls = recording(gen)
+    out = summarize_histories(gen, [history], block_size=3, mode=mode, example=True)[0]
+    prompts = [c[0] for c in calls]
+    examples = [USER_SUMMARY_EXAMPLE_FIRST] + [USER_SUMMARY_EXAMPLE_UPDATE] * (len(prompts) - 1)
+    for k, (prompt, (example_items, answer)) in enumerate(zip(prompts, examples)):
+        # the example is an earlier, answered user turn; the real step is the last user turn
+        assert prompt.count("<|im_start|>user") == 2 and f"{answer}<|im_end|>" in prompt
+        assert all(item in prompt for item in example_items)
+        assert prompt.index(answer) < prompt.index("item 0" if k == 0 else out["steps"][k - 1])
+    if mode == "recurrent":
+        assert USER_SUMMARY_EXAMPLE_FIRST[1] in prompts[1]  # the update example rewrites the first one's answer
+    gen = make_generator(*llama, CONFIG)
+    calls = recording(gen)
+    summarize_histories(gen, [history], block_size=3, mode=mode, example=False)
+    assert all("Rain Jacket" not in c[0] and c[0].count("<|im_start|>user") == 1 for c in calls)
 
 
 def test_incremental_update_runs_only_new_blocks(llama):

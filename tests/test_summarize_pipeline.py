@@ -6,7 +6,7 @@ from transformers import pipeline
 
 import hf_mllm_msr  # noqa: F401  (registers the task)
 from hf_mllm_msr import testing
-from hf_mllm_msr.prompts import USER_SUMMARY_PREFIX
+from hf_mllm_msr.prompts import USER_SUMMARY_EXAMPLE_UPDATE, USER_SUMMARY_PREFIX
 from hf_mllm_msr.textualize import Textualizer, cue_colours
 
 torch.set_num_threads(1)
@@ -105,6 +105,9 @@ def test_user_state_and_direct(model_dirs):
     assert update["steps"] == full["steps"] and update["state"]["num_items"] == 5
     direct = pipe({"history": history}, user_mode="direct")
     assert len(direct["steps"]) == 1 and all(h in direct["prompt"] for h in history)
+    assert USER_SUMMARY_EXAMPLE_UPDATE[1] in full["prompt"]  # the worked example is on by default
+    paper = pipe({"history": history}, user_example=False)
+    assert "Leather Wallet" not in paper["prompt"] and paper["prompt"].count("<|im_start|>user") == 1
 
 
 def test_bad_input(model_dirs):
