@@ -88,16 +88,9 @@ def main(argv=None) -> dict:
         args.llamacpp = bool(importlib.util.find_spec("xllamacpp")) and args.model == "smollm2-135m-instruct"
     from hf_mllm_msr import load_msr_dataset
     from hf_mllm_msr.generation import _hash_files, load_summarizer
-    from hf_mllm_msr.summarize import (
-        SummarizeConfig,
-        item_requests,
-        item_texts,
-        make_generator,
-        summarize_histories,
-        summarize_items,
-        summarize_users,
-    )
+    from hf_mllm_msr.summarize import SummarizeConfig, item_requests, make_generator, summarize_items
     from hf_mllm_msr.textualize import Textualizer
+    from hf_mllm_msr.user_summaries import item_texts, summarize_histories, summarize_users
 
     model, tok = load_summarizer(args.model, device="cpu", dtype="float32")
     items_all = load_msr_dataset("synthetic", "items", num_users=60, num_items=60)

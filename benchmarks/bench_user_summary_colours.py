@@ -27,7 +27,8 @@ def main() -> None:
 
     from hf_mllm_msr import load_msr_dataset
     from hf_mllm_msr.generation import load_summarizer
-    from hf_mllm_msr.summarize import SummarizeConfig, make_generator, summarize_items, summarize_users
+    from hf_mllm_msr.summarize import SummarizeConfig, make_generator, summarize_items
+    from hf_mllm_msr.user_summaries import summarize_users
 
     options = dict(num_users=36, num_items=48, split="leave_one_out", max_history=6, seed=0)
     items = load_msr_dataset("synthetic", "items", **options)
@@ -40,7 +41,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for style in ("summary", "title_colours"):
             config = SummarizeConfig(
-                max_new_tokens=48, batch_size=16, backend="xllamacpp", history_items=style, cache_path=f"{tmp}/c.db"
+                max_new_tokens=48,
+                batch_size=16,
+                backend="xllamacpp",
+                history_items=style,
+                user_example=False,  # as measured, before the worked example (bench_user_summary_example.py)
+                cache_path=f"{tmp}/c.db",
             )
             generator = make_generator(model, processor, config, model_id="smollm2-135m-instruct")
             item_summaries = summarize_items(items, generator=generator, config=config)  # cached after the first

@@ -225,7 +225,8 @@ def run_demo(args: DemoArguments) -> dict:
     from .cards import write_adapter_card
     from .data import load_msr_dataset
     from .recommender import MsrRecommender
-    from .summarize import SummarizeConfig, make_generator, summarize_items, summarize_users
+    from .summarize import SummarizeConfig, make_generator, summarize_items
+    from .user_summaries import summarize_users
 
     output_dir = Path(args.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """``pipeline("mllm-msr-summarize")``: item summaries and recurrent user summaries from one model.
 
-A thin shell over :mod:`hf_mllm_msr.summarize`, so the pipeline, the recipe and the demo share prompts,
+A thin shell over :mod:`hf_mllm_msr.summarize` and :mod:`hf_mllm_msr.user_summaries`, so the pipeline, the recipe and the demo share prompts,
 batching and the generation cache. Works with any ``AutoModelForImageTextToText`` + ``AutoProcessor``
 (the model sees the image) and any ``AutoModelForCausalLM`` + tokenizer (the image is textualized).
 
@@ -22,12 +22,12 @@ Example::
     pipe({"history": [item1, item2, item3, item4]})["steps"]
 
 Share it as one folder: ``pipe.save_pretrained("my-summarizer")`` writes the model, its tokenizer/processor and
-this file with the package modules it imports (``summarize``, ``generation``, ``prompts``, ``schema``,
-``textualize``, ``offline_models``; none imports further into hf_mllm_msr), so that ``pipeline(model="my-summarizer")``
-with ``trust_remote_code`` on works where hf_mllm_msr is not installed (transformers, torch, pillow and datasets
-are). There, a text-only model given item images needs ``textualizer=`` (e.g.
-``Textualizer(tagger=None)`` from the copied ``textualize`` module: colours and layout): the default ImageNet tagger
-reads its label file from the installed package.
+this file with the package modules it imports (``summarize``, ``user_summaries``, ``generation``, ``prompts``,
+``schema``, ``textualize``, ``offline_models``; none imports further into hf_mllm_msr), so that
+``pipeline(model="my-summarizer")`` with ``trust_remote_code`` on works where hf_mllm_msr is not installed
+(transformers, torch, pillow and datasets are). There, a text-only model given item images needs ``textualizer=``
+(e.g. ``Textualizer(tagger=None)`` from the copied ``textualize`` module: colours and layout): the default ImageNet
+tagger reads its label file from the installed package.
 """
 
 from __future__ import annotations
@@ -39,13 +39,8 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .generation import is_multimodal
 from .prompts import clean_field
-from .summarize import (
-    SummarizeConfig,
-    history_item_text,
-    make_generator,
-    summarize_histories,
-    summarize_item_records,
-)
+from .summarize import SummarizeConfig, make_generator, summarize_item_records
+from .user_summaries import history_item_text, summarize_histories
 
 
 class MsrSummarizePipeline(Pipeline):

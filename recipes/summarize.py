@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     from hf_mllm_msr import load_msr_dataset
     from hf_mllm_msr.generation import load_summarizer
-    from hf_mllm_msr.summarize import make_generator, summarize_items, summarize_users
+    from hf_mllm_msr.summarize import make_generator, summarize_items
     from hf_mllm_msr.textualize import Textualizer
+    from hf_mllm_msr.user_summaries import summarize_users
 
     # --- args, logging ----------------------------------------------------------------------------
     args, config = TrlParser((SummarizeArguments, SummarizeConfig)).parse_args_and_config(args=argv)

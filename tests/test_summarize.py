@@ -8,20 +8,16 @@ from hf_mllm_msr import testing
 from hf_mllm_msr.data import history_key
 from hf_mllm_msr.generation import load_summarizer
 from hf_mllm_msr.prompts import USER_SUMMARY_EXAMPLE_FIRST, USER_SUMMARY_EXAMPLE_UPDATE, USER_SUMMARY_PREFIX
-from hf_mllm_msr.summarize import (
-    ITEM_SUMMARY_FEATURES,
-    USER_SUMMARY_FEATURES,
-    SummarizeConfig,
+from hf_mllm_msr.schema import ITEM_SUMMARY_FEATURES, USER_SUMMARY_FEATURES
+from hf_mllm_msr.summarize import SummarizeConfig, first_paragraph, make_generator, summarize_items
+from hf_mllm_msr.textualize import Textualizer, cue_colours
+from hf_mllm_msr.user_summaries import (
     blocks_of,
     finish_user_summary,
-    first_paragraph,
     item_texts,
-    make_generator,
     summarize_histories,
-    summarize_items,
     summarize_users,
 )
-from hf_mllm_msr.textualize import Textualizer, cue_colours
 
 torch.set_num_threads(1)
 CONFIG = SummarizeConfig(max_new_tokens=5, batch_size=4, repetition_penalty=2.0)  # the tiny model loops on "\\n"

@@ -77,7 +77,8 @@ CHILD = r"""
 import sys, time, torch, datasets
 torch.set_num_threads(1)
 from hf_mllm_msr.generation import load_summarizer
-from hf_mllm_msr.summarize import SummarizeConfig, make_generator, summarize_items, summarize_users
+from hf_mllm_msr.summarize import SummarizeConfig, make_generator, summarize_items
+from hf_mllm_msr.user_summaries import summarize_users
 from hf_mllm_msr.textualize import Textualizer
 model_dir, cache, out, data = sys.argv[1:5]
 model, tok = load_summarizer(model_dir, device="cpu")
@@ -164,8 +165,9 @@ def run_child(llama_dir, cache, out, data, kill_at=None):
 def reference_run(llama_dir, cache, data):
     """The same job as CHILD, uninterrupted, in this process."""
     from hf_mllm_msr.generation import load_summarizer
-    from hf_mllm_msr.summarize import SummarizeConfig, make_generator, summarize_items, summarize_users
+    from hf_mllm_msr.summarize import SummarizeConfig, make_generator, summarize_items
     from hf_mllm_msr.textualize import Textualizer
+    from hf_mllm_msr.user_summaries import summarize_users
 
     model, tok = load_summarizer(llama_dir, device="cpu")
     config = SummarizeConfig(max_new_tokens=4, batch_size=2, repetition_penalty=2.0, cache_path=str(cache))
