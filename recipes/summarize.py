@@ -45,6 +45,10 @@ class SummarizeArguments:
         default=None, metadata={"help": "Only the first N users (and the items they touch): quick runs."}
     )
     skip_users: bool = field(default=False, metadata={"help": "Item summaries only."})
+    splits: list[str] | None = field(
+        default=None,
+        metadata={"help": "User summaries for these example splits only, e.g. [test] to score a trained adapter."},
+    )
     dtype: str = field(default="auto", metadata={"help": "'auto' (fp32 on CPU, bf16 on GPU), 'float32', ..."})
     tagger: str = field(
         default="efficientnet", metadata={"help": "Image tagger of the textualizer: 'efficientnet' or 'none'."}
@@ -78,6 +82,7 @@ def restrict_to_users(examples, items, max_users: int):
 
 def main(argv: list[str] | None = None) -> dict:
     from accelerate import PartialState
+    from datasets import DatasetDict
     from trl import TrlParser
 
     from hf_mllm_msr import load_msr_dataset
@@ -105,6 +110,11 @@ def main(argv: list[str] | None = None) -> dict:
     # --- data ---------------------------------------------------------------------------------------
     items = load_msr_dataset(args.dataset_name, "items", data_dir=args.data_dir, **args.dataset_options)
     examples = load_msr_dataset(args.dataset_name, "examples", data_dir=args.data_dir, **args.dataset_options)
+    if args.splits:
+        unknown = sorted(set(args.splits) - set(examples))
+        if unknown:
+            raise ValueError(f"splits={args.splits}: {unknown} not among the dataset's splits {sorted(examples)}.")
+        examples = DatasetDict({name: examples[name] for name in args.splits})
     if args.max_users:
         examples, items = restrict_to_users(examples, items, args.max_users)
     logger.info("%d items, %s examples", len(items), {k: len(v) for k, v in examples.items()})
@@ -155,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
             "config": asdict(config),
             "dataset_name": args.dataset_name,
             "dataset_options": args.dataset_options,
+            "splits": args.splits or sorted(examples),
         }
         (output_dir / "summarize_report.json").write_text(json.dumps(report, indent=2))
         logger.info("Done: %s", json.dumps({k: report[k] for k in ("num_items", "num_user_histories", "seconds")}))

@@ -14,7 +14,8 @@ import datasets
 import pytest
 import torch
 
-from hf_mllm_msr import testing
+from hf_mllm_msr import load_msr_dataset, testing
+from hf_mllm_msr.schema import history_key
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +72,14 @@ def test_recipe_writes_item_and_user_summaries(llama_dir, tmp_path, msr_cache_di
     again = recipe.main(recipe_args(llama_dir, tmp_path / "out"))
     assert again["generation_stats_rank0"]["generated"] == 0
     assert datasets.load_from_disk(str(tmp_path / "out" / "user_summaries")).to_list() == users.to_list()
+    # Only the test histories (scoring an adapter on a new dataset): a subset of the full run's, from its cache.
+    test_only = recipe.main([*recipe_args(llama_dir, tmp_path / "out"), "--splits", "test"])
+    keys = datasets.load_from_disk(str(tmp_path / "out" / "user_summaries"))["history_key"]
+    examples = load_msr_dataset("synthetic", "examples", **DATASET)
+    assert sorted(keys) == sorted({history_key(h) for h in examples["test"]["history"]})
+    assert test_only["splits"] == ["test"] and 0 < len(keys) < len(users)
+    with pytest.raises(ValueError, match="'tset'"):
+        recipe.main([*recipe_args(llama_dir, tmp_path / "bad"), "--splits", "tset"])
 
 
 CHILD = r"""
