@@ -247,7 +247,7 @@ def _resolve(path_or_id: str, revision: str | None = None) -> str:
     """A local folder for a model or adapter: a folder as is, a short offline-model name (``smollm2-135m-instruct``;
     ``smollm2-135m-vision``, built once, projector not aligned), or a Hub id from the local cache
     (``hf_mllm_msr.cards`` extends this to adapters on the Hub)."""
-    from .cards import resolve_adapter
+    from .hub import resolve_adapter
     from .offline_models import resolve_model_path
 
     if str(path_or_id) == VISION_MODEL_NAME and not Path(path_or_id).exists():

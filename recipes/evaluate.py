@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     # Heavy imports here so that --help is instant.
-    from hf_mllm_msr import cards, load_msr_dataset, report
+    from hf_mllm_msr import cards, hub, load_msr_dataset, report
     from hf_mllm_msr.recommender import MsrRecommender
 
     # --- Data: the examples (train/validation/test) and items under the configured protocol -------------------------
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     item_summaries = report.load_summaries(args.item_summaries)
     user_summaries = report.load_summaries(args.user_summaries)
     for i, adapter in enumerate(args.adapters):
-        folder = Path(cards.resolve_adapter(adapter))
+        folder = Path(hub.resolve_adapter(adapter))
         name = args.adapter_names[i] if args.adapter_names else Path(adapter).name
         config_path = folder / cards.MSR_CONFIG_NAME
         msr_config = json.loads(config_path.read_text()) if config_path.exists() else {}
@@ -189,11 +189,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     # --- Card + push -------------------------------------------------------------------------------------------------
     if args.push_to_hub:
-        folder = cards.resolve_adapter(args.adapters[0])
+        folder = hub.resolve_adapter(args.adapters[0])
         name = next(iter(scores))
         cards.write_adapter_card(folder, results, repo_id=args.hub_model_id, model_key=name)
         summaries = {"item-summaries": args.item_summaries, "user-summaries": args.user_summaries}
-        cards.push_to_hub(
+        hub.push_to_hub(
             folder,
             args.hub_model_id,
             token=args.hub_token,

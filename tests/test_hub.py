@@ -15,7 +15,7 @@ import pytest
 import yaml
 from huggingface_hub import constants
 
-from hf_mllm_msr import cards
+from hf_mllm_msr import hub as msr_hub  # the fixture below is called `hub`
 
 
 class FakeHub:
@@ -150,7 +150,7 @@ UPLOADED = {
 
 
 def test_push_uploads_exactly_the_safetensors_adapter(hub, adapter_dir):
-    commits = cards.push_to_hub(adapter_dir, "org/msr-adapter", endpoint=hub.endpoint, token="x", private=True)
+    commits = msr_hub.push_to_hub(adapter_dir, "org/msr-adapter", endpoint=hub.endpoint, token="x", private=True)
     files = hub.repos[("model", "org/msr-adapter")]
     assert set(files) == UPLOADED
     assert files["adapter_model.safetensors"] == b"weights"
@@ -162,20 +162,20 @@ def test_push_refuses_pickle_only_weights(hub, tmp_path):
     (tmp_path / "adapter_model.bin").write_bytes(b"pickle")
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(ValueError, match="safetensors"):
-        cards.push_to_hub(tmp_path, "org/bad", endpoint=hub.endpoint, token="x")
+        msr_hub.push_to_hub(tmp_path, "org/bad", endpoint=hub.endpoint, token="x")
     assert hub.created == [] and hub.repos == {}
 
 
 def test_push_refused_offline(monkeypatch, adapter_dir):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
-        cards.push_to_hub(adapter_dir, "org/x")
+        msr_hub.push_to_hub(adapter_dir, "org/x")
 
 
 def test_push_with_summaries_datasets(hub, adapter_dir, tmp_path):
     summaries = datasets.Dataset.from_dict({"item_id": ["a", "b"], "summary": ["red lamp", "blue mug"]})
     summaries.save_to_disk(str(tmp_path / "item_summaries"))
-    commits = cards.push_to_hub(
+    commits = msr_hub.push_to_hub(
         adapter_dir,
         "org/msr-adapter",
         endpoint=hub.endpoint,
@@ -202,7 +202,7 @@ def test_push_main_renders_the_card_then_pushes(hub, adapter_dir, tmp_path):
     }
     (tmp_path / "results.json").write_text(json.dumps(results))
     argv = ["--folder", str(adapter_dir), "--repo_id", "org/cli", "--results", str(tmp_path / "results.json")]
-    cards.push_main(argv + ["--endpoint", hub.endpoint, "--token", "x"])
+    msr_hub.push_main(argv + ["--endpoint", hub.endpoint, "--token", "x"])
     readme = hub.repos[("model", "org/cli")]["README.md"].decode()
     meta = yaml.safe_load(readme.split("---\n")[1])
     assert meta["base_model"] == "org/base"
@@ -214,17 +214,17 @@ def test_push_main_renders_the_card_then_pushes(hub, adapter_dir, tmp_path):
 def test_push_then_download_then_offline(hub, adapter_dir, tmp_path, monkeypatch):
     """The round trip a user makes: push, download by repo id into the cache, then load it again offline."""
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    cards.push_to_hub(adapter_dir, "org/round-trip", endpoint=hub.endpoint, token="x")
+    msr_hub.push_to_hub(adapter_dir, "org/round-trip", endpoint=hub.endpoint, token="x")
     monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
     monkeypatch.setattr(
         constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
     )
-    online = cards.resolve_adapter("org/round-trip")
+    online = msr_hub.resolve_adapter("org/round-trip")
     assert {p.name for p in Path(online).iterdir()} == UPLOADED
     assert (Path(online) / "adapter_model.safetensors").read_bytes() == b"weights"
     assert f"models--org--round-trip{os.sep}snapshots" in online
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert cards.resolve_adapter("org/round-trip") == online
+    assert msr_hub.resolve_adapter("org/round-trip") == online
 
 
 def write_hub_cache(cache_dir, repo_id, files, commit="a" * 40, ref="main"):
@@ -243,9 +243,9 @@ def write_hub_cache(cache_dir, repo_id, files, commit="a" * 40, ref="main"):
 
 
 def test_resolve_adapter_local_folder(adapter_dir):
-    assert cards.resolve_adapter(adapter_dir) == str(adapter_dir)
+    assert msr_hub.resolve_adapter(adapter_dir) == str(adapter_dir)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        cards.resolve_adapter(str(adapter_dir / "missing"))
+        msr_hub.resolve_adapter(str(adapter_dir / "missing"))
 
 
 def test_resolve_adapter_offline_from_the_cache(monkeypatch, tmp_path):
@@ -254,13 +254,13 @@ def test_resolve_adapter_offline_from_the_cache(monkeypatch, tmp_path):
     files = {"adapter_config.json": b'{"base_model_name_or_path": "org/base"}', "adapter_model.safetensors": b"w"}
     snapshot = write_hub_cache(tmp_path / "hub", "org/msr-adapter", files)
     old = write_hub_cache(tmp_path / "hub", "org/msr-adapter", {"adapter_config.json": b"{}"}, "b" * 40, "v0")
-    folder = cards.resolve_adapter("org/msr-adapter")
+    folder = msr_hub.resolve_adapter("org/msr-adapter")
     assert folder == str(snapshot)
     assert (snapshot / "adapter_config.json").read_bytes() == files["adapter_config.json"]
-    assert cards.resolve_adapter("org/msr-adapter", revision="v0") == str(old)
-    assert cards.resolve_adapter("org/msr-adapter", revision="b" * 40) == str(old)
+    assert msr_hub.resolve_adapter("org/msr-adapter", revision="v0") == str(old)
+    assert msr_hub.resolve_adapter("org/msr-adapter", revision="b" * 40) == str(old)
     with pytest.raises(FileNotFoundError, match="neither a local folder nor in the Hugging Face cache"):
-        cards.resolve_adapter("org/not-downloaded")
+        msr_hub.resolve_adapter("org/not-downloaded")
 
 
 def test_recommender_loads_an_adapter_by_repo_id_offline(monkeypatch, tmp_path):
@@ -282,7 +282,7 @@ def test_recommender_loads_an_adapter_by_repo_id_offline(monkeypatch, tmp_path):
     repo_id = "org/tiny-msr"  # exists only in the local cache written above; the Hub is never reached (offline)
     snapshot = write_hub_cache(tmp_path / "hub", repo_id, files)
 
-    assert cards.resolve_adapter(repo_id) == str(snapshot)
+    assert msr_hub.resolve_adapter(repo_id) == str(snapshot)
     recommender = MsrRecommender.from_pretrained(repo_id)
     assert recommender.mode == "title"
     scores = recommender.score(
