@@ -25,11 +25,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hf_mllm_msr import metrics
+from hf_mllm_msr.plots import GROUP_ORDER, ordered_models, plot_metric_by_bucket, plot_metric_per_model
 
 logger = logging.getLogger(__name__)
 
 POPULARITY_EDGES = (1, 5, 20)  # bucket i holds popularity in [edges[i-1], edges[i]): 0 | 1-4 | 5-19 | 20+
-GROUP_ORDER = ("in-domain", "cross-domain")
 
 
 def item_popularity(train) -> dict[str, int]:
@@ -187,12 +187,6 @@ def evaluate_models(
     return _json_ready(results)
 
 
-def _ordered_models(results: Mapping) -> list[tuple[str, str]]:
-    """(group, model name) pairs, in-domain first, then cross-domain, then any other group; config order within."""
-    groups = list(GROUP_ORDER) + sorted({r["group"] for r in results["models"].values()} - set(GROUP_ORDER))
-    return [(g, name) for g in groups for name, r in results["models"].items() if r["group"] == g]
-
-
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -202,7 +196,7 @@ def markdown_table(results: Mapping, group: str | None = None, highlight: str | 
     HR/NDCG/MRR@K."""
     columns = ["auc", "user_auc"] + [f"{m}@{k}" for k in results["ks"] for m in ("hr", "ndcg", "mrr")]
     lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for model_group, name in _ordered_models(results):
+    for model_group, name in ordered_models(results):
         if group is None or model_group == group:
             row = results["models"][name]
             cells = []
@@ -221,7 +215,7 @@ def _bucket_table(results: Mapping, view: str, metric: str) -> str:
     counts = results["buckets"][view]["num_positives"]
     names = [n for n in results["buckets"][view]["names"] if counts[n]]  # empty buckets have no value to show
     lines = ["| model | " + " | ".join(f"{n} ({counts[n]})" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
-    for _, name in _ordered_models(results):
+    for _, name in ordered_models(results):
         per_bucket = results["models"][name][f"by_{view}"]
         lines.append(f"| {name} | " + " | ".join(_fmt(per_bucket.get(n, {}).get(metric)) for n in names) + " |")
     return "\n".join(lines)
@@ -252,68 +246,6 @@ def markdown_report(results: Mapping, plots: Sequence[str] = ()) -> str:
             parts[-1] += _bucket_table(results, view, metric)
     parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     return "\n\n".join(parts) + "\n"
-
-
-def _new_figure(width: float, height: float):
-    # The Agg canvas directly, not pyplot: no global state, no GUI backend, safe in threads and headless CI.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def plot_metric_per_model(results: Mapping, metric: str, path: str | Path) -> Path:
-    """Horizontal bars of ``metric`` per model with bootstrap CI error bars; cross-domain rows hatched."""
-    ordered = _ordered_models(results)
-    values = [results["models"][name]["metrics"].get(metric) for _, name in ordered]
-    values = [np.nan if v is None else v for v in values]
-    errors = np.zeros((2, len(ordered)))
-    for i, (_, name) in enumerate(ordered):
-        interval = results["models"][name]["ci"].get(metric)
-        if interval and None not in interval and math.isfinite(values[i]):
-            errors[:, i] = [max(values[i] - interval[0], 0.0), max(interval[1] - values[i], 0.0)]
-    figure = _new_figure(7, 1.2 + 0.45 * len(ordered))
-    axes = figure.add_subplot()
-    positions = np.arange(len(ordered))[::-1]
-    bars = axes.barh(positions, values, xerr=errors, capsize=3, color="#4c72b0")
-    for bar, (group, _) in zip(bars, ordered):
-        if group != "in-domain":
-            bar.set_hatch("//")
-            bar.set_color("#dd8452")
-    axes.set_yticks(positions, [f"{name} ({group})" if group != "in-domain" else name for group, name in ordered])
-    axes.set_xlabel(f"{metric} ({100 * (1 - results['bootstrap']['alpha']):.0f}% bootstrap CI)")
-    axes.set_title(f"{metric} per model ({results['num_users']} test users)")
-    figure.tight_layout()
-    figure.savefig(path)
-    return Path(path)
-
-
-def plot_metric_by_bucket(results: Mapping, view: str, metric: str, path: str | Path) -> Path:
-    """One line per model: ``metric`` across the buckets of ``view`` (``popularity`` or ``history_length``)."""
-    counts = results["buckets"][view]["num_positives"]
-    names = [n for n in results["buckets"][view]["names"] if counts[n]]
-    figure = _new_figure(7, 4)
-    axes = figure.add_subplot()
-    for group, name in _ordered_models(results):
-        per_bucket = results["models"][name][f"by_{view}"]
-        values = [per_bucket.get(n, {}).get(metric) for n in names]
-        axes.plot(
-            range(len(names)),
-            [np.nan if v is None else v for v in values],
-            marker="o",
-            linestyle="-" if group == "in-domain" else "--",
-            label=name,
-        )
-    axes.set_xticks(range(len(names)), [f"{n}\n({counts[n]})" for n in names])
-    axes.set_xlabel("train users of the test item" if view == "popularity" else "history length (items)")
-    axes.set_ylabel(metric)
-    axes.set_title(f"{metric} by {view.replace('_', ' ')} bucket (number of test positives)")
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path)
-    return Path(path)
 
 
 def write_report(results: Mapping, output_dir: str | Path) -> dict[str, Path]:
