@@ -87,7 +87,8 @@ def main(argv=None) -> dict:
     if args.llamacpp is None:
         args.llamacpp = bool(importlib.util.find_spec("xllamacpp")) and args.model == "smollm2-135m-instruct"
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.generation import _hash_files, load_summarizer
+    from hf_mllm_msr.generation import load_summarizer
+    from hf_mllm_msr.generation_cache import hash_files
     from hf_mllm_msr.summarize import SummarizeConfig, item_requests, make_generator, summarize_items
     from hf_mllm_msr.textualize import Textualizer
     from hf_mllm_msr.user_summaries import item_texts, summarize_histories, summarize_users
@@ -133,7 +134,7 @@ def main(argv=None) -> dict:
             return item_summaries, user_summaries, gen.stats
 
         (item_summaries, user_summaries, stats), t_first = timed(job)
-        _hash_files.cache_clear()  # a new process would hash the weights again
+        hash_files.cache_clear()  # a new process would hash the weights again
         (_, _, rerun_stats), t_rerun = timed(job)
         results["rerun_fraction"] = t_rerun / t_first
         print(

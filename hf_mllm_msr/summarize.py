@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import datasets
 
-from .generation import GenerationCache, GenerationSettings, Request, SummaryGenerator, image_hash
+from .generation import GenerationSettings, Request, SummaryGenerator
+from .generation_cache import GenerationCache, image_hash
 from .prompts import (
     clean_field,
     item_summary_messages,

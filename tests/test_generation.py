@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from hf_mllm_msr import testing
-from hf_mllm_msr.generation import (
-    GenerationCache,
-    GenerationSettings,
-    Request,
-    SummaryGenerator,
-    image_hash,
-    load_summarizer,
-    model_fingerprint,
-)
+from hf_mllm_msr.generation import GenerationSettings, Request, SummaryGenerator, load_summarizer
+from hf_mllm_msr.generation_cache import GenerationCache, image_hash, model_fingerprint
 
 torch.set_num_threads(1)
 
