@@ -209,7 +209,7 @@ def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: 
 
 def _vision_model_path(args: DemoArguments, output_dir: Path) -> str:
     if args.tiny:
-        from .testing import tiny_msr_vision
+        from .testing_vlm import tiny_msr_vision
 
         return tiny_msr_vision(output_dir / "tiny-vision-model", seed=args.seed)
     from .recommender import _resolve

@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 import torch
 
-from hf_mllm_msr import testing
+from hf_mllm_msr import testing, testing_vlm
 from hf_mllm_msr.generation import GenerationSettings, Request, SummaryGenerator, load_summarizer
 from hf_mllm_msr.generation_cache import GenerationCache, image_hash, model_fingerprint
 
@@ -19,7 +19,7 @@ def llama(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gemma(tmp_path_factory):
-    return load_summarizer(testing.tiny_gemma3_vlm(tmp_path_factory.mktemp("gemma")), device="cpu")
+    return load_summarizer(testing_vlm.tiny_gemma3_vlm(tmp_path_factory.mktemp("gemma")), device="cpu")
 
 
 def text_requests(n=5):

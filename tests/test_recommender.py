@@ -11,7 +11,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoProcessor, TrainerCallback, pipeline
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
-from hf_mllm_msr import testing  # importing the package registers the pipelines
+from hf_mllm_msr import (
+    testing,  # importing the package registers the pipelines
+    testing_vlm,
+)
 from hf_mllm_msr.data import history_key
 from hf_mllm_msr.recommender import MsrRecommender, build_sft_dataset
 from hf_mllm_msr.training import MsrSftArguments, train_recommender
@@ -76,7 +79,7 @@ def world():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("recommender_models")
-    return lambda name: getattr(testing, name)(root / name)
+    return lambda name: getattr(testing_vlm if hasattr(testing_vlm, name) else testing, name)(root / name)
 
 
 def sft_rows(world, mode, **kwargs):

@@ -13,7 +13,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, pipeline
 
 import hf_mllm_msr  # noqa: F401  (registers the tasks)
-from hf_mllm_msr import testing
+from hf_mllm_msr import testing, testing_vlm
 
 USER = "The user appears to have a preference for red lamps."
 CANDIDATES = [
@@ -107,7 +107,7 @@ def test_saved_recommend_pipeline_runs_without_the_package(lora_adapter, tmp_pat
 
 
 def test_saved_summarize_pipeline_runs_without_the_package(tmp_path):
-    vlm = testing.tiny_gemma3_vlm(tmp_path / "gemma3")
+    vlm = testing_vlm.tiny_gemma3_vlm(tmp_path / "gemma3")
     pipe = pipeline("mllm-msr-summarize", model=vlm, device="cpu", max_new_tokens=5, repetition_penalty=2.0)
     item = {"title": "Red Lamp", "text": "A lamp.", "image": None}  # JSON-able for the other process
     user = {"history": ["Red Lamp: a lamp.", "Blue Mug: a mug.", "Red Chair: a chair.", "Red Vase: a vase."]}

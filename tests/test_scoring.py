@@ -5,14 +5,17 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer, pipeline
 
-from hf_mllm_msr import testing  # importing the package registers the pipelines
+from hf_mllm_msr import (
+    testing,  # importing the package registers the pipelines
+    testing_vlm,
+)
 from hf_mllm_msr.recommender import MsrRecommender, answer_token_ids
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("scoring_models")
-    return lambda name: getattr(testing, name)(root / name)
+    return lambda name: getattr(testing_vlm if hasattr(testing_vlm, name) else testing, name)(root / name)
 
 
 def candidates(n: int, seed: int = 0):
@@ -69,8 +72,6 @@ def test_answer_ids_error_when_yes_and_no_share_their_first_token():
     ],
 )
 def test_shared_prefix_equals_one_forward_per_candidate(model_dir, factory, mode):
-    if not hasattr(testing, factory):
-        pytest.skip(f"testing.{factory} not available")
     recommender = MsrRecommender.from_pretrained(model_dir(factory), mode=mode)
     assert recommender.shared_prefix
     cands = candidates(7)
@@ -91,11 +92,9 @@ def test_shared_prefix_equals_one_forward_per_candidate(model_dir, factory, mode
 
 
 def test_multimodal_rope_model_falls_back_to_naive_scoring(model_dir, caplog):
-    if not hasattr(testing, "tiny_qwen2_vl"):
-        pytest.skip("testing.tiny_qwen2_vl not available")
     path = model_dir("tiny_qwen2_vl")
     model = AutoModelForImageTextToText.from_pretrained(path)
-    processor = testing.qwen2vl_processor_class().from_pretrained(path)
+    processor = testing_vlm.qwen2vl_processor_class().from_pretrained(path)
     with caplog.at_level("INFO"):
         recommender = MsrRecommender(model, processor, mode="image")
     assert not recommender.shared_prefix and "one forward per candidate" in caplog.text

@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from hf_mllm_msr import load_msr_dataset, testing
+from hf_mllm_msr import load_msr_dataset, testing, testing_vlm
 from hf_mllm_msr.data import history_key
 from hf_mllm_msr.training import MsrSftArguments, train_recommender
 
@@ -64,7 +64,7 @@ def tiny_llava_next(path) -> str:
         chat_template=testing.CHATML_TEMPLATE,
     )
     config = LlavaNextConfig(
-        vision_config=CLIPVisionConfig(**testing.tiny_vision_kwargs(32)),
+        vision_config=CLIPVisionConfig(**testing_vlm.tiny_vision_kwargs(32)),
         text_config=testing.tiny_llama_text_config(tok, eos_token="<|im_end|>"),
         image_token_id=ids("<image>"),
         vision_feature_select_strategy="default",
@@ -158,20 +158,18 @@ DRY_RUN = [
     [
         ("smollm2", testing.tiny_llama),
         ("paper", tiny_llava_next),
-        ("qwen2vl", getattr(testing, "tiny_qwen2_vl", None)),
-        ("vision", testing.tiny_msr_vision),
+        ("qwen2vl", testing_vlm.tiny_qwen2_vl),
+        ("vision", testing_vlm.tiny_msr_vision),
         ("title", testing.tiny_llama),
     ],
 )
 def test_recipe_dry_runs_one_step_with_a_tiny_model_of_its_architecture(name, factory, synthetic, tmp_path):
-    if factory is None:
-        pytest.skip("testing.tiny_qwen2_vl not available")
     model_path = factory(tmp_path / "model")
     script, training, model = parse(
         RECIPES[name], "--model_name_or_path", model_path, "--output_dir", str(tmp_path / "out"), *DRY_RUN
     )
     summaries = {k: datasets.load_from_disk(synthetic["dir"] / k) for k in ("item_summaries", "user_summaries")}
-    processor = testing.qwen2vl_processor_class().from_pretrained(model_path) if name == "qwen2vl" else None
+    processor = testing_vlm.qwen2vl_processor_class().from_pretrained(model_path) if name == "qwen2vl" else None
     out = train_recommender(
         script,
         training,

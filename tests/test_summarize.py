@@ -4,7 +4,7 @@ import datasets
 import pytest
 import torch
 
-from hf_mllm_msr import testing
+from hf_mllm_msr import testing, testing_vlm
 from hf_mllm_msr.data import history_key
 from hf_mllm_msr.generation import load_summarizer
 from hf_mllm_msr.prompts import USER_SUMMARY_EXAMPLE_FIRST, USER_SUMMARY_EXAMPLE_UPDATE, USER_SUMMARY_PREFIX
@@ -38,7 +38,7 @@ def llama(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gemma(tmp_path_factory):
-    return load_summarizer(testing.tiny_gemma3_vlm(tmp_path_factory.mktemp("gemma")), device="cpu")
+    return load_summarizer(testing_vlm.tiny_gemma3_vlm(tmp_path_factory.mktemp("gemma")), device="cpu")
 
 
 def recording(generator):

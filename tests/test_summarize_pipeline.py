@@ -5,16 +5,16 @@ import torch
 from transformers import pipeline
 
 import hf_mllm_msr  # noqa: F401  (registers the task)
-from hf_mllm_msr import testing
+from hf_mllm_msr import testing, testing_vlm
 from hf_mllm_msr.prompts import USER_SUMMARY_EXAMPLE_UPDATE, USER_SUMMARY_PREFIX
 from hf_mllm_msr.textualize import Textualizer, cue_colours
 
 torch.set_num_threads(1)
 FACTORIES = {
-    "gemma3": testing.tiny_gemma3_vlm,
-    "llava": testing.tiny_llava,
-    "idefics3": testing.tiny_idefics3,
-    "qwen2vl": testing.tiny_qwen2_vl,
+    "gemma3": testing_vlm.tiny_gemma3_vlm,
+    "llava": testing_vlm.tiny_llava,
+    "idefics3": testing_vlm.tiny_idefics3,
+    "qwen2vl": testing_vlm.tiny_qwen2_vl,
     "llama": testing.tiny_llama,
 }
 MODEL_CLASSES = {
@@ -35,7 +35,7 @@ def model_dirs(tmp_path_factory):
 def make_pipe(model_dirs, name, **kwargs):
     path = model_dirs[name]
     if name == "qwen2vl":  # AutoProcessor cannot build it without torchvision (stack-notes §2)
-        kwargs["processor"] = testing.qwen2vl_processor_class().from_pretrained(path)
+        kwargs["processor"] = testing_vlm.qwen2vl_processor_class().from_pretrained(path)
     return pipeline(
         "mllm-msr-summarize",
         model=path,
