@@ -62,8 +62,8 @@ class EvaluateArguments:
     adapter_groups: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "'in-domain' or 'cross-domain' per adapter (default: cross-domain when the adapter's "
-            "msr_config.json names another dataset)."
+            "help": "'in-domain' or 'cross-domain' per adapter, or one value for all (default: cross-domain when "
+            "the adapter's msr_config.json names another dataset)."
         },
     )
     item_summaries: str | None = field(
@@ -92,6 +92,8 @@ class EvaluateArguments:
         self.dataset_options = dict(self.dataset_options or {})
         if self.adapter_names and len(self.adapter_names) != len(self.adapters):
             raise ValueError(f"{len(self.adapter_names)} adapter_names for {len(self.adapters)} adapters.")
+        if len(self.adapter_groups) == 1:
+            self.adapter_groups = self.adapter_groups * len(self.adapters)
         if self.adapter_groups and len(self.adapter_groups) != len(self.adapters):
             raise ValueError(f"{len(self.adapter_groups)} adapter_groups for {len(self.adapters)} adapters.")
         if self.push_to_hub and not (self.hub_model_id and self.adapters):

@@ -116,3 +116,15 @@ def test_adapters_in_and_cross_domain(evaluate_recipe, config, tmp_path_factory,
 def test_push_needs_a_repo_id(evaluate_recipe, config):
     with pytest.raises(ValueError, match="hub_model_id"):
         evaluate_recipe.main(["--config", str(config), "--push_to_hub", "true"])
+
+
+@pytest.mark.parametrize(
+    "path", sorted(RECIPE.parent.glob("*/evaluate/*.yaml")), ids=lambda p: f"{p.parent.parent.name}/{p.stem}"
+)
+def test_every_evaluate_yaml_parses(evaluate_recipe, path):
+    from trl import TrlParser
+
+    parser = TrlParser((evaluate_recipe.EvaluateArguments,))
+    (args,) = parser.parse_args_and_config(args=["--config", str(path), "--adapters", "a", "b"])
+    assert args.dataset_name and args.output_dir and args.dataset_options["num_test_negatives"] >= 1
+    assert len(args.adapter_groups) in (0, 2)  # one group in the YAML applies to every adapter

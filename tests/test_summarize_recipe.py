@@ -242,3 +242,18 @@ def test_two_process_sharding_matches_one_process(llama_dir, tmp_path, msr_cache
             datasets.load_from_disk(str(tmp_path / "two" / name)).to_list()
             == datasets.load_from_disk(str(tmp_path / "one" / name)).to_list()
         )
+
+
+@pytest.mark.parametrize(
+    "path", sorted(ROOT.glob("recipes/*/summarize/*.yaml")), ids=lambda p: f"{p.parent.parent.name}/{p.stem}"
+)
+def test_every_summarize_yaml_parses(path):
+    from trl import TrlParser
+
+    from hf_mllm_msr.summarize import SummarizeConfig
+
+    recipe = load_recipe()
+    args, config = TrlParser((recipe.SummarizeArguments, SummarizeConfig)).parse_args_and_config(
+        args=["--config", str(path)]
+    )
+    assert args.dataset_name and args.output_dir and config.block_size >= 1
