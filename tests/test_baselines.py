@@ -14,10 +14,10 @@ from hf_mllm_msr.baselines import (
     PopularityBaseline,
     SASRec,
     SASRecConfig,
-    SASRecEncoder,
     training_sequences,
 )
 from hf_mllm_msr.metrics import ranking_metrics
+from hf_mllm_msr.sequence_encoders import SASRecEncoder
 
 # Small and fast: ~1-3 s per fit on one core.
 FAST = {

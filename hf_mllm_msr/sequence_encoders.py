@@ -1,0 +1,90 @@
+"""The sequence encoders of the SASRec and GRU4Rec baselines (:mod:`hf_mllm_msr.baselines` trains and scores them).
+
+Both read left-padded item ids (0 = padding) and return one hidden state per position; the item embeddings double as
+the output layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from hf_mllm_msr.baselines import GRU4RecConfig, SASRecConfig
+
+PAD, UNKNOWN, BOS = 0, 1, 2  # item vocabulary: padding, the merged rare/cold item, begin-of-sequence
+
+
+class SASRecEncoder(nn.Module):
+    """Causal self-attention over left-padded item ids; returns one hidden state per position.
+
+    Positions are counted from the right end (the most recent item is always position max_len - 1), so a history
+    gets the same hidden states however much padding its batch needs.
+    """
+
+    def __init__(self, num_items: int, config: SASRecConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.item_embedding = _item_embedding(num_items, config.hidden_size)
+        self.position_embedding = nn.Embedding(config.max_len, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        block = nn.TransformerEncoderLayer(
+            config.hidden_size, config.num_heads, config.hidden_size, config.dropout, batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(block, config.num_blocks, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.hidden_size)
+
+    def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
+        length = item_ids.shape[1]
+        is_pad = item_ids == PAD
+        x = self.item_embedding(item_ids) * math.sqrt(self.item_embedding.embedding_dim)
+        positions = torch.arange(
+            self.position_embedding.num_embeddings - length, self.position_embedding.num_embeddings
+        )
+        x = self.dropout(x + self.position_embedding(positions)) * ~is_pad.unsqueeze(-1)
+        # A position sees itself and earlier non-padding positions. Letting every position see itself keeps padding
+        # rows from being fully masked (softmax over nothing = NaN).
+        blocked = torch.ones(length, length, dtype=torch.bool).triu(1)[None] | is_pad[:, None, :]
+        blocked &= ~torch.eye(length, dtype=torch.bool)
+        x = self.blocks(x, mask=blocked.repeat_interleave(self.num_heads, dim=0))
+        return self.norm(x)
+
+
+class GRU4RecEncoder(nn.Module):
+    """GRU over left-padded item ids (GRU4Rec's encoder, trained here with the same next-item losses as SASRec).
+
+    The rows are packed, so padding never enters the recurrence and the result does not depend on the batch.
+    """
+
+    def __init__(self, num_items: int, config: GRU4RecConfig):
+        super().__init__()
+        self.item_embedding = _item_embedding(num_items, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.gru = nn.GRU(config.hidden_size, config.hidden_size, config.num_blocks, batch_first=True)
+
+    def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
+        length = item_ids.shape[1]
+        lengths = (item_ids != PAD).sum(1)
+        leading_pads = (length - lengths)[:, None]
+        positions = torch.arange(length)[None]
+        # Move each row's items to the front (packing wants right padding), run the GRU, move the outputs back.
+        front = item_ids.gather(1, (positions + leading_pads).clamp(max=length - 1))
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.dropout(self.item_embedding(front)), lengths.clamp(min=1), batch_first=True, enforce_sorted=False
+        )
+        out = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=length)[0]
+        back = (positions - leading_pads).clamp(min=0)
+        return out.gather(1, back[..., None].expand(-1, -1, out.shape[-1]))
+
+
+def _item_embedding(num_items: int, hidden_size: int) -> nn.Embedding:
+    # Small init (std 1/sqrt(hidden)): the embeddings are also the output layer, and unit-variance entries would start
+    # training with logits of size ~hidden and a saturated loss.
+    embedding = nn.Embedding(num_items, hidden_size, padding_idx=PAD)
+    nn.init.normal_(embedding.weight, std=hidden_size**-0.5)
+    with torch.no_grad():  # UNKNOWN starts neutral (score 0); it only moves if rare items were merged into it
+        embedding.weight[[PAD, UNKNOWN]] = 0.0
+    return embedding
