@@ -7,7 +7,8 @@ import torch
 from PIL import Image, ImageDraw
 
 import hf_mllm_msr  # noqa: F401  (registers the auto classes)
-from hf_mllm_msr.testing import noise_image, tiny_llama, tiny_msr_vision
+from hf_mllm_msr.testing import noise_image, tiny_llama
+from hf_mllm_msr.testing_vlm import tiny_msr_vision
 from hf_mllm_msr.vision_lm_build import align_projector, dominant_colors, visual_facts
 
 GRID, SIZE = 2, 32
