@@ -9,9 +9,9 @@ blocks of 3, history items as "Title (image colours)"), first `--num_users` user
   names their colour (2 points) and category (1 point). It bounds what a recommender can read from the summary;
   the same score from the true recent colour and favourite category is printed as the ceiling.
 
-Measured (2 cores, 2026-11-29, 60 users): without: copied 151/164, colour named 7/60, word-match AUC 0.545;
-with: copied 63/164, colour named 37/60, word-match AUC 0.749; ceiling 0.880. The last line is
-`ratio=<recent colour named with / without>`.
+Measured (2 cores, 2026-11-29, 60 users): without: copied 151/164, colour named 7/60, word-match AUC 0.554;
+with: copied 66/164, colour named 36/60, word-match AUC 0.745; ceiling 0.885 (ratio 5.14; 8 min). The last line
+is `ratio=<recent colour named with / without>`.
 
     python benchmarks/bench_user_summary_example.py --num_users 60
 """

@@ -48,7 +48,7 @@ class SummarizeConfig:
             benchmarks/bench_user_summary_colours.py).
         user_example: put a worked example (an invented user's step and its answer) before every user-summary
             step. SmolLM2-135M copies the previous summary without it (151 of 164 update steps, on 60 synthetic
-            users) and names the recent colour in 7 of 60 summaries; with it 63 of 164 and 37 of 60
+            users) and names the recent colour in 7 of 60 summaries; with it 66 of 164 and 36 of 60
             (benchmarks/bench_user_summary_example.py). The paper's prompts have none: False reproduces them.
     """
 
