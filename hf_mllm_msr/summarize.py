@@ -134,12 +134,12 @@ def first_paragraph(text: str) -> str:
     return re.sub(r"\s+", " ", paragraphs[0]).strip() if paragraphs else ""
 
 
-def _to_dataset(rows: list[dict], features: datasets.Features) -> datasets.Dataset:
+def rows_to_dataset(rows: list[dict], features: datasets.Features) -> datasets.Dataset:
     # from_dict, not from_list: an empty shard must still have the columns
     return datasets.Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
 
 
-def _join(*flags: str) -> str:
+def join_flags(*flags: str) -> str:
     return ",".join(f for f in flags if f)
 
 
@@ -205,7 +205,7 @@ def summarize_item_records(
                 "summary": summary,
                 "visual_cues": cue,
                 "has_image": image is not None,
-                "flag": _join(flag, "" if summary else "empty_generation"),
+                "flag": join_flags(flag, "" if summary else "empty_generation"),
                 "prompt": result.prompt,
                 "model": generator.model_id,
             }
@@ -252,4 +252,4 @@ def summarize_items(
     bad = sum(1 for r in rows if "empty_generation" in r["flag"])
     if bad:
         logger.warning("%d of %d item summaries are empty (flagged 'empty_generation').", bad, len(rows))
-    return _to_dataset(rows, ITEM_SUMMARY_FEATURES)
+    return rows_to_dataset(rows, ITEM_SUMMARY_FEATURES)

@@ -19,7 +19,7 @@ import datasets
 from .generation import Request, SummaryGenerator
 from .prompts import USER_SUMMARY_PREFIX, clean_field, direct_user_summary_messages, user_summary_messages
 from .schema import USER_SUMMARY_FEATURES, history_key
-from .summarize import SummarizeConfig, _join, _to_dataset, first_paragraph, make_generator
+from .summarize import SummarizeConfig, first_paragraph, join_flags, make_generator, rows_to_dataset
 from .textualize import cue_colours
 
 logger = logging.getLogger(__name__)
@@ -104,12 +104,12 @@ def summarize_histories(
                 kept[u].append(summary)
                 out[u]["prompt"] = result.prompt
         for u, steps in enumerate(kept):
-            out[u].update(summary=steps[-1] if steps else "", steps=steps, flag=_join(*sorted(flags[u])))
+            out[u].update(summary=steps[-1] if steps else "", steps=steps, flag=join_flags(*sorted(flags[u])))
     for u, (history, state) in enumerate(zip(histories, states)):
         tail = (list(state.get("tail", [])) if state else []) + history
         total = (state["num_items"] if state else 0) + len(history)
         if not total:
-            out[u]["flag"] = _join(out[u]["flag"], "empty_history")
+            out[u]["flag"] = join_flags(out[u]["flag"], "empty_history")
         out[u]["state"] = {
             "steps": out[u]["steps"],
             "num_items": total,
@@ -212,4 +212,4 @@ def summarize_users(
         }
         for (user_id, history), r in zip(pairs, results)
     ]
-    return _to_dataset(rows, USER_SUMMARY_FEATURES)
+    return rows_to_dataset(rows, USER_SUMMARY_FEATURES)
