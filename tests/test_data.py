@@ -18,9 +18,9 @@ from hf_mllm_msr.data import (
     ITEM_FEATURES,
     SEQUENCE_FEATURES,
     _registered_builders,
-    k_core,
     read_build_report,
 )
+from hf_mllm_msr.preprocessing import k_core
 
 COLORS = sys.modules[_registered_builders()["synthetic"].__module__].COLORS
 
