@@ -19,8 +19,7 @@ from pathlib import Path
 
 import datasets
 
-from .builder import BUILD_REPORT, MsrBuilder, MsrConfig  # noqa: F401 (re-exported for source builders)
-from .builder import msr_configs  # noqa: F401 (re-exported for source builders)
+from .builder import BUILD_REPORT, MsrBuilder, MsrConfig, msr_configs  # noqa: F401 (re-exported for source builders)
 from .preprocessing import Skips, parse_timestamp, read_text_lines  # noqa: F401 (for source builders)
 from .schema import EXAMPLE_FEATURES, ITEM_FEATURES, SEQUENCE_FEATURES, history_key  # noqa: F401 (re-exported)
 

@@ -211,6 +211,14 @@ def bootstrap_ci(scores, labels, user_ids, metric="auc", num_samples=1000, seed=
     Returns:
         (low, high).
     """
+    draws = _bootstrap_draws(scores, labels, user_ids, metric, num_samples, seed)
+    low, high = np.nanquantile(draws, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def _bootstrap_draws(scores, labels, user_ids, metric, num_samples, seed) -> np.ndarray:
+    """The metric under ``num_samples`` resamples of users. The resamples depend only on the number of users and
+    ``seed``, so two models scoring the same rows get the same resamples (what `paired_bootstrap` relies on)."""
     ks = (int(metric.split("@")[1]),) if "@" in metric else ()
     auc, values, group, num_groups = _per_user_values(scores, labels, user_ids, ks)
     if metric != "auc" and metric not in values:
@@ -229,8 +237,40 @@ def bootstrap_ci(scores, labels, user_ids, metric="auc", num_samples=1000, seed=
             draws[i] = _weighted_auc(sorted_scores, sorted_labels, counts[sorted_group])
         else:
             draws[i] = (counts * per_user * valid).sum() / (counts * valid).sum()
+    return draws
+
+
+def paired_bootstrap(scores_a, scores_b, labels, user_ids, metric="auc", num_samples=1000, seed=0, alpha=0.05) -> dict:
+    """Is model A better than model B on the same rows? metric(A) - metric(B) with a paired bootstrap interval.
+
+    Both models are evaluated on the SAME resamples of users, so the interval reflects the difference itself, not
+    the (much larger) user-to-user spread each model's own interval carries: two models whose intervals overlap can
+    still differ clearly, and a higher number can be luck.
+
+    Args:
+        scores_a, scores_b: two models' scores of the same rows.
+        labels, user_ids, metric, num_samples, seed, alpha: as in `bootstrap_ci`.
+
+    Returns:
+        ``{"difference": metric(A) - metric(B), "ci": [low, high], "share_a_better": share of resamples where A
+        beats B}``.
+    """
+    if len(scores_a) != len(scores_b):
+        raise ValueError(f"Paired scores must score the same rows: got {len(scores_a)} and {len(scores_b)} scores.")
+    ks = (int(metric.split("@")[1]),) if "@" in metric else (1,)
+    difference = (
+        ranking_metrics(scores_a, labels, user_ids, ks=ks)[metric]
+        - ranking_metrics(scores_b, labels, user_ids, ks=ks)[metric]
+    )
+    draws = _bootstrap_draws(scores_a, labels, user_ids, metric, num_samples, seed) - _bootstrap_draws(
+        scores_b, labels, user_ids, metric, num_samples, seed
+    )
     low, high = np.nanquantile(draws, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    return {
+        "difference": float(difference),
+        "ci": [float(low), float(high)],
+        "share_a_better": float(np.mean(draws > 0)),
+    }
 
 
 def bucket_metrics(scores, labels, user_ids, buckets, metric="auc", ks=(3, 5, 10)) -> dict:

@@ -89,6 +89,7 @@ def evaluate_models(
     popularity_edges: Sequence[int] = POPULARITY_EDGES,
     history_edges: Sequence[int] | None = None,
     user_history_lengths: Mapping[str, int] | None = None,
+    reference: str | None = None,
 ) -> dict:
     """Metrics, bootstrap CIs and cold-start buckets of every model on one test split.
 
@@ -111,14 +112,19 @@ def evaluate_models(
         history_edges: edges of the history length buckets (default: tertiles of the test users' lengths).
         user_history_lengths: user id -> number of the user's interactions before the test target. Default: the
             length of the ``history`` column, which is capped by ``max_history`` (then every long user looks alike).
+        reference: a model name; every other model gets ``vs_reference``: its AUC minus the reference's, with a paired
+            bootstrap interval over the same user resamples (`metrics.paired_bootstrap`). Use it to ask "is the
+            image model better than title-only?": overlapping per-model intervals cannot answer that.
 
     Returns:
         A JSON-ready dict: ``protocol``, ``num_users``, ``num_rows``, ``ks``, ``bootstrap``, ``buckets`` (names and
         user counts per view) and ``models`` (name -> ``group``, info fields, ``metrics``, ``ci``,
-        ``by_popularity``, ``by_history_length``).
+        ``by_popularity``, ``by_history_length`` and, with a ``reference``, ``vs_reference``).
     """
     if not scores:
         raise ValueError("No models to evaluate: `scores` is empty.")
+    if reference is not None and reference not in scores:
+        raise ValueError(f"reference={reference!r} is not one of the evaluated models: {sorted(scores)}.")
     k_max = max(ks)
     ci_metrics = list(ci_metrics or ["auc", "user_auc", f"hr@{k_max}", f"ndcg@{k_max}"])
     bucket_metrics = list(bucket_metrics or ["auc", f"ndcg@{k_max}"])
@@ -160,6 +166,7 @@ def evaluate_models(
         "num_rows": int(len(labels)),
         "ks": list(ks),
         "bootstrap": {"num_samples": bootstrap_samples, "alpha": alpha, "seed": seed, "unit": "user"},
+        "reference": reference,
         "buckets": buckets_meta,
         "models": {},
     }
@@ -183,6 +190,18 @@ def evaluate_models(
                 for b in range(len(names))
                 if b in per_metric[bucket_metrics[0]]
             }
+        if reference is not None and name != reference:
+            paired = metrics.paired_bootstrap(
+                model_scores,
+                np.asarray(scores[reference], dtype=np.float64),
+                labels,
+                user_ids,
+                "auc",
+                bootstrap_samples,
+                seed,
+                alpha,
+            )
+            row["vs_reference"] = {"metric": "auc", **paired}
         results["models"][name] = row
     return _json_ready(results)
 
@@ -208,6 +227,26 @@ def markdown_table(results: Mapping, group: str | None = None, highlight: str | 
                 cells.append(cell)
             shown = f"**{name}**" if name == highlight else name
             lines.append(f"| {shown} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_table(results: Mapping) -> str:
+    """Markdown section: each model's AUC minus the reference model's, with the paired bootstrap interval."""
+    reference, alpha = results["reference"], results["bootstrap"]["alpha"]
+    lines = [
+        f"## AUC difference to `{reference}` (paired)",
+        f"Every model is compared with `{reference}` on the same resamples of users; the difference is clear when its "
+        f"{100 * (1 - alpha):.0f}% interval excludes 0.\n",
+        "| model | AUC - reference | interval | resamples where better |",
+        "|---|---|---|---|",
+    ]
+    for _, name in ordered_models(results):
+        paired = results["models"][name].get("vs_reference")
+        if paired:
+            low, high = paired["ci"]
+            lines.append(
+                f"| {name} | {paired['difference']:+.4f} | [{low:+.3f}, {high:+.3f}] | {paired['share_a_better']:.0%} |"
+            )
     return "\n".join(lines)
 
 
@@ -239,6 +278,8 @@ def markdown_report(results: Mapping, plots: Sequence[str] = ()) -> str:
         parts.append(
             f"## Results ({group})\n{intro if group == 'cross-domain' else ''}\n\n" + markdown_table(results, group)
         )
+    if results.get("reference"):
+        parts.append(paired_table(results))
     first_model = next(iter(results["models"].values()))
     for view, title in (("popularity", "test item popularity in train"), ("history_length", "user history length")):
         for metric in next(iter(first_model[f"by_{view}"].values()), {}):

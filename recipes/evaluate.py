@@ -78,6 +78,13 @@ class EvaluateArguments:
     max_test_users: int | None = field(
         default=None, metadata={"help": "Score a seeded random subset of test users (default: all; recorded)."}
     )
+    compare_to: str | None = field(
+        default=None,
+        metadata={
+            "help": "A model name (adapter name or baseline); every other model's AUC difference to it gets a paired "
+            "bootstrap interval (e.g. sft-title: is the image model really better than title-only?)."
+        },
+    )
     bootstrap_samples: int = field(default=1000, metadata={"help": "User resamples per confidence interval."})
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap, the user subset and the baselines."})
     batch_size: int = field(default=16, metadata={"help": "Candidates per forward pass of an adapter."})
@@ -96,6 +103,13 @@ class EvaluateArguments:
             self.adapter_groups = self.adapter_groups * len(self.adapters)
         if self.adapter_groups and len(self.adapter_groups) != len(self.adapters):
             raise ValueError(f"{len(self.adapter_groups)} adapter_groups for {len(self.adapters)} adapters.")
+        names = self.adapter_names or [Path(adapter).name for adapter in self.adapters]
+        if self.compare_to is not None and self.compare_to not in [*names, *self.baselines]:
+            # checked before any scoring, so a typo cannot cost a long run
+            raise ValueError(
+                f"compare_to={self.compare_to!r} is none of the evaluated models {[*names, *self.baselines]}; "
+                "use an adapter name (its folder name, or --adapter_names) or a baseline."
+            )
         if self.push_to_hub and not (self.hub_model_id and self.adapters):
             raise ValueError("--push_to_hub needs --hub_model_id and at least one adapter.")
 
@@ -184,9 +198,12 @@ def main(argv: list[str] | None = None) -> dict:
         ks=args.ks,
         bootstrap_samples=args.bootstrap_samples,
         seed=args.seed,
+        reference=args.compare_to,
     )
     written = report.write_report(results, args.output_dir)
     print(report.markdown_table(results))
+    if args.compare_to:
+        print(report.paired_table(results))
     print("\n".join(f"{key}: {path}" for key, path in written.items()))
 
     # --- Card + push -------------------------------------------------------------------------------------------------

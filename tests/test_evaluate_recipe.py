@@ -113,6 +113,18 @@ def test_adapters_in_and_cross_domain(evaluate_recipe, config, tmp_path_factory,
     assert report_md.index("| msr-from-movielens |") > report_md.index("## Results (cross-domain)")
 
 
+def test_compare_to(evaluate_recipe, config, tmp_path):
+    results = evaluate_recipe.main(
+        ["--config", str(config), "--baselines", "popularity", "sasrec", "--compare_to", "popularity"]
+    )
+    assert results["reference"] == "popularity"
+    assert set(results["models"]["sasrec"]["vs_reference"]) == {"metric", "difference", "ci", "share_a_better"}
+    assert "AUC difference to `popularity`" in (tmp_path / "out" / "report.md").read_text()
+    # A name that is not evaluated fails before any scoring.
+    with pytest.raises(ValueError, match="compare_to='sft-title' is none of the evaluated models"):
+        evaluate_recipe.main(["--config", str(config), "--compare_to", "sft-title"])
+
+
 def test_push_needs_a_repo_id(evaluate_recipe, config):
     with pytest.raises(ValueError, match="hub_model_id"):
         evaluate_recipe.main(["--config", str(config), "--push_to_hub", "true"])

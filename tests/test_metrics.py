@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from hf_mllm_msr.metrics import bootstrap_ci, bucket_metrics, load_evaluate_metric, ranking_metrics
+from hf_mllm_msr.metrics import bootstrap_ci, bucket_metrics, load_evaluate_metric, paired_bootstrap, ranking_metrics
 
 KS = (1, 2, 3, 5, 10)
 
@@ -164,6 +164,35 @@ def test_bootstrap_ci():
     assert wide[0] < narrow[0] < narrow[1] < wide[1]
     with pytest.raises(ValueError, match="Unknown metric"):
         bootstrap_ci(scores, labels, users, metric="precision")
+
+
+def test_paired_bootstrap():
+    scores, labels, users = random_case(4, num_users=200)
+    good = scores + 1.0 * labels
+    better = good + 0.1 * labels  # the same scorer, a little better on every user
+    point = ranking_metrics(better, labels, users)["auc"] - ranking_metrics(good, labels, users)["auc"]
+    paired = paired_bootstrap(better, good, labels, users, num_samples=300, seed=1)
+    assert paired["difference"] == pytest.approx(point) and point > 0
+    # Same user resamples for both: the small, consistent gain is clear although each model's own interval is wide
+    # and the two overlap.
+    assert 0 < paired["ci"][0] < point < paired["ci"][1] and paired["share_a_better"] > 0.97
+    own_good, own_better = (bootstrap_ci(s, labels, users, num_samples=300, seed=1) for s in (good, better))
+    assert own_better[0] < own_good[1]
+    # A model against itself (or an order-preserving transform of itself): exactly no difference.
+    same = paired_bootstrap(good, 3 * good + 1, labels, users, num_samples=100)
+    assert same == {"difference": 0.0, "ci": [0.0, 0.0], "share_a_better": 0.0}
+    # A worse model: the interval lies below 0; swapping A and B mirrors it.
+    worse = paired_bootstrap(scores, good, labels, users, num_samples=300, seed=1)
+    assert worse["ci"][1] < 0 and worse["share_a_better"] < 0.03
+    swapped = paired_bootstrap(good, scores, labels, users, num_samples=300, seed=1)
+    assert swapped["difference"] == pytest.approx(-worse["difference"])
+    assert swapped["ci"] == pytest.approx([-worse["ci"][1], -worse["ci"][0]])
+    per_user = paired_bootstrap(better, good, labels, users, metric="ndcg@5", num_samples=100)
+    assert per_user["difference"] == pytest.approx(
+        ranking_metrics(better, labels, users)["ndcg@5"] - ranking_metrics(good, labels, users)["ndcg@5"]
+    )
+    with pytest.raises(ValueError, match="same rows"):
+        paired_bootstrap(good[:-1], good, labels, users)
 
 
 def test_bucket_metrics():

@@ -130,6 +130,25 @@ def test_same_inputs_same_numbers(results, scores, test_split, train):
     assert other_seed["models"]["good"]["ci"] != results["models"]["good"]["ci"]
 
 
+def test_paired_difference_to_a_reference(scores, test_split, train, tmp_path):
+    paired = report.evaluate_models(scores, test_split, train, PROTOCOL, bootstrap_samples=200, reference="random")
+    assert paired["reference"] == "random" and "vs_reference" not in paired["models"]["random"]
+    labels, users = np.array(test_split["label"]), np.array(test_split["user_id"])
+    for name in ("good", "transfer"):
+        row = paired["models"][name]["vs_reference"]
+        assert row["metric"] == "auc"
+        assert row == {
+            "metric": "auc",
+            **metrics.paired_bootstrap(scores[name], scores["random"], labels, users, num_samples=200),
+        }
+    assert paired["models"]["good"]["vs_reference"]["ci"][0] > 0  # "good" is clearly better than random
+    report.write_report(paired, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "## AUC difference to `random` (paired)" in text and "| good | +" in text
+    with pytest.raises(ValueError, match="reference='title' is not one of the evaluated models"):
+        report.evaluate_models(scores, test_split, train, PROTOCOL, bootstrap_samples=10, reference="title")
+
+
 def test_scores_must_cover_every_row(test_split, train):
     with pytest.raises(ValueError, match="every row"):
         report.evaluate_models({"short": np.zeros(3)}, test_split, train, PROTOCOL)
