@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import prompts
+from .preprocessing import sample_negatives
 from .schema import history_key
 from .scoring import (  # noqa: F401 (MODES, answer_token_ids, fit_user_summary: re-exported)
     MODES,
@@ -151,6 +152,67 @@ def build_sft_dataset(
     if not columns["prompt"]:
         raise ValueError("No SFT rows left after resolving the examples (all were skipped).")
     return datasets.Dataset.from_dict(columns)
+
+
+def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, seed=0):
+    """More training rows from the recurrent summarizer's earlier steps, at no generation cost.
+
+    The user summary of a history keeps one ``steps`` entry per block: step j summarizes the first
+    ``block_size * (j + 1)`` items, and the item right after them is a real next interaction. Each such prefix
+    becomes a training user of its own: the step's summary, that next item as the positive, and as many sampled
+    negatives (items the user never had) as the examples give their positives. A history of 10 items in blocks of 3
+    adds 3 positives to its 1. In mode ``title`` (``user_summaries=None``) the prefixes are cut at the same points,
+    so a title-only ablation gets the same rows.
+
+    Args:
+        examples: train rows (``user_id``, ``history``, ``candidate``, ``label``); each distinct history is used once.
+        catalogue: every item id negatives may be drawn from.
+        user_summaries: the user-summary dataset (``history_key``, ``steps``); histories without a summary are
+            left to `build_sft_dataset` (an error or a counted skip there).
+        block_size: the summarize run's block size (``SummarizeConfig.block_size``).
+        seed: seed of the negatives.
+
+    Returns:
+        ``(rows, summaries)``: the extra example rows (their ``history`` is the prefix) and, with ``user_summaries``,
+        the prefixes' summaries keyed by ``history_key`` (else None).
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}.")
+    labels = np.asarray(examples["label"])
+    num_negatives = max(1, round((labels == 0).sum() / max(1, (labels == 1).sum())))
+    steps_of = {} if user_summaries is None else dict(zip(user_summaries["history_key"], user_summaries["steps"]))
+    seen: dict[str, set] = {}
+    for history, candidate, label in zip(examples["history"], examples["candidate"], labels):
+        seen.setdefault(history_key(history), set(history)).update([candidate] if label == 1 else [])
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {"user_id": [], "history": [], "candidate": [], "label": []}
+    summaries: dict[str, list] = {"history_key": [], "summary": []}
+    done = set()
+    for user_id, history in zip(examples["user_id"], examples["history"]):
+        key = history_key(history)
+        if key in done or (user_summaries is not None and key not in steps_of):
+            continue
+        done.add(key)
+        num_blocks = -(-len(history) // block_size)
+        if user_summaries is not None and len(steps_of[key]) != num_blocks:
+            raise ValueError(
+                f"The user summary of user {user_id} (history_key {key}) has {len(steps_of[key])} steps, but "
+                f"{len(history)} history items in blocks of {block_size} make {num_blocks}. Set the block size to the "
+                "summarize run's block_size (its summarize_report.json); summaries of user_mode 'direct' have no steps."
+            )
+        for j in range(num_blocks - 1):
+            prefix = list(history[: block_size * (j + 1)])
+            candidates = [history[block_size * (j + 1)]] + sample_negatives(rng, catalogue, seen[key], num_negatives)
+            for candidate, label in zip(candidates, [1] + [0] * num_negatives):
+                rows["user_id"].append(f"{user_id}@{len(prefix)}")
+                rows["history"].append(prefix)
+                rows["candidate"].append(candidate)
+                rows["label"].append(label)
+            if user_summaries is not None:
+                summaries["history_key"].append(history_key(prefix))
+                summaries["summary"].append(steps_of[key][j])
+    extra = datasets.Dataset.from_dict(rows, features=examples.features)
+    return extra, (datasets.Dataset.from_dict(summaries) if user_summaries is not None else None)
 
 
 # --- Loading and scoring datasets -----------------------------------------------------------------

@@ -22,7 +22,7 @@ from transformers import TrainerCallback
 from trl import ScriptArguments
 
 from . import prompts
-from .recommender import MODES, MSR_CONFIG_NAME, MsrRecommender, _resolve, build_sft_dataset
+from .recommender import MODES, MSR_CONFIG_NAME, MsrRecommender, _resolve, build_sft_dataset, prefix_examples
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class MsrSftArguments(ScriptArguments):
         max_eval_users: validation users for the AUC callback.
         on_missing: ``error`` or ``skip`` for examples whose summaries are missing.
         max_user_tokens: user summaries longer than this are cut from their start (the oldest history).
+        prefix_examples: also train on the earlier steps of the recurrent user summaries (`prefix_examples`).
+        summary_block_size: the summarize run's ``block_size``, for ``prefix_examples``.
     """
 
     mode: str = field(default="summary", metadata={"help": f"One of {MODES}."})
@@ -58,6 +60,14 @@ class MsrSftArguments(ScriptArguments):
     max_eval_users: int | None = field(default=32, metadata={"help": "Validation users scored by the AUC callback."})
     on_missing: str = field(default="error", metadata={"help": "'error' or 'skip' for rows missing summaries."})
     max_user_tokens: int | None = field(default=384, metadata={"help": "Cut user summaries to this many tokens."})
+    prefix_examples: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train on every earlier step of the recurrent user summaries: the summary after each block, "
+            "with the next history item as the positive (about 3x the rows for histories of 10 in blocks of 3)."
+        },
+    )
+    summary_block_size: int = field(default=3, metadata={"help": "block_size of the summarize run (prefix_examples)."})
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -211,15 +221,24 @@ def train_recommender(
     )
     tokenizer = getattr(processor, "tokenizer", processor)
     summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
-    train_dataset = build_sft_dataset(
-        first_users(examples[script_args.dataset_train_split], script_args.max_train_users),
-        items,
-        mode=mode,
-        on_missing=script_args.on_missing,
-        tokenizer=tokenizer,
-        max_user_tokens=script_args.max_user_tokens,
-        **summaries,
+    train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
+    row_options = dict(
+        mode=mode, on_missing=script_args.on_missing, tokenizer=tokenizer, max_user_tokens=script_args.max_user_tokens
     )
+    train_dataset = build_sft_dataset(train_examples, items, **row_options, **summaries)
+    if script_args.prefix_examples:
+        extra, extra_summaries = prefix_examples(
+            train_examples,
+            items["item_id"],
+            user_summaries=None if mode == "title" else user_summaries,
+            block_size=script_args.summary_block_size,
+            seed=training_args.seed,
+        )
+        extra_rows = build_sft_dataset(
+            extra, items, **row_options, item_summaries=item_summaries, user_summaries=extra_summaries
+        )
+        logger.info("prefix_examples: %d more training rows from earlier summary steps.", len(extra_rows))
+        train_dataset = datasets.concatenate_datasets([train_dataset, extra_rows])
     callbacks, eval_dataset = list(callbacks or []), None
     if "validation" in examples and script_args.max_eval_users != 0:
         validation = first_users(examples["validation"], script_args.max_eval_users)

@@ -16,7 +16,7 @@ from hf_mllm_msr import (
     testing_vlm,
 )
 from hf_mllm_msr.data import history_key
-from hf_mllm_msr.recommender import MsrRecommender, build_sft_dataset
+from hf_mllm_msr.recommender import MsrRecommender, build_sft_dataset, prefix_examples
 from hf_mllm_msr.training import MsrSftArguments, train_recommender
 
 COLORS = ["red", "blue", "green", "yellow"]
@@ -287,3 +287,68 @@ def test_training_resumes_from_the_last_checkpoint(world, model_dir, tmp_path, c
     assert "Resuming from" in caplog.text and "checkpoint-2" in caplog.text
     state = json.loads((tmp_path / "adapter" / "trainer_state.json").read_text())
     assert state["global_step"] == 4 and sum("loss" in h for h in state["log_history"]) == 4
+
+
+def prefix_world():
+    """Two users with 7-item histories (blocks of 3: steps after 3, 6 and 7 items), two rows each, 2 negatives per
+    positive; the summary of every step names the step."""
+    catalogue = [f"i{k:02d}" for k in range(30)]
+    rows = {"user_id": [], "history": [], "candidate": [], "label": []}
+    summaries = {"history_key": [], "summary": [], "steps": []}
+    for u, start in (("u1", 0), ("u2", 10)):
+        history = catalogue[start : start + 7]
+        for candidate, label in ((catalogue[start + 7], 1), ("i29", 0), ("i28", 0)):
+            rows["user_id"].append(u)
+            rows["history"].append(history)
+            rows["candidate"].append(candidate)
+            rows["label"].append(label)
+        steps = [f"{u} after {n} items" for n in (3, 6, 7)]
+        summaries["history_key"].append(history_key(history))
+        summaries["summary"].append(steps[-1])
+        summaries["steps"].append(steps)
+    return catalogue, datasets.Dataset.from_dict(rows), datasets.Dataset.from_dict(summaries)
+
+
+def test_prefix_examples_reuse_the_earlier_summary_steps():
+    catalogue, examples, user_summaries = prefix_world()
+    extra, summaries = prefix_examples(examples, catalogue, user_summaries=user_summaries, block_size=3, seed=0)
+    # per user: 2 prefixes (3 and 6 items), each 1 positive + 2 negatives (the examples' ratio)
+    assert len(extra) == 2 * 2 * 3 and sum(extra["label"]) == 4
+    summary_of = dict(zip(summaries["history_key"], summaries["summary"]))
+    for user, history, candidate, label in zip(extra["user_id"], extra["history"], extra["candidate"], extra["label"]):
+        base, size = user.split("@")
+        full = examples["history"][examples["user_id"].index(base)]
+        assert history == full[: int(size)] and int(size) in (3, 6)
+        assert summary_of[history_key(history)] == f"{base} after {size} items"
+        if label == 1:
+            assert candidate == full[int(size)]  # the real next interaction
+        else:
+            assert candidate not in full and candidate != examples["candidate"][examples["user_id"].index(base)]
+    again, _ = prefix_examples(examples, catalogue, user_summaries=user_summaries, block_size=3, seed=0)
+    assert again["candidate"] == extra["candidate"]
+    # the rows go through build_sft_dataset like any others: the prompt carries the step's summary
+    items = datasets.Dataset.from_dict({"item_id": catalogue, "title": catalogue, "text": [""] * 30})
+    sft = build_sft_dataset(extra, items, mode="title")
+    assert len(sft) == len(extra)
+    sft = build_sft_dataset(
+        extra,
+        items,
+        mode="summary",
+        user_summaries=summaries,
+        item_summaries=datasets.Dataset.from_dict({"item_id": catalogue, "summary": catalogue}),
+    )
+    assert "u1 after 3 items" in sft[0]["prompt"][0]["content"]
+    # title mode cuts the same prefixes, without summaries
+    titles, none = prefix_examples(examples, catalogue, block_size=3, seed=0)
+    assert none is None and titles["history"] == extra["history"] and titles["label"] == extra["label"]
+    with pytest.raises(ValueError, match="has 3 steps, but 7 history items in blocks of 2 make 4"):
+        prefix_examples(examples, catalogue, user_summaries=user_summaries, block_size=2)
+
+
+def test_training_with_prefix_examples(world, model_dir, tmp_path, caplog):
+    script, training, model = configs(tmp_path, model_dir("tiny_llama"), "title", max_steps=1)
+    script.prefix_examples, script.summary_block_size, script.max_eval_users = True, 1, 0
+    with caplog.at_level("INFO"):
+        train_recommender(script, training, model, items=world["items"], examples=world["examples"])
+    # 12 train users, histories of 3 in blocks of 1: prefixes of 1 and 2 items, 1 positive + 1 negative each
+    assert "prefix_examples: 48 more training rows" in caplog.text
