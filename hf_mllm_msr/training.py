@@ -22,7 +22,8 @@ from transformers import TrainerCallback
 from trl import ScriptArguments
 
 from . import prompts
-from .recommender import MODES, MSR_CONFIG_NAME, MsrRecommender, _resolve, build_sft_dataset, prefix_examples
+from .recommender import MODES, MSR_CONFIG_NAME, MsrRecommender, _resolve
+from .sft_examples import build_sft_dataset, prefix_examples
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from hf_mllm_msr import (
     testing_vlm,
 )
 from hf_mllm_msr.data import history_key
-from hf_mllm_msr.recommender import MsrRecommender, build_sft_dataset, prefix_examples
+from hf_mllm_msr.recommender import MsrRecommender
+from hf_mllm_msr.sft_examples import build_sft_dataset, prefix_examples
 from hf_mllm_msr.training import MsrSftArguments, train_recommender
 
 COLORS = ["red", "blue", "green", "yellow"]
