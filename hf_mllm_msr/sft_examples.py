@@ -197,5 +197,5 @@ def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, s
             if user_summaries is not None:
                 summaries["history_key"].append(history_key(prefix))
                 summaries["summary"].append(steps_of[key][j])
-    extra = datasets.Dataset.from_dict(rows, features=examples.features)
+    extra = datasets.Dataset.from_dict(rows, features=datasets.Features({k: examples.features[k] for k in rows}))
     return extra, (datasets.Dataset.from_dict(summaries) if user_summaries is not None else None)

@@ -327,6 +327,9 @@ def test_prefix_examples_reuse_the_earlier_summary_steps():
             assert candidate not in full and candidate != examples["candidate"][examples["user_id"].index(base)]
     again, _ = prefix_examples(examples, catalogue, user_summaries=user_summaries, block_size=3, seed=0)
     assert again["candidate"] == extra["candidate"]
+    # examples with more columns than the four give the same rows, in the four columns
+    wider = examples.add_column("source", ["log"] * len(examples))
+    assert prefix_examples(wider, catalogue, user_summaries=user_summaries, seed=0)[0].to_dict() == extra.to_dict()
     # the rows go through build_sft_dataset like any others: the prompt carries the step's summary
     items = datasets.Dataset.from_dict({"item_id": catalogue, "title": catalogue, "text": [""] * 30})
     sft = build_sft_dataset(extra, items, mode="title")
