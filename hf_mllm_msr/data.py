@@ -25,7 +25,7 @@ from .schema import EXAMPLE_FEATURES, ITEM_FEATURES, SEQUENCE_FEATURES, history_
 
 CACHE_ENV = "HF_MLLM_MSR_CACHE"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "hf_mllm_msr" / "datasets"
-EXAMPLE_ONLY_OPTIONS = {"seed", "num_train_negatives", "num_test_negatives"}
+EXAMPLE_ONLY_OPTIONS = {"seed", "num_train_negatives", "num_test_negatives", "num_validation_negatives"}
 IMAGE_OPTIONS = {"max_image_size", "max_image_pixels"}
 
 

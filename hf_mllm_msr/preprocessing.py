@@ -165,7 +165,28 @@ def build_examples(sequences: dict[str, list[str]], catalogue: list[str], config
                 )
             negatives = sample_negatives(rng, catalogue, seen, wanted)
             candidates = [(chosen[target], 1)] + [(item, 0) for item in negatives]
-            for index in rng.permutation(len(candidates)):
+            order = rng.permutation(len(candidates))
+            if split == "validation" and config.num_validation_negatives is not None:
+                candidates, order = _validation_candidates(user, candidates, catalogue, seen, config)
+            for index in order:
                 item, label = candidates[index]
                 rows[split].append({"user_id": user, "history": list(history), "candidate": item, "label": label})
     return rows
+
+
+def _validation_candidates(user, candidates, catalogue, seen, config):
+    """The validation candidates with ``num_validation_negatives`` negatives: the usual ones (drawn as without the
+    option, so the main per-user RNG stream, and with it every train and test row, stays the same) topped up or cut,
+    and shuffled, with an RNG of their own."""
+    wanted = config.num_validation_negatives
+    rng = np.random.default_rng([config.seed, zlib.crc32(user.encode("utf-8")), 1])
+    positive, negatives = candidates[0], [item for item, _ in candidates[1:]]
+    if wanted > len(negatives):
+        if wanted > len(catalogue) - len(seen):
+            raise ValueError(
+                f"user {user!r} has only {len(catalogue) - len(seen)} items they never interacted with, fewer than "
+                f"the {wanted} negatives asked for; lower num_validation_negatives or use a source with more items"
+            )
+        negatives += sample_negatives(rng, catalogue, seen | set(negatives), wanted - len(negatives))
+    candidates = [positive] + [(item, 0) for item in negatives[:wanted]]
+    return candidates, rng.permutation(len(candidates))

@@ -207,3 +207,32 @@ def test_items_do_not_depend_on_example_only_options(msr_cache_dir):
         "synthetic", "items", cache_dir=msr_cache_dir, seed=5, num_test_negatives=3, **TINY_SYNTHETIC
     )
     assert first.cache_files == other.cache_files  # the same build, not a rebuild
+
+
+@pytest.mark.parametrize("split", ["user", "leave_one_out"])
+def test_num_validation_negatives_changes_only_the_validation_rows(msr_cache_dir, split):
+    options = {**TINY_SYNTHETIC, "split": split}
+    default = load_msr_dataset("synthetic", "examples", cache_dir=msr_cache_dir, **options)
+    more = load_msr_dataset("synthetic", "examples", cache_dir=msr_cache_dir, num_validation_negatives=6, **options)
+    fewer = load_msr_dataset("synthetic", "examples", cache_dir=msr_cache_dir, num_validation_negatives=0, **options)
+    for other in (more, fewer):  # train and test candidates are exactly those without the option
+        assert other["train"].to_dict() == default["train"].to_dict()
+        assert other["test"].to_dict() == default["test"].to_dict()
+
+    def candidates(rows):
+        out = {}
+        for user, history, item, label in zip(rows["user_id"], rows["history"], rows["candidate"], rows["label"]):
+            out.setdefault(user, {"history": history, 1: [], 0: []})[label].append(item)
+        return out
+
+    usual, topped, cut = (candidates(d["validation"]) for d in (default, more, fewer))
+    assert set(usual) == set(topped) == set(cut)
+    for user, rows in usual.items():
+        assert topped[user][1] == cut[user][1] == rows[1] and topped[user]["history"] == rows["history"]
+        assert len(topped[user][0]) == 6 and set(rows[0]) <= set(topped[user][0])  # the usual one + 5 more
+        assert not set(topped[user][0]) & (set(rows["history"]) | set(rows[1]))
+        assert cut[user][0] == []
+    with pytest.raises(ValueError, match="num_validation_negatives must be >= 0"):
+        load_msr_dataset("synthetic", "examples", cache_dir=msr_cache_dir, num_validation_negatives=-1, **options)
+    with pytest.raises(ValueError, match="lower num_validation_negatives"):
+        load_msr_dataset("synthetic", "examples", cache_dir=msr_cache_dir, num_validation_negatives=39, **options)
