@@ -211,14 +211,19 @@ def bootstrap_ci(scores, labels, user_ids, metric="auc", num_samples=1000, seed=
     Returns:
         (low, high).
     """
-    draws = _bootstrap_draws(scores, labels, user_ids, metric, num_samples, seed)
+    return percentile_interval(bootstrap_draws(scores, labels, user_ids, metric, num_samples, seed), alpha)
+
+
+def percentile_interval(draws: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """The [alpha/2, 1 - alpha/2] percentiles of bootstrap draws (NaN draws ignored)."""
     low, high = np.nanquantile(draws, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
 
 
-def _bootstrap_draws(scores, labels, user_ids, metric, num_samples, seed) -> np.ndarray:
-    """The metric under ``num_samples`` resamples of users. The resamples depend only on the number of users and
-    ``seed``, so two models scoring the same rows get the same resamples (what `paired_bootstrap` relies on)."""
+def bootstrap_draws(scores, labels, user_ids, metric="auc", num_samples=1000, seed=0) -> np.ndarray:
+    """The metric under ``num_samples`` resamples of users (see `bootstrap_ci`). The resamples depend only on the
+    number of users and ``seed``, so two models scoring the same rows get the same resamples: subtracting their
+    draws gives the paired difference (`paired_difference`)."""
     ks = (int(metric.split("@")[1]),) if "@" in metric else ()
     auc, values, group, num_groups = _per_user_values(scores, labels, user_ids, ks)
     if metric != "auc" and metric not in values:
@@ -258,19 +263,17 @@ def paired_bootstrap(scores_a, scores_b, labels, user_ids, metric="auc", num_sam
     if len(scores_a) != len(scores_b):
         raise ValueError(f"Paired scores must score the same rows: got {len(scores_a)} and {len(scores_b)} scores.")
     ks = (int(metric.split("@")[1]),) if "@" in metric else (1,)
-    difference = (
-        ranking_metrics(scores_a, labels, user_ids, ks=ks)[metric]
-        - ranking_metrics(scores_b, labels, user_ids, ks=ks)[metric]
-    )
-    draws = _bootstrap_draws(scores_a, labels, user_ids, metric, num_samples, seed) - _bootstrap_draws(
-        scores_b, labels, user_ids, metric, num_samples, seed
-    )
-    low, high = np.nanquantile(draws, [alpha / 2, 1 - alpha / 2])
-    return {
-        "difference": float(difference),
-        "ci": [float(low), float(high)],
-        "share_a_better": float(np.mean(draws > 0)),
-    }
+    point_a, point_b = (ranking_metrics(s, labels, user_ids, ks=ks)[metric] for s in (scores_a, scores_b))
+    draws_a, draws_b = (bootstrap_draws(s, labels, user_ids, metric, num_samples, seed) for s in (scores_a, scores_b))
+    return paired_difference(point_a - point_b, draws_a, draws_b, alpha)
+
+
+def paired_difference(difference: float, draws_a: np.ndarray, draws_b: np.ndarray, alpha: float = 0.05) -> dict:
+    """`paired_bootstrap` from draws already made with the same resamples (e.g. those behind each model's own
+    interval), so an evaluation of many models against one reference resamples each model once."""
+    draws = draws_a - draws_b
+    low, high = percentile_interval(draws, alpha)
+    return {"difference": float(difference), "ci": [low, high], "share_a_better": float(np.mean(draws > 0))}
 
 
 def bucket_metrics(scores, labels, user_ids, buckets, metric="auc", ks=(3, 5, 10)) -> dict:

@@ -171,15 +171,19 @@ def evaluate_models(
         "buckets": buckets_meta,
         "models": {},
     }
+    auc_draws = {}
     for name, model_scores in tqdm(scores.items(), desc="evaluate models", unit="model"):
         model_scores = np.asarray(model_scores, dtype=np.float64)
         info = dict(models_info.get(name, {}))
         row = {"group": info.pop("group", "in-domain"), **info}
         row["metrics"] = metrics.ranking_metrics(model_scores, labels, user_ids, ks=ks)
-        row["ci"] = {
-            metric: list(metrics.bootstrap_ci(model_scores, labels, user_ids, metric, bootstrap_samples, seed, alpha))
-            for metric in ci_metrics
+        # one set of draws per metric serves the interval and, for AUC, the paired difference to the reference
+        draws = {
+            metric: metrics.bootstrap_draws(model_scores, labels, user_ids, metric, bootstrap_samples, seed)
+            for metric in dict.fromkeys([*ci_metrics, *(["auc"] if reference is not None else [])])
         }
+        row["ci"] = {metric: list(metrics.percentile_interval(draws[metric], alpha)) for metric in ci_metrics}
+        auc_draws[name] = draws.get("auc")
         for view, (bucket_of_row, edges) in views.items():
             names = bucket_names(edges)
             per_metric = {
@@ -191,19 +195,15 @@ def evaluate_models(
                 for b in range(len(names))
                 if b in per_metric[bucket_metrics[0]]
             }
-        if reference is not None and name != reference:
-            paired = metrics.paired_bootstrap(
-                model_scores,
-                np.asarray(scores[reference], dtype=np.float64),
-                labels,
-                user_ids,
-                "auc",
-                bootstrap_samples,
-                seed,
-                alpha,
-            )
-            row["vs_reference"] = {"metric": "auc", **paired}
         results["models"][name] = row
+    if reference is not None:
+        reference_auc = results["models"][reference]["metrics"]["auc"]
+        for name, row in results["models"].items():
+            if name != reference:
+                paired = metrics.paired_difference(
+                    row["metrics"]["auc"] - reference_auc, auc_draws[name], auc_draws[reference], alpha
+                )
+                row["vs_reference"] = {"metric": "auc", **paired}
     return _json_ready(results)
 
 

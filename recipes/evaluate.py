@@ -103,7 +103,7 @@ class EvaluateArguments:
             self.adapter_groups = self.adapter_groups * len(self.adapters)
         if self.adapter_groups and len(self.adapter_groups) != len(self.adapters):
             raise ValueError(f"{len(self.adapter_groups)} adapter_groups for {len(self.adapters)} adapters.")
-        names = self.adapter_names or [Path(adapter).name for adapter in self.adapters]
+        names = self.report_names()
         if self.compare_to is not None and self.compare_to not in [*names, *self.baselines]:
             # checked before any scoring, so a typo cannot cost a long run
             raise ValueError(
@@ -112,6 +112,10 @@ class EvaluateArguments:
             )
         if self.push_to_hub and not (self.hub_model_id and self.adapters):
             raise ValueError("--push_to_hub needs --hub_model_id and at least one adapter.")
+
+    def report_names(self) -> list[str]:
+        """The adapters' names in the report: `adapter_names`, else each folder's (or Hub repo's) last part."""
+        return self.adapter_names or [Path(adapter).name for adapter in self.adapters]
 
 
 def protocol_of(args: EvaluateArguments) -> dict:
@@ -159,9 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
     scores, models_info = {}, {}
     item_summaries = report.load_summaries(args.item_summaries)
     user_summaries = report.load_summaries(args.user_summaries)
-    for i, adapter in enumerate(args.adapters):
+    for i, (adapter, name) in enumerate(zip(args.adapters, args.report_names())):
         folder = Path(hub.resolve_adapter(adapter))
-        name = args.adapter_names[i] if args.adapter_names else Path(adapter).name
         config_path = folder / cards.MSR_CONFIG_NAME
         msr_config = json.loads(config_path.read_text()) if config_path.exists() else {}
         trained_on = msr_config.get("protocol", {}).get("dataset")
