@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 MODES = ("image", "summary", "title")
 MSR_CONFIG_NAME = "msr_config.json"  # next to an adapter / saved pipeline: its mode and max_user_tokens
+TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")  # per-token image markers (Gemma3, Qwen2-VL)
 
 # --- Prompts ---------------------------------------------------------------------------------------
 
@@ -100,6 +101,60 @@ def answer_token_ids(processing_class, mode: str = "summary") -> tuple[int, int]
     return yes_id, no_id
 
 
+def render_prompts(processing_class, mode: str, user_summary: str, candidates: Sequence[dict]) -> list[str]:
+    """One user's candidate prompts rendered with the chat template and the generation prompt (training and scoring
+    tokenize exactly these texts, without adding special tokens)."""
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    template_owner = processing_class if getattr(processing_class, "chat_template", None) else tokenizer
+    return [
+        template_owner.apply_chat_template(
+            recommend_prompt(mode, user_summary, c), add_generation_prompt=True, tokenize=False
+        )
+        for c in candidates
+    ]
+
+
+def shared_prefix_length(rows: Sequence[torch.Tensor], blocked: Sequence[torch.Tensor | None] = ()) -> int:
+    """Length of the longest token prefix that all ``rows`` share, leaving every row at least its last token.
+
+    Args:
+        rows: 1D token ids, one tensor per row (no padding).
+        blocked: per row, a boolean tensor of tokens the prefix must stop before (image tokens: an image belongs to
+            its candidate), or None.
+    """
+    if not rows:
+        return 0
+    reference = rows[0]
+    limit = min(len(row) for row in rows) - 1
+    for row in rows[1:]:
+        same = (row[:limit] == reference[:limit]).long()
+        limit = int(same.cumprod(0).sum())
+    for mask in blocked:
+        if mask is not None and mask[:limit].any():
+            limit = int(mask[:limit].nonzero()[0, 0])
+    return max(limit, 0)
+
+
+def image_token_ids(model, tokenizer) -> set[int]:
+    """The ids of the image placeholder tokens of a model and its tokenizer (an image belongs to its candidate, so
+    a shared prefix stops before the first of them)."""
+    config = getattr(model, "config", None)
+    ids = {getattr(config, k, None) for k in ("image_token_id", "image_token_index")}
+    ids |= {getattr(tokenizer, "image_token_id", None)}
+    ids.discard(None)
+    return ids
+
+
+def image_token_mask(encoding, row: int, length: int, image_ids: set[int]) -> torch.Tensor:
+    """Which of the first ``length`` tokens of ``encoding``'s row ``row`` belong to an image."""
+    ids = encoding["input_ids"][row, :length]
+    mask = torch.isin(ids, torch.tensor(sorted(image_ids) or [-1], device=ids.device))
+    for key in TOKEN_TYPE_KEYS:
+        if key in encoding:
+            mask |= encoding[key][row, :length] != 0
+    return mask
+
+
 # --- Scoring --------------------------------------------------------------------------------------
 
 
@@ -137,23 +192,14 @@ class YesNoScorer:
             logger.info(
                 "%s uses multimodal rotary positions: scoring one forward per candidate.", type(model).__name__
             )
-        config = getattr(model, "config", None)
-        self._image_token_ids = {getattr(config, k, None) for k in ("image_token_id", "image_token_index")}
-        self._image_token_ids |= {getattr(self.tokenizer, "image_token_id", None)}
-        self._image_token_ids.discard(None)
+        self._image_token_ids = image_token_ids(model, self.tokenizer)
 
     @property
     def device(self):
         return next(self.model.parameters()).device
 
     def _encode(self, user_summary: str, candidates: Sequence[dict]):
-        template_owner = self.processor if getattr(self.processor, "chat_template", None) else self.tokenizer
-        texts = [
-            template_owner.apply_chat_template(
-                recommend_prompt(self.mode, user_summary, c), add_generation_prompt=True, tokenize=False
-            )
-            for c in candidates
-        ]
+        texts = render_prompts(self.processor, self.mode, user_summary, candidates)
         kwargs = dict(padding=True, padding_side="right", return_tensors="pt", add_special_tokens=False)
         if self.mode == "image":
             enc = self.processor(text=texts, images=[[c["image"]] for c in candidates], **kwargs)
@@ -176,24 +222,12 @@ class YesNoScorer:
         return scores
 
     def _prefix_length(self, encodings) -> int:
-        reference = encodings[0]["input_ids"][0]
-        limit = int(encodings[0]["attention_mask"][0].sum())
+        rows, blocked = [], []
         for enc in encodings:
-            ids, mask = enc["input_ids"], enc["attention_mask"]
-            for row in range(ids.shape[0]):
-                n = int(mask[row].sum())
-                limit = min(limit, n - 1)  # every candidate keeps at least its last token
-                same = (ids[row, :limit] == reference[:limit]).long()
-                limit = int(same.cumprod(0).sum())
-                image = torch.isin(
-                    ids[row, :limit], torch.tensor(sorted(self._image_token_ids) or [-1], device=ids.device)
-                )
-                for key in ("token_type_ids", "mm_token_type_ids"):
-                    if key in enc:
-                        image |= enc[key][row, :limit] != 0
-                if image.any():
-                    limit = int(image.nonzero()[0, 0])
-        return limit
+            for row, n in enumerate(enc["attention_mask"].sum(1).tolist()):
+                rows.append(enc["input_ids"][row, :n])
+                blocked.append(image_token_mask(enc, row, n, self._image_token_ids))
+        return shared_prefix_length(rows, blocked)
 
     @torch.no_grad()
     def score(self, user_summary: str, candidates: Sequence[dict], batch_size: int = 16) -> list[float]:

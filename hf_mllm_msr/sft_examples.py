@@ -14,6 +14,7 @@ import datasets
 import numpy as np
 
 from . import prompts
+from .data import InsufficientDataError
 from .preprocessing import sample_negatives
 from .schema import history_key
 from .scoring import MODES, fit_user_summary, recommend_prompt
@@ -136,7 +137,7 @@ def build_sft_dataset(
         if mode == "image":
             columns["images"].append([candidate["image"]])
     if not columns["prompt"]:
-        raise ValueError("No SFT rows left after resolving the examples (all were skipped).")
+        raise InsufficientDataError("no SFT rows left after resolving the examples (all were skipped)")
     return datasets.Dataset.from_dict(columns)
 
 
@@ -199,3 +200,73 @@ def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, s
                 summaries["summary"].append(steps_of[key][j])
     extra = datasets.Dataset.from_dict(rows, features=datasets.Features({k: examples.features[k] for k in rows}))
     return extra, (datasets.Dataset.from_dict(summaries) if user_summaries is not None else None)
+
+
+def build_group_dataset(
+    examples: datasets.Dataset,
+    items: datasets.Dataset,
+    *,
+    mode: str,
+    item_summaries: datasets.Dataset | None = None,
+    user_summaries: datasets.Dataset | None = None,
+    on_missing: str = "error",
+    tokenizer=None,
+    max_user_tokens: int | None = None,
+    require_positive: bool = False,
+) -> datasets.Dataset:
+    """One row per user and history, with all of their candidates: the groups of shared-prefix packed SFT
+    (:mod:`hf_mllm_msr.packed_sft`). Arguments as :func:`build_sft_dataset`, plus:
+
+    Args:
+        require_positive: raise for a group without a positive candidate (the listwise loss ranks one).
+
+    Returns:
+        A dataset with ``user_id``, ``user_text`` (cut to ``max_user_tokens``), ``candidates`` (``item_id``,
+        ``title``, ``summary``, ``visual_cues``), ``labels``, ``answer_weights`` (1.0 each) and, in image mode,
+        ``images`` (one per candidate).
+    """
+    rows = resolve_examples(
+        examples, items, mode=mode, item_summaries=item_summaries, user_summaries=user_summaries, on_missing=on_missing
+    )
+    groups: dict[tuple, list[int]] = {}
+    for i, (user_id, history, resolved) in enumerate(zip(examples["user_id"], examples["history"], rows)):
+        if resolved is not None:
+            groups.setdefault((user_id, history_key(history)), []).append(i)
+    if not groups:
+        raise InsufficientDataError("no training groups left after resolving the examples (all rows were skipped)")
+    labels = examples["label"]
+    columns: dict[str, list] = {"user_id": [], "user_text": [], "candidates": [], "labels": [], "answer_weights": []}
+    if mode == "image":
+        columns["images"] = []
+    no_negative = 0
+    for (user_id, _), indices in groups.items():
+        group_labels = [int(labels[i]) for i in indices]
+        if require_positive and 1 not in group_labels:
+            raise ValueError(
+                f"User {user_id} has {len(indices)} candidates and no positive one; the listwise loss ranks a positive "
+                "against its negatives. Leave such users out of the training split, or use answer_loss: pointwise."
+            )
+        no_negative += 0 not in group_labels
+        columns["user_id"].append(user_id)
+        columns["user_text"].append(fit_user_summary(rows[indices[0]][0], tokenizer, max_user_tokens))
+        columns["candidates"].append(
+            [{k: rows[i][1].get(k) for k in ("item_id", "title", "summary", "visual_cues")} for i in indices]
+        )
+        columns["labels"].append(group_labels)
+        columns["answer_weights"].append([1.0] * len(indices))
+        if mode == "image":
+            columns["images"].append([rows[i][1]["image"] for i in indices])
+    if no_negative:
+        logger.warning("%d of %d user groups have no negative candidate (nothing to rank).", no_negative, len(groups))
+    features = {
+        "user_id": datasets.Value("string"),
+        "user_text": datasets.Value("string"),
+        "candidates": datasets.List(
+            {k: datasets.Value("string") for k in ("item_id", "title", "summary", "visual_cues")}
+        ),
+        "labels": datasets.List(datasets.Value("int64")),
+        "answer_weights": datasets.List(datasets.Value("float32")),
+    }
+    if mode == "image":
+        features["images"] = datasets.List(datasets.Image())
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))

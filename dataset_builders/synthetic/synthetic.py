@@ -124,17 +124,14 @@ class Synthetic(MsrBuilder):
         popularity = np.array([item["popularity"] for item in attributes])
         for u in range(config.num_users):
             rng = np.random.default_rng([config.world_seed, 2, u])
-            length = int(rng.integers(config.min_sequence_length, config.max_sequence_length + 1))
-            first_color, later_color = rng.choice(len(colors), size=2, replace=False)
-            drift_at = int(rng.integers(length // 3, 2 * length // 3 + 1))  # the favourite colour changes here
-            favourite_category = categories[rng.integers(len(categories))]
+            taste = draw_taste(rng, config)
             time = START_TIME + int(rng.integers(0, 30 * 86400))
             seen = np.zeros(len(attributes), dtype=bool)
-            for step in range(length):
-                favourite = colors[first_color if step < drift_at else later_color]
+            for step in range(taste["length"]):
+                favourite = taste["first_color"] if step < taste["drift_at"] else taste["later_color"]
                 color = favourite if rng.random() < config.color_focus else colors[rng.integers(len(colors))]
                 category = (
-                    favourite_category
+                    taste["category"]
                     if rng.random() < config.category_focus
                     else categories[rng.integers(len(categories))]
                 )
@@ -152,6 +149,32 @@ class Synthetic(MsrBuilder):
 
     def item_image(self, item_id):
         return draw_item(self._world()[int(item_id[1:])], seed=[self.config.world_seed, 3, int(item_id[1:])])
+
+
+def user_tastes(config: SyntheticConfig) -> dict[str, dict]:
+    """The hidden truth behind each user's choices, for diagnostics such as oracle summaries: per user id, the
+    sequence ``length``, favourite ``category``, ``first_color``, ``later_color`` and the step ``drift_at`` where the
+    favourite colour changes."""
+    return {
+        f"u{u:04d}": draw_taste(np.random.default_rng([config.world_seed, 2, u]), config)
+        for u in range(config.num_users)
+    }
+
+
+def draw_taste(rng: np.random.Generator, config: SyntheticConfig) -> dict:
+    """A user's hidden taste, the first draws of the user's random stream."""
+    colors, categories = list(COLORS), list(CATEGORIES)
+    length = int(rng.integers(config.min_sequence_length, config.max_sequence_length + 1))
+    first_color, later_color = rng.choice(len(colors), size=2, replace=False)
+    drift_at = int(rng.integers(length // 3, 2 * length // 3 + 1))  # the favourite colour changes here
+    category = categories[rng.integers(len(categories))]
+    return {
+        "length": length,
+        "category": category,
+        "first_color": colors[first_color],
+        "later_color": colors[later_color],
+        "drift_at": drift_at,
+    }
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:

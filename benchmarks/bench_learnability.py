@@ -1,0 +1,234 @@
+"""Can the recommender learn at all? Packed SFT of SmolLM2-135M on summaries written from the synthetic world's truth.
+
+No LLM noise: each user summary is written from the truth ("The user appears to have a preference for {the user's
+favourite category}s; lately in {majority colour of the last 3 history items}."), each item summary from the item's
+attributes ("A {colour} {category}."). On the test candidates, matching those words (2 points for the colour, 1
+for the category) gives an AUC near 0.83: the bound a reader of the summaries can reach. The recipes' protocol
+(200 users, 120 items, user split, 10 history items, seed 0) with all 20 stored negatives per train user; the
+recommender is trained with ``packing_mode: shared_prefix`` and scored on the test users' 1 + 20 candidates.
+
+Goal: test AUC >= 0.90 within 15 minutes on 2 CPU cores. The last line is ``ratio=<test AUC / 0.90>`` (>= 1: met).
+
+    python benchmarks/bench_learnability.py [--epochs 2] [--answer_loss both] [--learning_rate 1e-3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import Counter
+
+GOAL_AUC, GOAL_SECONDS = 0.90, 15 * 60
+PROTOCOL = dict(
+    num_users=200,
+    num_items=120,
+    world_seed=0,
+    split="user",
+    history_policy="recent",
+    max_history=10,
+    seed=0,
+    num_train_negatives=20,
+    num_validation_negatives=20,
+)
+
+
+def oracle_summaries(items, examples):
+    """(item_summaries, user_summaries) written from the items' true colour and category."""
+    import datasets
+
+    from hf_mllm_msr.dataset_builders.synthetic.synthetic import SyntheticConfig, user_tastes
+    from hf_mllm_msr.schema import history_key
+
+    tastes = user_tastes(SyntheticConfig(**{k: PROTOCOL[k] for k in ("num_users", "num_items", "world_seed")}))
+    attributes = {i: (c, k) for i, c, k in zip(items["item_id"], items["color"], items["category"])}
+    item_summaries = datasets.Dataset.from_dict(
+        {
+            "item_id": list(attributes),
+            "summary": [f"A {color} {category}." for color, category in attributes.values()],
+        }
+    )
+    rows = {}
+    for split in examples.values():
+        for user_id, history in zip(split["user_id"], split["history"]):
+            key = history_key(history)
+            if key in rows:
+                continue
+            favourite = tastes[user_id.split("@")[0]]["category"]
+            recent = [attributes[i][0] for i in history[-3:]]
+            colours = Counter(recent)
+            lately = max(colours, key=lambda c: (colours[c], max(j for j, r in enumerate(recent) if r == c)))
+            rows[key] = (user_id, f"The user appears to have a preference for {favourite}s; lately in {lately}.")
+    user_summaries = datasets.Dataset.from_dict(
+        {
+            "user_id": [u for u, _ in rows.values()],
+            "history_key": list(rows),
+            "summary": [s for _, s in rows.values()],
+        }
+    )
+    return item_summaries, user_summaries
+
+
+def word_match_scores(examples, items, user_summaries):
+    """2 points if the user summary names the candidate's colour, +1 for its category."""
+    from hf_mllm_msr.schema import history_key
+
+    summary_of = dict(zip(user_summaries["history_key"], user_summaries["summary"]))
+    attributes = {i: (c, k) for i, c, k in zip(items["item_id"], items["color"], items["category"])}
+    scores = []
+    for history, candidate in zip(examples["history"], examples["candidate"]):
+        words = summary_of[history_key(history)].lower()
+        color, category = attributes[candidate]
+        scores.append(2.0 * (color in words) + 1.0 * (category in words))
+    return scores
+
+
+class TestCurve:
+    """Scores the validation and test users every ``every`` steps and prints their AUC (a learning curve, for
+    choosing the schedule on validation; it costs time)."""
+
+    def __new__(cls, every, splits, items, item_summaries, user_summaries):
+        import numpy as np
+        from transformers import TrainerCallback
+
+        from hf_mllm_msr.metrics import ranking_metrics
+        from hf_mllm_msr.recommender import MsrRecommender
+
+        class Curve(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+                if state.global_step % every:
+                    return
+                model.eval()
+                recommender = MsrRecommender(model, processing_class, mode="summary", max_user_tokens=256)
+                aucs = {}
+                for name, split in splits.items():
+                    scores = recommender.score_examples(
+                        split, items, item_summaries=item_summaries, user_summaries=user_summaries, progress=False
+                    )
+                    aucs[name] = ranking_metrics(scores, np.asarray(split["label"]), np.asarray(split["user_id"]))
+                model.train()
+                print(
+                    f"step {state.global_step}: " + ", ".join(f"{n} AUC {r['auc']:.3f}" for n, r in aucs.items()),
+                    flush=True,
+                )
+
+        return Curve()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=float, default=2)
+    parser.add_argument("--answer_loss", default="both", choices=["pointwise", "listwise", "both"])
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--lora_r", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=1, help="Users (packed sequences) per step.")
+    parser.add_argument("--scheduler", default="constant")
+    parser.add_argument("--warmup_steps", type=int, default=0)
+    parser.add_argument("--lora_dropout", type=float, default=0.0)
+    parser.add_argument(
+        "--curve_every",
+        type=int,
+        default=0,
+        help="Also score the test users every N steps (a learning curve; slower).",
+    )
+    parser.add_argument("--max_train_users", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output_dir", default=None, help="Keep the adapter here (default: a temporary folder).")
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+    from trl import ModelConfig, SFTConfig
+
+    from hf_mllm_msr import load_msr_dataset
+    from hf_mllm_msr.metrics import ranking_metrics
+    from hf_mllm_msr.offline_models import smollm2_path
+    from hf_mllm_msr.recommender import MsrRecommender
+    from hf_mllm_msr.training import MsrSftArguments, train_recommender
+
+    torch.set_num_threads(args.threads)
+    items = load_msr_dataset("synthetic", "items", **PROTOCOL)
+    examples = load_msr_dataset("synthetic", "examples", **PROTOCOL)
+    item_summaries, user_summaries = oracle_summaries(items, examples)
+    test = examples["test"]
+    labels, users = np.asarray(test["label"]), np.asarray(test["user_id"])
+    bound = ranking_metrics(np.asarray(word_match_scores(test, items, user_summaries)), labels, users)
+    print(f"word-match AUC of the oracle summaries on the test rows: {bound['auc']:.3f}", flush=True)
+    model_path = smollm2_path()
+
+    output_dir = args.output_dir or tempfile.mkdtemp(prefix="bench_learnability_")
+    script_args = MsrSftArguments(
+        dataset_name="synthetic",
+        mode="summary",
+        packing_mode="shared_prefix",
+        answer_loss=args.answer_loss,
+        max_train_users=args.max_train_users,
+        max_eval_users=20,
+        max_user_tokens=256,
+    )
+    training_args = SFTConfig(
+        output_dir=output_dir,
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type=args.scheduler,
+        warmup_steps=args.warmup_steps,
+        max_length=4096,
+        logging_steps=20,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        seed=0,
+    )
+    model_args = ModelConfig(
+        model_name_or_path=model_path,
+        dtype="float32",
+        use_peft=True,
+        lora_r=args.lora_r,
+        lora_alpha=2 * args.lora_r,
+        lora_dropout=args.lora_dropout,
+        lora_target_modules=["all-linear"],
+    )
+    callbacks = []
+    if args.curve_every:
+        callbacks.append(
+            TestCurve(
+                args.curve_every,
+                {"validation": examples["validation"], "test": test},
+                items,
+                item_summaries,
+                user_summaries,
+            )
+        )
+    start = time.perf_counter()
+    adapter = train_recommender(
+        script_args,
+        training_args,
+        model_args,
+        items=items,
+        examples=examples,
+        item_summaries=item_summaries,
+        user_summaries=user_summaries,
+        callbacks=callbacks,
+    )
+    train_seconds = time.perf_counter() - start
+    recommender = MsrRecommender.from_pretrained(adapter)
+    scores = recommender.score_examples(
+        test, items, item_summaries=item_summaries, user_summaries=user_summaries, progress=False
+    )
+    seconds = time.perf_counter() - start
+    result = ranking_metrics(scores, labels, users)
+    print(
+        f"packed SFT ({args.answer_loss} loss, {args.epochs} epochs, lr {args.learning_rate}, r {args.lora_r}): "
+        f"test AUC {result['auc']:.3f}, user AUC {result['user_auc']:.3f}, NDCG@10 {result['ndcg@10']:.3f}; "
+        f"training {train_seconds:.0f} s, training + scoring {seconds:.0f} s "
+        f"({'within' if seconds <= GOAL_SECONDS else 'over'} the {GOAL_SECONDS // 60} min goal)"
+    )
+    print(f"ratio={result['auc'] / GOAL_AUC:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""SFT speed of the recommender: shared-prefix packed groups against one row per candidate, SmolLM2-135M on CPU.
+
+The same training rows both ways: the first ``--num_users`` train users of the synthetic recipe protocol, each with
+1 positive + 20 stored negatives (``num_train_negatives: 20``), LoRA r 16 on every linear layer, one epoch.
+
+* one row per candidate: TRL's ``SFTTrainer`` on prompt-completion rows, batch 8 (the paper's recipe,
+  ``packing_mode: none``);
+* packed: one sequence per user, the user part once and each candidate as a branch (``packing_mode:
+  shared_prefix``), batch 1 user.
+
+How much sharing the prefix saves depends on how long the candidate part is next to the user part, so two
+regimes are measured: ``short`` (the oracle summaries of ``bench_learnability.py``: a one-sentence user summary, "A
+red lamp." as the item summary) and ``long`` (summaries of the length SmolLM2 writes in the recipes: ~90 words
+for a user, ~60 for an item). For the packed path it also prints the achieved GFLOP/s (matrix multiplications
+counted by ``torch.utils.flop_counter`` over one training step; attention not counted, so a lower bound) against
+the fp32 matmul peak measured in the same run. The last line is ``ratio=<rows/s packed / rows/s one row per
+candidate, long regime>``.
+
+    python benchmarks/bench_sft.py [--num_users 8] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+
+PROTOCOL = dict(
+    num_users=200,
+    num_items=120,
+    world_seed=0,
+    split="user",
+    history_policy="recent",
+    max_history=10,
+    seed=0,
+    num_train_negatives=20,
+)
+WORDS = (
+    "red green blue yellow orange purple modern vintage lamp mug backpack sneaker notebook cotton steel bamboo "
+    "canvas ceramic bright soft comfortable travel office stylish durable classic compact simple practical design"
+).split()
+
+
+def matmul_peak(threads: int) -> float:
+    """Best fp32 GFLOP/s of a 2048^3 matrix product on this machine, now."""
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def summaries(items, examples, regime: str, seed: int = 0):
+    """(item_summaries, user_summaries) of the regime's length for the given rows."""
+    import datasets
+
+    from hf_mllm_msr.schema import history_key
+
+    rng = random.Random(seed)
+
+    def words(n):
+        return " ".join(rng.choice(WORDS) for _ in range(n))
+
+    user_words, item_words = (6, 0) if regime == "short" else (90, 60)
+    item_texts = [
+        f"A {c} {k}." if regime == "short" else f"A {c} {k}. {words(item_words)}"
+        for c, k in zip(items["color"], items["category"])
+    ]
+    keys = sorted({history_key(h) for h in examples["history"]})
+    return (
+        datasets.Dataset.from_dict({"item_id": items["item_id"], "summary": item_texts}),
+        datasets.Dataset.from_dict(
+            {
+                "history_key": keys,
+                "summary": [f"The user appears to have a preference for {words(user_words)}." for _ in keys],
+            }
+        ),
+    )
+
+
+def train_seconds(packing_mode: str, model_path: str, items, examples, item_summaries, user_summaries) -> float:
+    """Wall time of ``trainer.train()`` alone (model loading and data preparation excluded)."""
+    from transformers import TrainerCallback
+    from trl import ModelConfig, SFTConfig
+
+    from hf_mllm_msr.training import MsrSftArguments, train_recommender
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *args, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_train_end(self, *args, **kwargs):
+            self.seconds = time.perf_counter() - self.start
+
+    clock = Clock()
+    packed = packing_mode == "shared_prefix"
+    train_recommender(
+        MsrSftArguments(dataset_name="synthetic", mode="summary", packing_mode=packing_mode, max_eval_users=0),
+        SFTConfig(
+            output_dir=tempfile.mkdtemp(prefix=f"bench_sft_{packing_mode}_"),
+            per_device_train_batch_size=1 if packed else 8,
+            num_train_epochs=1,
+            learning_rate=1e-4,
+            max_length=4096 if packed else None,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            bf16=False,
+            gradient_checkpointing=False,
+            disable_tqdm=True,
+            seed=0,
+        ),
+        ModelConfig(
+            model_name_or_path=model_path,
+            dtype="float32",
+            use_peft=True,
+            lora_r=16,
+            lora_alpha=32,
+            lora_dropout=0.0,
+            lora_target_modules=["all-linear"],
+        ),
+        items=items,
+        examples=examples,
+        item_summaries=item_summaries,
+        user_summaries=user_summaries,
+        callbacks=[clock],
+    )
+    return clock.seconds
+
+
+def packed_step_flops(model_path: str, items, examples, item_summaries, user_summaries) -> tuple[float, int]:
+    """(matmul FLOPs, tokens) of one packed training step (forward + backward) on the first user."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_mllm_msr.packed_sft import ANSWER_KEYS, SharedPrefixCollator, answer_losses
+    from hf_mllm_msr.packing import attention_rules, branch_attention
+    from hf_mllm_msr.scoring import answer_token_ids
+    from hf_mllm_msr.sft_examples import build_group_dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
+    groups = build_group_dataset(
+        examples, items, mode="summary", item_summaries=item_summaries, user_summaries=user_summaries
+    )
+    batch = SharedPrefixCollator(tokenizer, "summary", attention_rules(model))([groups[0]])
+    answers = {k: batch.pop(k) for k in ANSWER_KEYS}
+    yes_id, no_id = answer_token_ids(tokenizer)
+    with branch_attention(model), FlopCounterMode(display=False) as counter:
+        logits = model(**batch, logits_to_keep=answers["answer_mask"], use_cache=False).logits
+        losses = answer_losses(
+            logits.reshape(-1, logits.shape[-1]), *[answers[k] for k in ANSWER_KEYS[1:]], yes_id=yes_id, no_id=no_id
+        )
+        losses["both"].backward()
+    return counter.get_total_flops(), int(batch["input_ids"].shape[1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num_users", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    from hf_mllm_msr import load_msr_dataset
+    from hf_mllm_msr.offline_models import smollm2_path
+    from hf_mllm_msr.training import first_users
+
+    torch.set_num_threads(args.threads)
+    model_path = smollm2_path()
+    items = load_msr_dataset("synthetic", "items", **PROTOCOL)
+    examples = load_msr_dataset("synthetic", "examples", **PROTOCOL)
+    train = first_users(examples["train"], args.num_users)
+    rows = len(train)
+    peak = matmul_peak(args.threads)
+    print(f"{args.num_users} users x 21 candidates = {rows} rows; fp32 matmul peak {peak:.0f} GFLOP/s", flush=True)
+    ratios = {}
+    for regime in ("short", "long"):
+        item_summaries, user_summaries = summaries(items, train, regime)
+        data = dict(
+            items=items, examples={"train": train}, item_summaries=item_summaries, user_summaries=user_summaries
+        )
+        unpacked = train_seconds("none", model_path, **data)
+        packed = train_seconds("shared_prefix", model_path, **data)
+        flops, tokens = packed_step_flops(model_path, items, train, item_summaries, user_summaries)
+        achieved = flops * args.num_users / packed / 1e9
+        ratios[regime] = unpacked / packed
+        print(
+            f"{regime} candidates: one row per candidate {rows / unpacked:.2f} rows/s, packed {rows / packed:.2f} rows/s "
+            f"({ratios[regime]:.2f}x; {tokens} tokens per packed user); packed {achieved:.0f} GFLOP/s = "
+            f"{100 * achieved / peak:.0f} % of the matmul peak",
+            flush=True,
+        )
+    print(f"ratio={ratios['long']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
