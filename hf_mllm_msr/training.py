@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,13 +23,18 @@ from transformers import TrainerCallback
 from trl import ScriptArguments
 
 from . import prompts
+from .offline_models import SMOLLM2_HUB_ID, SMOLLM2_SOURCE, portable_model_name, resolve_model_path
+from .packed_sft import ANSWER_LOSSES, SharedPrefixCollator, SharedPrefixSFTTrainer, split_groups
+from .packing import attention_rules
 from .recommender import MODES, MSR_CONFIG_NAME, MsrRecommender, _resolve
-from .sft_examples import build_sft_dataset, prefix_examples
+from .scoring import answer_token_ids, image_token_ids
+from .sft_examples import build_group_dataset, build_sft_dataset, prefix_examples
 
 logger = logging.getLogger(__name__)
 
 # LoRA on the language model's linear layers only: the vision tower and the projector stay frozen.
 # Idefics3/SmolVLM call their language model `text_model`, the others `language_model`.
+PACKING_MODES = ("none", "shared_prefix")
 VLM_LORA_TARGETS = r".*(language_model|text_model).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
@@ -48,6 +54,9 @@ class MsrSftArguments(ScriptArguments):
         max_user_tokens: user summaries longer than this are cut from their start (the oldest history).
         prefix_examples: also train on the earlier steps of the recurrent user summaries (`prefix_examples`).
         summary_block_size: the summarize run's ``block_size``, for ``prefix_examples``.
+        packing_mode: ``none`` (one row per candidate, TRL's completion loss: the paper) or ``shared_prefix`` (one
+            sequence per user with all their candidates, `hf_mllm_msr.packed_sft`).
+        answer_loss: with ``shared_prefix``: ``pointwise``, ``listwise`` or ``both``.
     """
 
     mode: str = field(default="summary", metadata={"help": f"One of {MODES}."})
@@ -69,12 +78,31 @@ class MsrSftArguments(ScriptArguments):
         },
     )
     summary_block_size: int = field(default=3, metadata={"help": "block_size of the summarize run (prefix_examples)."})
+    packing_mode: str = field(
+        default="none",
+        metadata={
+            "help": "'none': one training row per candidate (the paper). 'shared_prefix': one sequence per user holding "
+            "the user part once and every candidate as a branch of it (a 4D mask keeps branches apart); with it, "
+            "max_length bounds a packed sequence (longer users are split, never truncated)."
+        },
+    )
+    answer_loss: str = field(
+        default="both",
+        metadata={
+            "help": "With packing_mode shared_prefix: 'pointwise' (answer-token cross-entropy per candidate), "
+            "'listwise' (softmax over the user's candidates of logit(Yes) - logit(No)) or 'both' (their sum)."
+        },
+    )
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
         if isinstance(self.dataset_options, str):
             self.dataset_options = json.loads(self.dataset_options)
+        if self.packing_mode not in PACKING_MODES:
+            raise ValueError(f"packing_mode must be one of {PACKING_MODES}, got {self.packing_mode!r}.")
+        if self.answer_loss not in ANSWER_LOSSES:
+            raise ValueError(f"answer_loss must be one of {ANSWER_LOSSES}, got {self.answer_loss!r}.")
 
 
 def first_users(examples: datasets.Dataset, max_users: int | None) -> datasets.Dataset:
@@ -165,6 +193,31 @@ def load_model_and_processor(
     return model, processor
 
 
+def portable_paths(value):
+    """``value`` (a recipe or protocol, nested) with absolute paths under the working directory made relative to it,
+    so a published recipe re-runs from a checkout elsewhere. Other absolute paths stay (the push warns about them)."""
+    if isinstance(value, dict):
+        return {k: portable_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable_paths(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        path, cwd = Path(value).resolve(), Path.cwd().resolve()
+        return str(path.relative_to(cwd)) if path.is_relative_to(cwd) else value
+    return value
+
+
+def _write_adapter_base(output_dir: Path, base_model: str, revision: str | None) -> None:
+    """PEFT records the folder the base was loaded from; publish the portable name (and revision) instead."""
+    path = output_dir / "adapter_config.json"
+    if not path.exists():  # full fine-tuning: no adapter
+        return
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = base_model
+    if revision and revision != "main":
+        config["revision"] = revision
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
 def train_recommender(
     script_args: MsrSftArguments,
     training_args,
@@ -197,7 +250,8 @@ def train_recommender(
     set_seed(training_args.seed)
     if training_args.bf16 and not torch.cuda.is_available():
         logger.warning("bf16=True on a CPU makes each step ~100x slower; set bf16: false in the recipe.")
-    if training_args.max_length is not None:
+    packed = script_args.packing_mode == "shared_prefix"
+    if training_args.max_length is not None and not packed:
         # TRL truncation keeps the start and would cut the answer; user summaries are cut by max_user_tokens.
         logger.info(
             "Ignoring max_length=%s: prompts are bounded by max_user_tokens instead.", training_args.max_length
@@ -221,12 +275,18 @@ def train_recommender(
         model_args.model_name_or_path, mode, model_args.model_revision, model_args.dtype, processing_class
     )
     tokenizer = getattr(processor, "tokenizer", processor)
+    # PEFT's adapter_config.json and TRL's card name the base by this: the portable name, not the local folder.
+    base_model = portable_model_name(model_args.model_name_or_path)
+    model.config._name_or_path = base_model
     summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
     train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
     row_options = dict(
         mode=mode, on_missing=script_args.on_missing, tokenizer=tokenizer, max_user_tokens=script_args.max_user_tokens
     )
-    train_dataset = build_sft_dataset(train_examples, items, **row_options, **summaries)
+    if packed:  # one row per user and history, all their candidates in it
+        row_options["require_positive"] = script_args.answer_loss != "pointwise"
+    build_rows = build_group_dataset if packed else build_sft_dataset
+    train_dataset = build_rows(train_examples, items, **row_options, **summaries)
     if script_args.prefix_examples:
         extra, extra_summaries = prefix_examples(
             train_examples,
@@ -235,7 +295,7 @@ def train_recommender(
             block_size=script_args.summary_block_size,
             seed=training_args.seed,
         )
-        extra_rows = build_sft_dataset(
+        extra_rows = build_rows(
             extra, items, **row_options, item_summaries=item_summaries, user_summaries=extra_summaries
         )
         logger.info("prefix_examples: %d more training rows from earlier summary steps.", len(extra_rows))
@@ -250,15 +310,7 @@ def train_recommender(
             ),
         )
         if training_args.eval_strategy != "no":
-            eval_dataset = build_sft_dataset(
-                validation,
-                items,
-                mode=mode,
-                on_missing="skip",
-                tokenizer=tokenizer,
-                max_user_tokens=script_args.max_user_tokens,
-                **summaries,
-            )
+            eval_dataset = build_rows(validation, items, **{**row_options, "on_missing": "skip"}, **summaries)
     peft_config = None
     if model_args.use_peft:
         from peft import LoraConfig
@@ -273,15 +325,28 @@ def train_recommender(
         )
 
     # --- trainer ---
-    trainer = SFTTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=processor,
-        peft_config=peft_config,
-        callbacks=callbacks,
-    )
+    trainer_kwargs = dict(processing_class=processor, peft_config=peft_config, callbacks=callbacks)
+    if packed:
+        collator = SharedPrefixCollator(processor, mode, attention_rules(model), image_token_ids(model, tokenizer))
+        train_dataset = split_groups(train_dataset, collator, training_args.max_length)
+        eval_dataset = None if eval_dataset is None else split_groups(eval_dataset, collator, training_args.max_length)
+        # The groups are tokenized by the collator, and it needs every column.
+        training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        training_args.remove_unused_columns = False
+        trainer = SharedPrefixSFTTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=collator,
+            answer_loss=script_args.answer_loss,
+            answer_ids=answer_token_ids(processor, mode),
+            **trainer_kwargs,
+        )
+    else:
+        trainer = SFTTrainer(
+            model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset, **trainer_kwargs
+        )
 
     # --- train (resuming from the last checkpoint of output_dir if there is one) ---
     output_dir = Path(training_args.output_dir)
@@ -297,9 +362,11 @@ def train_recommender(
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(output_dir))
         recipe = {**dataclasses.asdict(model_args), **dataclasses.asdict(script_args), **training_args.to_dict()}
+        recipe["model_name_or_path"] = portable_model_name(model_args.model_name_or_path)
         (output_dir / "recipe.yaml").write_text(
-            yaml.safe_dump(json.loads(json.dumps(recipe, default=str)), sort_keys=True)
+            yaml.safe_dump(portable_paths(json.loads(json.dumps(recipe, default=str))), sort_keys=True)
         )
+        _write_adapter_base(output_dir, base_model, model_args.model_revision)
         trainer.save_state()  # trainer_state.json: the loss and eval_auc history
         auc_callbacks = [c for c in callbacks if isinstance(c, ValidationAucCallback)]
         validation_metrics = (
@@ -308,15 +375,21 @@ def train_recommender(
         msr_config = {
             "mode": mode,
             "prompt_version": prompts.PROMPT_VERSION,
-            "base_model": model_args.model_name_or_path,
+            "base_model": base_model,
+            "base_model_revision": model_args.model_revision,
             "max_user_tokens": script_args.max_user_tokens,
-            "protocol": {
-                "dataset": script_args.dataset_name,
-                "data_dir": script_args.data_dir,
-                **(script_args.dataset_options or {}),
-            },
+            "protocol": portable_paths(
+                {
+                    "dataset": script_args.dataset_name,
+                    "data_dir": script_args.data_dir,
+                    **(script_args.dataset_options or {}),
+                }
+            ),
             "validation": validation_metrics,
+            "training_size": {"users": len(set(train_examples["user_id"])), "rows": len(train_examples)},
         }
+        if base_model == SMOLLM2_HUB_ID and resolve_model_path(base_model) != base_model:
+            msr_config["base_model_source"] = SMOLLM2_SOURCE
         (output_dir / MSR_CONFIG_NAME).write_text(json.dumps(msr_config, indent=2))
     trainer.accelerator.wait_for_everyone()
     return str(output_dir)
