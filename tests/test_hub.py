@@ -45,17 +45,35 @@ class FakeHub:
                 parts = self.path.split("?")[0].strip("/").split("/")
                 if parts[0] == "api" and len(parts) >= 6 and parts[4] in ("revision", "tree"):
                     repo_id = f"{parts[2]}/{parts[3]}"
+                    if (parts[1][:-1], repo_id) not in hub.shas:
+                        self.send_response(404)
+                        self.send_header("X-Error-Code", "RepoNotFound")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return None
                     files, sha = hub.repos[(parts[1][:-1], repo_id)], hub.shas[(parts[1][:-1], repo_id)]
                     if parts[4] == "revision":  # repo_info, as snapshot_download asks for it
                         return self._reply({"id": repo_id, "sha": sha, "siblings": [{"rfilename": p} for p in files]})
+                    folder = "/".join(parts[6:])  # tree/{rev}/{folder}: the files under that folder, as the Hub lists
                     listing = [
                         {"type": "file", "path": p, "size": len(c), "oid": hashlib.sha1(c).hexdigest()}
                         for p, c in files.items()
+                        if not folder or p.startswith(folder + "/")
                     ]
+                    if folder and not listing:
+                        return self._reply({"error": f"{folder} does not exist"}, 404)
                     return self._reply(listing)
                 if len(parts) > 4 and parts[2] == "resolve":  # file download: /{ns}/{name}/resolve/{rev}/{path}
                     repo_id = f"{parts[0]}/{parts[1]}"
-                    content = hub.repos[("model", repo_id)]["/".join(parts[4:])]
+                    content = hub.repos.get(("model", repo_id), {}).get("/".join(parts[4:]))
+                    if content is None:  # what the Hub answers, so that clients treat it as "no such file"
+                        code = "EntryNotFound" if ("model", repo_id) in hub.repos else "RepoNotFound"
+                        self.send_response(404)
+                        self.send_header("X-Error-Code", code)
+                        self.send_header("X-Error-Message", f"{code}: {self.path}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return None
                     self.send_response(200)
                     self.send_header("X-Repo-Commit", hub.shas[("model", repo_id)])
                     self.send_header("ETag", f'"{hashlib.sha1(content).hexdigest()}"')
