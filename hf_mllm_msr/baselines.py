@@ -2,21 +2,27 @@
 
 Common API (plain torch, small, deterministic given the config's seed):
 
-    model = SASRec(SASRecConfig(epochs=30)).fit(examples["train"], examples["validation"])
+    train = training_sequences(load_msr_dataset(name, "sequences", **protocol), examples)
+    model = SASRec(SASRecConfig()).fit(train, examples["validation"], catalogue=items["item_id"])
     scores = model.score(examples["test"])      # one float per row, higher = more likely
     ranking_metrics(scores, examples["test"]["label"], examples["test"]["user_id"])
 
-Training sequences come from the train split's positive rows: ``history + [candidate]``. Sequences of a user that are
-a prefix of another of the same user's sequences (leave-one-out / sliding windows) are dropped, so no interaction is
-counted twice. The train split's negative rows are not used: SASRec/GRU4Rec sample their own negatives.
+They learn from every interaction of the training users, in time order (the protocol's ``sequences``), not from the
+example rows: ``max_history`` limits what the LLM's prompt holds, not what an ID model may learn from. A test user's
+known history is the model's input at scoring time; no validation or test target is ever trained on.
+
+SASRec and GRU4Rec are trained as RecBole trains them: next-item prediction at every position of a sequence (a
+sequence longer than ``max_len`` is cut into overlapping windows, each target predicted once with at least
+``max_len / 2`` items of context), full-softmax cross-entropy over the item vocabulary by default, and early stopping
+on the validation users' full-catalogue AUC (where each validation target ranks among every item the user has not
+seen: far less noisy than the validation rows' one or two sampled negatives).
 
 Item vocabulary: 0 = padding, 1 = UNKNOWN, 2 = begin-of-sequence, then every item seen at least ``min_item_count``
-times in the training sequences. Rarer items are trained AS the unknown item, so the unknown embedding learns what "a
-rarely seen item" looks like; items never seen in training (cold items in validation/test, in histories or as
-candidates) map to it at scoring time, never a crash. The unknown item stands for ``num_merged_items`` items, and is
-scored as ONE of them, not as their sum (which would rank every cold candidate above the popular ones): sampled
-negatives (loss "bce") draw it with probability proportional to that number, and the softmax score (loss "ce")
-subtracts ``log(num_merged_items)``. If no item was merged, the unknown embedding stays at zero.
+times in training (default 1: all, as RecBole) and every catalogue item never seen (it is trained only as a
+negative, so a cold candidate scores low, as in RecBole). With ``min_item_count`` > 1 the rarer items are trained AS
+the unknown item, which stands for ``num_merged_items`` items and is scored as ONE of them: sampled negatives (loss
+"bce") draw it with probability proportional to that number, and the softmax score (loss "ce") subtracts
+``log(num_merged_items)``.
 """
 
 from __future__ import annotations
@@ -26,97 +32,64 @@ import logging
 import math
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from hf_mllm_msr.metrics import ranking_metrics
-from hf_mllm_msr.sequence_encoders import BOS, PAD, UNKNOWN, GRU4RecEncoder, SASRecEncoder
+from hf_mllm_msr.data import InsufficientDataError
+from hf_mllm_msr.sequence_encoders import (
+    BOS,
+    PAD,
+    UNKNOWN,
+    GRU4RecConfig,
+    GRU4RecEncoder,
+    NextItemConfig,
+    SASRecConfig,
+    SASRecEncoder,
+)
 
 logger = logging.getLogger(__name__)
 
 
-def training_sequences(train) -> list[list[str]]:
-    """Chronological item sequences ``history + [candidate]`` of the positive rows, prefixes of a user's longer
-    sequence dropped (they repeat its interactions)."""
-    by_user = defaultdict(list)
-    for user_id, history, candidate, label in zip(
-        train["user_id"], train["history"], train["candidate"], train["label"]
-    ):
-        if label == 1:
-            by_user[user_id].append(list(history) + [candidate])
-    sequences = []
-    for user_sequences in by_user.values():
-        kept = []
-        for seq in sorted(user_sequences, key=len, reverse=True):
-            if not any(longer[: len(seq)] == seq for longer in kept):
-                kept.append(seq)
-        sequences.extend(kept)
-    if not sequences:
-        raise ValueError("The train split has no positive rows (label == 1): nothing to learn from.")
-    return sequences
+def training_sequences(sequences, examples) -> list[list[str]]:
+    """Every interaction of the training users in time order, minus each user's held-out targets.
+
+    Args:
+        sequences: the protocol's ``sequences`` (``user_id``, ``item_ids`` in time order).
+        examples: the protocol's splits (``train`` and, if there, ``validation`` / ``test``). The training users are
+            the users of the train rows (under the user split, nobody else; under leave-one-out, everyone); the
+            positives of a user's validation and test rows are removed from that user's sequence.
+    """
+    train_users = set(examples["train"]["user_id"])
+    held_out: dict[str, set] = defaultdict(set)
+    for split in ("validation", "test"):
+        if split in examples:
+            rows = examples[split]
+            for user, candidate, label in zip(rows["user_id"], rows["candidate"], rows["label"]):
+                if label == 1:
+                    held_out[user].add(candidate)
+    out = []
+    for user, items in zip(sequences["user_id"], sequences["item_ids"]):
+        if user in train_users:
+            kept = [item for item in items if item not in held_out[user]]
+            if kept:
+                out.append(kept)
+    if not out:
+        raise InsufficientDataError(f"none of the {len(train_users)} training users has an interaction to learn from")
+    return out
 
 
 class PopularityBaseline:
     """Scores a candidate by its number of interactions in the training sequences (unseen items score 0)."""
 
-    def fit(self, train, validation=None) -> PopularityBaseline:
-        self.item_counts = Counter(item for seq in training_sequences(train) for item in seq)
+    def fit(self, sequences: list[list[str]], validation=None, catalogue=None) -> PopularityBaseline:
+        self.item_counts = Counter(item for seq in sequences for item in seq)
         return self
 
     def score(self, examples) -> np.ndarray:
         return np.array([self.item_counts.get(item, 0) for item in examples["candidate"]], dtype=np.float64)
-
-
-@dataclass
-class NextItemConfig:
-    """Hyperparameters shared by SASRec and GRU4Rec (defaults follow Kang & McAuley, 2018, scaled down)."""
-
-    hidden_size: int = field(default=64, metadata={"help": "Item embedding and hidden state size."})
-    num_blocks: int = field(default=2, metadata={"help": "Self-attention blocks (SASRec) or GRU layers (GRU4Rec)."})
-    max_len: int = field(default=50, metadata={"help": "Most recent items kept per input sequence."})
-    dropout: float = field(default=0.2, metadata={"help": "Dropout on embeddings and inside the blocks."})
-    loss: str = field(
-        default="bce",
-        metadata={
-            "help": "'bce': one sampled negative per position, binary cross-entropy (as in SASRec); "
-            "'ce': full softmax cross-entropy over the catalogue (better for small catalogues)."
-        },
-    )
-    epochs: int = field(default=50, metadata={"help": "Maximum training epochs."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
-    batch_size: int = field(default=128, metadata={"help": "Training sequences per step."})
-    patience: int = field(default=5, metadata={"help": "Stop after this many epochs without a better validation AUC."})
-    min_item_count: int = field(
-        default=2, metadata={"help": "Items seen fewer times in training are trained as the shared UNKNOWN item."}
-    )
-    score_batch_size: int = field(default=512, metadata={"help": "Distinct histories encoded at once when scoring."})
-    num_threads: int = field(
-        default=1,
-        metadata={
-            "help": "torch CPU threads while training/scoring (0: leave torch's setting). Models this small run "
-            "fastest on one thread; more threads on a busy machine were 30x slower."
-        },
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of initialisation, shuffling, dropout and negatives."})
-    show_progress: bool = field(default=True, metadata={"help": "Show a tqdm bar over epochs."})
-
-    def __post_init__(self):
-        if self.loss not in ("bce", "ce"):
-            raise ValueError(f"loss must be 'bce' or 'ce', got {self.loss!r}.")
-
-
-@dataclass
-class SASRecConfig(NextItemConfig):
-    num_heads: int = field(default=1, metadata={"help": "Attention heads per block (must divide hidden_size)."})
-
-
-@dataclass
-class GRU4RecConfig(NextItemConfig):
-    num_blocks: int = field(default=1, metadata={"help": "Stacked GRU layers."})
 
 
 @contextmanager
@@ -128,6 +101,26 @@ def _torch_threads(num_threads: int):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def windows(ids: list[int], max_len: int) -> list[tuple[list[int], list[int]]]:
+    """``(inputs, targets)`` next-item windows of ``[BOS] + ids``, each at most ``max_len`` long. Windows overlap by
+    half; a target already predicted by an earlier window is PAD (not trained on again)."""
+    full = [BOS, *ids]
+    inputs, targets = full[:-1], full[1:]
+    if len(inputs) <= max_len:
+        return [(inputs, targets)]
+    stride = max(1, max_len // 2)
+    starts = list(range(0, len(inputs) - max_len + 1, stride))
+    if starts[-1] != len(inputs) - max_len:
+        starts.append(len(inputs) - max_len)
+    out, covered = [], 0
+    for start in starts:
+        end = start + max_len
+        window_targets = [t if start + j >= covered else PAD for j, t in enumerate(targets[start:end])]
+        out.append((inputs[start:end], window_targets))
+        covered = end
+    return out
 
 
 class _NextItemBaseline:
@@ -151,51 +144,58 @@ class _NextItemBaseline:
             out[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
         return out
 
-    def fit(self, train, validation=None):
-        """Train on the train split's sequences; keep the epoch with the best validation AUC (early stopping).
+    def fit(self, sequences: list[list[str]], validation=None, catalogue=None):
+        """Train on the training sequences; keep the epoch with the best validation AUC (early stopping).
 
         Args:
-            train: examples split (``user_id``, ``history``, ``candidate``, ``label``).
-            validation: examples split scored after every epoch with `ranking_metrics` (AUC); without it, every
-                epoch runs and the last one is kept.
+            sequences: item sequences in time order (`training_sequences`).
+            validation: examples split whose positives (``history`` -> ``candidate``) measure the full-catalogue AUC
+                after every epoch; without it, every epoch runs and the last one is kept.
+            catalogue: every item id (e.g. ``items["item_id"]``): items never seen in training get an embedding of
+                their own, trained as negatives only, as RecBole does.
         """
         cfg = self.config
-        sequences = training_sequences(train)
         counts = Counter(item for seq in sequences for item in seq)
+        if not counts or max(counts.values()) < 2:
+            # every item embedding would be trained by a single target: nothing carries over to another user
+            raise InsufficientDataError(f"no item occurs twice in {len(sequences)} training sequences")
         kept = sorted(item for item, count in counts.items() if count >= cfg.min_item_count)
         if not kept:
-            raise ValueError(
-                f"No item occurs {cfg.min_item_count}+ times in the training sequences; lower min_item_count."
+            raise InsufficientDataError(
+                f"no item occurs {cfg.min_item_count}+ times in {len(sequences)} training sequences"
             )
-        self.item_index = {item: i + 3 for i, item in enumerate(kept)}
+        cold = sorted(set(catalogue or ()) - set(counts))
+        self.item_index = {item: i + 3 for i, item in enumerate(kept + cold)}
         self.num_merged_items = len(counts) - len(kept)
-        num_items = len(kept) + 3
+        num_items = len(kept) + len(cold) + 3
+        full = [w for seq in sequences for w in windows(self._ids(seq), cfg.max_len)]
+        inputs, targets = self._left_pad([w[0] for w in full]), self._left_pad([w[1] for w in full])
+        self.training_size = {"sequences": len(sequences), "interactions": sum(map(len, sequences))}
         logger.info(
-            "%s: %d training sequences, %d known items, %d rare items merged into UNKNOWN.",
+            "%s: %d training sequences (%d interactions, %d windows), %d known items, %d catalogue items never seen, "
+            "%d rare items merged into UNKNOWN.",
             type(self).__name__,
             len(sequences),
+            self.training_size["interactions"],
+            len(full),
             len(kept),
+            len(cold),
             self.num_merged_items,
         )
-
-        full = [[BOS] + self._ids(seq) for seq in sequences]
-        inputs, targets = self._left_pad([s[:-1] for s in full]), self._left_pad([s[1:] for s in full])
         self.history_ = []
         # fork_rng: seed init/dropout without touching the caller's global RNG.
         with torch.random.fork_rng(), _torch_threads(cfg.num_threads):
             torch.manual_seed(cfg.seed)
             generator = torch.Generator().manual_seed(cfg.seed)
             self.model = self.encoder_class(num_items, cfg)
-            optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.98))
+            optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate)
             best_auc, best_state, epochs_without_gain = -math.inf, None, 0
             bar = tqdm(range(cfg.epochs), desc=f"{type(self).__name__} epochs", disable=not cfg.show_progress)
             for epoch in bar:
                 loss = self._train_epoch(inputs, targets, optimizer, generator)
                 record = {"epoch": epoch + 1, "loss": loss}
                 if validation is not None:
-                    record["validation_auc"] = ranking_metrics(
-                        self.score(validation), validation["label"], validation["user_id"]
-                    )["auc"]
+                    record["validation_auc"] = self.catalogue_auc(validation)
                     if record["validation_auc"] > best_auc:
                         best_auc, epochs_without_gain = record["validation_auc"], 0
                         best_state = copy.deepcopy(self.model.state_dict())
@@ -245,6 +245,37 @@ class _NextItemBaseline:
             total, steps = total + loss.item(), steps + 1
         return total / steps
 
+    def _encode_last(self, histories: list[list[int]]) -> torch.Tensor:
+        """The hidden state after each history (``[BOS] + history``), encoded in batches."""
+        out = []
+        for start in range(0, len(histories), self.config.score_batch_size):
+            chunk = [[BOS, *h] for h in histories[start : start + self.config.score_batch_size]]
+            out.append(self.model(self._left_pad(chunk))[:, -1])
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def catalogue_auc(self, examples) -> float:
+        """Mean over the positive rows of the share of catalogue items the model ranks below the positive, among the
+        items not in the row's history (ties count half); cold positives are skipped."""
+        self.model.eval()
+        rows = [
+            (self._ids(h), self.item_index[c])
+            for h, c, y in zip(examples["history"], examples["candidate"], examples["label"])
+            if y == 1 and c in self.item_index
+        ]
+        if not rows:
+            return float("nan")
+        with _torch_threads(self.config.num_threads):
+            logits = self._encode_last([h for h, _ in rows]) @ self.model.item_embedding.weight.T
+        shares = []
+        for (history, target), row in zip(rows, logits):
+            excluded = torch.zeros(len(row), dtype=torch.bool)
+            excluded[[PAD, UNKNOWN, BOS, target, *history]] = True
+            others = row[~excluded]
+            below = (others < row[target]).sum() + 0.5 * (others == row[target]).sum()
+            shares.append(float(below) / max(len(others), 1))
+        return float(np.mean(shares))
+
     def score(self, examples) -> np.ndarray:
         """One score per row: the candidate's logit after the user's history ('bce'), or its log-probability over
         the catalogue ('ce'), so that scores are comparable across users for the global AUC. Each distinct history
@@ -264,19 +295,13 @@ class _NextItemBaseline:
         if unknown:
             logger.info("%d of %d candidates are unknown to %s.", unknown, len(candidates), type(self).__name__)
         embeddings = self.model.item_embedding.weight
-        encoded, log_normalizer = [], []
-        unique = [[BOS] + self._ids(h) for h in histories]
-        for start in range(0, len(unique), self.config.score_batch_size):
-            last = self.model(self._left_pad(unique[start : start + self.config.score_batch_size]))[:, -1]
-            encoded.append(last)
-            if self.config.loss == "ce":
-                logits = last @ embeddings.T
-                logits[:, self._never_targets()] = -torch.inf
-                log_normalizer.append(torch.logsumexp(logits, dim=-1))
-        hidden = torch.cat(encoded)[torch.tensor(row_history, dtype=torch.long)]
+        last = self._encode_last([self._ids(h) for h in histories])
+        hidden = last[torch.tensor(row_history, dtype=torch.long)]
         scores = (hidden * embeddings[candidates]).sum(-1)
         if self.config.loss == "ce":
-            scores -= torch.cat(log_normalizer)[torch.tensor(row_history, dtype=torch.long)]
+            logits = last @ embeddings.T
+            logits[:, self._never_targets()] = -torch.inf
+            scores -= torch.logsumexp(logits, dim=-1)[torch.tensor(row_history, dtype=torch.long)]
             # p(UNKNOWN) is the mass of all merged items; one unknown candidate gets its share.
             scores[candidates == UNKNOWN] -= math.log(max(self.num_merged_items, 1))
         return scores.double().numpy()

@@ -149,7 +149,9 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
             self._stats["titles_cut"] = self._stats.get("titles_cut", 0) + title_cut
             self._stats["texts_cut"] = self._stats.get("texts_cut", 0) + text_cut
             if not item["title"]:
-                skips.add("items with an empty title (title set to the item id)", f"item {item_id}", "add titles")
+                skips.add(
+                    "items with an empty title", f"item {item_id}", "add titles", repaired="title set to the item id"
+                )
                 item["title"] = f"item {item_id}"
             items[item_id] = item
         events = []

@@ -29,6 +29,14 @@ EXAMPLE_ONLY_OPTIONS = {"seed", "num_train_negatives", "num_test_negatives", "nu
 IMAGE_OPTIONS = {"max_image_size", "max_image_pixels"}
 
 
+class InsufficientDataError(ValueError):
+    """The data cannot support a model (too few rows, no item seen twice, no validation users, ...).
+
+    It is a fact about the data, not a bug: a report that meets it shows the model's row with this message as the
+    reason and goes on with the other models. Any other exception, a bug in our code included, still stops the job.
+    """
+
+
 def _fingerprint(builder_class, data_dir) -> str:
     """Package version + builder/data-layer source + raw files' names, sizes and mtimes: a cache key that changes
     when the code or the raw data does (datasets itself sees neither for builders shipped in a package)."""

@@ -207,6 +207,21 @@ def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: 
         shutil.rmtree(checkpoint)
 
 
+NOT_TRAINED = "NOT_TRAINED.txt"  # in an adapter stage folder: why the data could not train it
+
+
+def _train_or_note(args, model_path, mode, data, output, protocol) -> None:
+    """Trains the adapter, or, when the data cannot support it, writes the reason where the adapter would be: the
+    report shows the row with its reason and the demo goes on."""
+    from .data import InsufficientDataError
+
+    try:
+        _train(args, model_path, mode, data, output, protocol)
+    except InsufficientDataError as error:
+        logger.warning("Adapter %s not trained: %s.", output.name, error)
+        (output / NOT_TRAINED).write_text(f"{error}\n")
+
+
 def _vision_model_path(args: DemoArguments, output_dir: Path) -> str:
     if args.tiny:
         from .testing_vlm import tiny_msr_vision
@@ -243,7 +258,10 @@ def run_demo(args: DemoArguments) -> dict:
     # --- data ---
     protocol = _dataset_options(args)
     items = load_msr_dataset(args.data, "items", data_dir=args.data_dir, **protocol)
-    examples = _keep_users(load_msr_dataset(args.data, "examples", data_dir=args.data_dir, **protocol), args.max_users)
+    # --max_users limits the LLM stages only; the baselines train on the protocol's whole train split
+    all_examples = load_msr_dataset(args.data, "examples", data_dir=args.data_dir, **protocol)
+    examples = _keep_users(all_examples, args.max_users)
+    catalogue = list(items["item_id"])
     used = set(examples["test"]["candidate"]) | {i for s in examples.values() for h in s["history"] for i in h}
     used |= {c for s in examples.values() for c in s["candidate"]}
     items = items.filter(lambda item_id: item_id in used, input_columns="item_id")
@@ -295,7 +313,7 @@ def run_demo(args: DemoArguments) -> dict:
         _stage(
             output_dir,
             folder,
-            lambda tmp, mode=mode, base=base: _train(args, base, mode, data, tmp, protocol),
+            lambda tmp, mode=mode, base=base: _train_or_note(args, base, mode, data, tmp, protocol),
             resumable=True,
         )
 
@@ -307,15 +325,21 @@ def run_demo(args: DemoArguments) -> dict:
         history_lengths = {user: len(ids) - 1 for user, ids in zip(sequences["user_id"], sequences["item_ids"])}
         scores, info = {}, {}
         for name, (folder, _, _) in adapters.items():
+            note = output_dir / folder / NOT_TRAINED
+            if note.exists():
+                info[name] = {"kind": "adapter", "source": folder, "not_trained": note.read_text().strip()}
+                continue
             recommender = MsrRecommender.from_pretrained(str(output_dir / folder))
             scores[name] = recommender.score_examples(
                 test, items, item_summaries=item_summaries, user_summaries=user_summaries
             )
-            info[name] = {"kind": "adapter", "source": folder}
-        for name, values in report.score_baselines(
-            args.baselines, examples["train"], examples["validation"], test, seed=args.seed
-        ).items():
-            scores[name], info[name] = values, {"kind": "baseline"}
+            msr_config = json.loads((output_dir / folder / "msr_config.json").read_text())
+            info[name] = {"kind": "adapter", "source": folder, "training_size": msr_config.get("training_size")}
+        baseline_scores, baseline_info = report.score_baselines(
+            args.baselines, sequences, all_examples, test, catalogue=catalogue, seed=args.seed
+        )
+        scores.update(baseline_scores)
+        info.update(baseline_info)
         full_protocol = {
             "dataset": args.data,
             "num_test_negatives": 20,
@@ -337,14 +361,17 @@ def run_demo(args: DemoArguments) -> dict:
 
     report_dir = _stage(output_dir, "report", report_stage)
     results = json.loads((report_dir / "results.json").read_text())
-    card = write_adapter_card(output_dir / "adapter", results, model_key=next(iter(adapters)))
+    first = next(iter(adapters))
+    card = None
+    if not results["models"][first].get("not_trained"):
+        card = write_adapter_card(output_dir / adapters[first][0], results, model_key=first)
     print(
         f"\nResults on {results['num_users']} test users x {results['num_rows'] // max(results['num_users'], 1)} "
         f"candidates ({args.data}):\n"
     )
     print(report.markdown_table(results))
     print(f"\nReport:      {report_dir / 'report.md'}\nPlots:       {report_dir}/*.png")
-    print(f"Adapter:     {output_dir / 'adapter'}  (model card: {card})")
+    print(f"Adapter:     {output_dir / adapters[first][0]}  (model card: {card or 'none: not trained'})")
     print(f"Summaries:   {output_dir / 'item_summaries'}, {output_dir / 'user_summaries'}")
     return results
 

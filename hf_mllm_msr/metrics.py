@@ -328,3 +328,19 @@ def load_evaluate_metric(name: str = "msr_ranking", **kwargs):
         available = sorted(p.name for p in METRIC_MODULES_DIR.iterdir() if (p / f"{p.name}.py").is_file())
         raise ValueError(f"No metric module {name!r} in {METRIC_MODULES_DIR}; available: {available}.")
     return evaluate.load(str(path), **kwargs)
+
+
+def degenerate_reason(scores, labels, user_ids, max_share: float = 0.5) -> str | None:
+    """Why a model's scores say nothing, or None: when every candidate of a user gets the same score, for more than
+    ``max_share`` of the users (a model that failed to train, or ignores its input). Its metrics then measure the
+    tie-breaking (AUC 0.5, HR@K = K / list length), not the model."""
+    scores, labels, user_ids = _check_inputs(scores, labels, user_ids)
+    group, num_groups = _group_ids(user_ids)
+    low = np.full(num_groups, np.inf)
+    high = np.full(num_groups, -np.inf)
+    np.minimum.at(low, group, scores)
+    np.maximum.at(high, group, scores)
+    constant = int((low == high).sum())
+    if constant > max_share * num_groups:
+        return f"the same score for every candidate of {constant} of {num_groups} test users"
+    return None

@@ -18,6 +18,15 @@ def ordered_models(results: Mapping) -> list[tuple[str, str]]:
     return [(g, name) for g in groups for name, r in results["models"].items() if r["group"] == g]
 
 
+def model_label(results: Mapping, group: str, name: str) -> str:
+    """A model's name in plots, with its group (when not in-domain) and a flag when its numbers say nothing."""
+    row = results["models"][name]
+    label = f"{name} ({group})" if group != "in-domain" else name
+    if row.get("not_trained"):
+        return f"{label} (not trained)"
+    return f"{label} (degenerate)" if row.get("degenerate") else label
+
+
 def _new_figure(width: float, height: float):
     # The Agg canvas directly, not pyplot: no global state, no GUI backend, safe in threads and headless CI.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -46,7 +55,7 @@ def plot_metric_per_model(results: Mapping, metric: str, path: str | Path) -> Pa
         if group != "in-domain":
             bar.set_hatch("//")
             bar.set_color("#dd8452")
-    axes.set_yticks(positions, [f"{name} ({group})" if group != "in-domain" else name for group, name in ordered])
+    axes.set_yticks(positions, [model_label(results, group, name) for group, name in ordered])
     axes.set_xlabel(f"{metric} ({100 * (1 - results['bootstrap']['alpha']):.0f}% bootstrap CI)")
     axes.set_title(f"{metric} per model ({results['num_users']} test users)")
     figure.tight_layout()
@@ -61,6 +70,8 @@ def plot_metric_by_bucket(results: Mapping, view: str, metric: str, path: str | 
     figure = _new_figure(7, 4)
     axes = figure.add_subplot()
     for group, name in ordered_models(results):
+        if results["models"][name].get("not_trained"):
+            continue
         per_bucket = results["models"][name][f"by_{view}"]
         values = [per_bucket.get(n, {}).get(metric) for n in names]
         axes.plot(
@@ -68,7 +79,7 @@ def plot_metric_by_bucket(results: Mapping, view: str, metric: str, path: str | 
             [np.nan if v is None else v for v in values],
             marker="o",
             linestyle="-" if group == "in-domain" else "--",
-            label=name,
+            label=model_label(results, group, name),
         )
     axes.set_xticks(range(len(names)), [f"{n}\n({counts[n]})" for n in names])
     axes.set_xlabel("train users of the test item" if view == "popularity" else "history length (items)")

@@ -20,27 +20,43 @@ SPLITS = ("train", "validation", "test")
 
 
 class Skips:
-    """Counts skipped bad input per reason (with its first location); with `strict=True` a skip is an error."""
+    """Counts bad input per reason (with its first location): rows skipped, or kept after a repair that the log names.
+    With `strict=True` either is an error."""
 
     def __init__(self, source: str, strict: bool = False):
         self.source, self.strict = source, strict
         self.counts: Counter = Counter()
         self.first: dict[str, str] = {}
+        self.repairs: dict[str, str] = {}
 
-    def add(self, what: str, where: str, fix: str):
-        """Record one skipped `what` (e.g. "interactions with unknown item ids") found at `where`."""
+    def add(self, what: str, where: str, fix: str, repaired: str | None = None):
+        """Record one `what` (e.g. "interactions with unknown item ids") found at `where`: skipped, or, with
+        `repaired` (how, e.g. "bad bytes replaced"), kept after that repair."""
         if self.strict:
             raise ValueError(
-                f"{self.source}: {what}: {where}. Fix: {fix} (or pass strict=False to skip and count them)"
+                f"{self.source}: {what}: {where}. Fix: {fix} (or pass strict=False to "
+                f"{'repair' if repaired else 'skip'} and count them)"
             )
         self.counts[what] += 1
         self.first.setdefault(what, where)
+        if repaired:
+            self.repairs[what] = repaired
 
     def lines(self) -> list[str]:
-        return [f"{self.source}: skipped {n} {what} (first: {self.first[what]})" for what, n in self.counts.items()]
+        return [
+            f"{self.source}: kept {n} {what}, {self.repairs[what]} (first: {self.first[what]})"
+            if what in self.repairs
+            else f"{self.source}: skipped {n} {what} (first: {self.first[what]})"
+            for what, n in self.counts.items()
+        ]
 
     def as_dict(self) -> dict:
-        return {what: {"count": n, "first": self.first[what]} for what, n in self.counts.items()}
+        return {
+            what: {"count": n, "first": self.first[what], "action": f"kept, {self.repairs[what]}"}
+            if what in self.repairs
+            else {"count": n, "first": self.first[what], "action": "skipped"}
+            for what, n in self.counts.items()
+        }
 
 
 def one_line(text, limit: int) -> tuple[str, bool]:
@@ -79,9 +95,10 @@ def read_text_lines(path, skips: Skips, encoding: str = "utf-8"):
                 text = raw.decode(encoding)
             except UnicodeDecodeError:
                 skips.add(
-                    f"lines that are not valid {encoding} (bad bytes replaced)",
+                    f"lines that are not valid {encoding}",
                     f"line {number} of {Path(path).name}",
                     f"re-encode {Path(path).name} as {encoding}",
+                    repaired="their bad bytes replaced",
                 )
                 text = raw.decode(encoding, errors="replace")
             yield number, text.rstrip("\r\n")

@@ -101,7 +101,8 @@ def evaluate_models(
         train: the train split of the same dataset (for item popularity).
         protocol: the evaluation protocol as configured; written into the results verbatim.
         models_info: model name -> extra fields kept with the model (``group``: ``in-domain`` (default) or
-            ``cross-domain``, ``kind``: ``adapter`` / ``baseline``, ``source``, ``trained_on``, ...).
+            ``cross-domain``, ``kind``: ``adapter`` / ``baseline``, ``source``, ``trained_on``, ``training_size``,
+            ...). A model here with ``not_trained`` (its reason) and no scores gets a row without numbers.
         ks: cut-offs K of HR/NDCG/MRR.
         ci_metrics: metrics that get a bootstrap confidence interval (default: ``auc``, ``user_auc``, ``hr@K``,
             ``ndcg@K`` with K the largest cut-off).
@@ -120,7 +121,8 @@ def evaluate_models(
     Returns:
         A JSON-ready dict: ``protocol``, ``num_users``, ``num_rows``, ``ks``, ``bootstrap``, ``buckets`` (names and
         user counts per view) and ``models`` (name -> ``group``, info fields, ``metrics``, ``ci``,
-        ``by_popularity``, ``by_history_length`` and, with a ``reference``, ``vs_reference``).
+        ``by_popularity``, ``by_history_length``, ``degenerate`` (its reason, when its scores are constant within
+        most users; its intervals are then None) and, with a ``reference``, ``vs_reference``).
     """
     if not scores:
         raise ValueError("No models to evaluate: `scores` is empty.")
@@ -177,12 +179,20 @@ def evaluate_models(
         info = dict(models_info.get(name, {}))
         row = {"group": info.pop("group", "in-domain"), **info}
         row["metrics"] = metrics.ranking_metrics(model_scores, labels, user_ids, ks=ks)
+        degenerate = metrics.degenerate_reason(model_scores, labels, user_ids)
+        if degenerate:
+            logger.warning("%s is degenerate: %s.", name, degenerate)
+            row["degenerate"] = degenerate
         # one set of draws per metric serves the interval and, for AUC, the paired difference to the reference
         draws = {
             metric: metrics.bootstrap_draws(model_scores, labels, user_ids, metric, bootstrap_samples, seed)
             for metric in dict.fromkeys([*ci_metrics, *(["auc"] if reference is not None else [])])
         }
-        row["ci"] = {metric: list(metrics.percentile_interval(draws[metric], alpha)) for metric in ci_metrics}
+        # a degenerate model's interval would only measure tie-breaking: none is shown
+        row["ci"] = {
+            metric: [None, None] if degenerate else list(metrics.percentile_interval(draws[metric], alpha))
+            for metric in ci_metrics
+        }
         auc_draws[name] = draws.get("auc")
         for view, (bucket_of_row, edges) in views.items():
             names = bucket_names(edges)
@@ -196,6 +206,11 @@ def evaluate_models(
                 if b in per_metric[bucket_metrics[0]]
             }
         results["models"][name] = row
+    for name, info in models_info.items():  # models that could not be fitted: a row with the reason, no numbers
+        if name not in scores and info.get("not_trained"):
+            info = dict(info)
+            results["models"][name] = {"group": info.pop("group", "in-domain"), **info, "metrics": {}, "ci": {}}
+            results["models"][name].update({f"by_{view}": {} for view in views})
     if reference is not None:
         reference_auc = results["models"][reference]["metrics"]["auc"]
         for name, row in results["models"].items():
@@ -213,12 +228,13 @@ def write_report(results: Mapping, output_dir: str | Path) -> dict[str, Path]:
     output_dir.mkdir(parents=True, exist_ok=True)
     written = {"results": output_dir / "results.json"}
     written["results"].write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    first_model = next(iter(results["models"].values()))
+    # models that could not be trained have no numbers to plot; with none left, the report has tables only
+    first_model = next((r for r in results["models"].values() if not r.get("not_trained")), {"ci": {}})
     for metric in first_model["ci"]:
         slug = metric.replace("@", "_at_")
         written[f"{slug}_per_model"] = plot_metric_per_model(results, metric, output_dir / f"{slug}_per_model.png")
     for view in ("popularity", "history_length"):
-        for metric in next(iter(first_model[f"by_{view}"].values()), {}):
+        for metric in next(iter(first_model.get(f"by_{view}", {}).values()), {}):
             slug = f"{metric.replace('@', '_at_')}_by_{view}"
             written[slug] = plot_metric_by_bucket(results, view, metric, output_dir / f"{slug}.png")
     plots = [str(p) for key, p in written.items() if key != "results"]
@@ -248,25 +264,79 @@ def select_test_users(test, max_test_users: int | None = None, seed: int = 0):
     return test.select([i for i, user_id in enumerate(test["user_id"]) if user_id in kept])
 
 
-def score_baselines(names: Sequence[str], train, validation, test, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """Fit each named baseline (``popularity``, ``sasrec``, ``gru4rec``) on ``train`` (early stopping on
-    ``validation``) and score every row of ``test``."""
+# Small grids for `tune=True`, chosen on the validation users' full-catalogue AUC (RecBole's defaults are in each grid).
+TUNING_GRIDS = {
+    "sasrec": [{"dropout": d, "num_blocks": b} for d in (0.2, 0.5) for b in (1, 2)],
+    "gru4rec": [{"dropout": d, "gru_size": g} for d in (0.3, 0.5) for g in (64, 128)],
+}
+
+
+def score_baselines(
+    names: Sequence[str], sequences, examples, test, *, catalogue=None, seed: int = 0, tune: bool = False
+) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Fit each named baseline (``popularity``, ``sasrec``, ``gru4rec``) on every interaction of the protocol's
+    training users (`baselines.training_sequences`), early-stopped on its validation users, and score every row of
+    ``test``.
+
+    Args:
+        names: baselines to run.
+        sequences: the protocol's ``sequences`` dataset.
+        examples: the protocol's splits, whole (a compute limit such as the demo's ``max_users`` applies to the LLM
+            stages only: the baselines are cheap and train on the whole train split).
+        test: the rows to score (the split every model is scored on).
+        catalogue: every item id (items never seen in training get embeddings of their own).
+        seed: seed of the models.
+        tune: pick each model's hyperparameters from `TUNING_GRIDS` on validation.
+
+    Returns:
+        ``(scores, info)``: scores of the baselines that could be fitted; per baseline, ``kind``, ``training_size``
+        (users, interactions), the hyperparameters used, or ``not_trained`` with the reason when the data cannot
+        support it (`InsufficientDataError`; any other error is raised).
+    """
+    import time
+    from dataclasses import asdict
+
     from hf_mllm_msr import baselines
+    from hf_mllm_msr.data import InsufficientDataError
 
     unknown = sorted(set(names) - set(BASELINE_NAMES))
     if unknown:
         raise ValueError(f"Unknown baseline(s) {unknown}; choose from {list(BASELINE_NAMES)}.")
-    scores = {}
+    validation = examples["validation"] if "validation" in examples and len(examples["validation"]) else None
+    scores, info = {}, {}
+    try:
+        train = baselines.training_sequences(sequences, examples)
+    except InsufficientDataError as error:
+        return {}, {name: {"kind": "baseline", "not_trained": str(error)} for name in names}
+    size = {"users": len(train), "interactions": sum(map(len, train))}
     for name in names:
-        if name == "popularity":
-            model = baselines.PopularityBaseline()
-        elif name == "sasrec":
-            model = baselines.SASRec(baselines.SASRecConfig(seed=seed))
-        else:
-            model = baselines.GRU4Rec(baselines.GRU4RecConfig(seed=seed))
-        logger.info("Training baseline %s on %d train rows.", name, len(train))
-        scores[name] = np.asarray(model.fit(train, validation).score(test), dtype=np.float64)
-    return scores
+        info[name] = {"kind": "baseline", "training_size": size}
+        start = time.perf_counter()
+        try:
+            if name == "popularity":
+                model = baselines.PopularityBaseline().fit(train)
+            else:
+                model_class = baselines.SASRec if name == "sasrec" else baselines.GRU4Rec
+                candidates = TUNING_GRIDS[name] if tune and validation is not None else [{}]
+                fitted = []
+                for overrides in candidates:
+                    config = model_class.config_class(seed=seed, show_progress=False, **overrides)
+                    fitted.append(model_class(config).fit(train, validation, catalogue=catalogue))
+                best = [m.catalogue_auc(validation) if validation is not None else 0.0 for m in fitted]
+                model = fitted[int(np.nanargmax(best))] if len(fitted) > 1 else fitted[0]
+                info[name]["config"] = asdict(model.config)
+                info[name]["epochs_trained"] = len(model.history_)
+                if tune:
+                    info[name]["tuning"] = [{**c, "validation_auc": a} for c, a in zip(candidates, best)]
+            logger.info(
+                "Baseline %s trained on %d users (%d interactions).", name, size["users"], size["interactions"]
+            )
+            scores[name] = np.asarray(model.score(test), dtype=np.float64)
+        except InsufficientDataError as error:
+            logger.warning("Baseline %s not trained: %s.", name, error)
+            info[name]["not_trained"] = str(error)
+        info[name]["fit_seconds"] = round(time.perf_counter() - start, 1)
+    return scores, info
 
 
 def load_summaries(path: str | Path | None):

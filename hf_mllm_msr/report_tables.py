@@ -15,23 +15,36 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def training_size_text(row: Mapping) -> str:
+    """'755 users, 80,412 interactions' from a model's ``training_size``; '' when unknown."""
+    size = row.get("training_size") or {}
+    parts = [f"{value:,} {key}" for key, value in size.items() if isinstance(value, int)]
+    return ", ".join(parts)
+
+
 def markdown_table(results: Mapping, group: str | None = None, highlight: str | None = None) -> str:
     """Markdown table, one row per model (of ``group`` if given; ``highlight`` in bold), columns AUC, user AUC,
-    HR/NDCG/MRR@K."""
+    HR/NDCG/MRR@K and what it was trained on. A model that could not be trained shows its reason; a degenerate one
+    (constant scores) is marked and gets no interval."""
     columns = ["auc", "user_auc"] + [f"{m}@{k}" for k in results["ks"] for m in ("hr", "ndcg", "mrr")]
-    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines = ["| model | " + " | ".join(columns) + " | trained on |", "|---" * (len(columns) + 2) + "|"]
     for model_group, name in ordered_models(results):
         if group is None or model_group == group:
             row = results["models"][name]
-            cells = []
-            for column in columns:
-                cell = _fmt(row["metrics"].get(column))
-                if column in row["ci"] and row["ci"][column][0] is not None:
-                    low, high = row["ci"][column]
-                    cell += f" [{low:.3f}, {high:.3f}]"
-                cells.append(cell)
             shown = f"**{name}**" if name == highlight else name
-            lines.append(f"| {shown} | " + " | ".join(cells) + " |")
+            if row.get("not_trained"):
+                cells = [f"not trained: {row['not_trained']}"] + [""] * (len(columns) - 1)
+            else:
+                cells = []
+                for column in columns:
+                    cell = _fmt(row["metrics"].get(column))
+                    if column in row["ci"] and row["ci"][column][0] is not None:
+                        low, high = row["ci"][column]
+                        cell += f" [{low:.3f}, {high:.3f}]"
+                    cells.append(cell)
+                if row.get("degenerate"):
+                    shown += f" (degenerate: {row['degenerate']})"
+            lines.append(f"| {shown} | " + " | ".join(cells) + f" | {training_size_text(row)} |")
     return "\n".join(lines)
 
 
@@ -60,6 +73,8 @@ def _bucket_table(results: Mapping, view: str, metric: str) -> str:
     names = [n for n in results["buckets"][view]["names"] if counts[n]]  # empty buckets have no value to show
     lines = ["| model | " + " | ".join(f"{n} ({counts[n]})" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
     for _, name in ordered_models(results):
+        if results["models"][name].get("not_trained"):
+            continue
         per_bucket = results["models"][name][f"by_{view}"]
         lines.append(f"| {name} | " + " | ".join(_fmt(per_bucket.get(n, {}).get(metric)) for n in names) + " |")
     return "\n".join(lines)
@@ -85,9 +100,9 @@ def markdown_report(results: Mapping, plots: Sequence[str] = ()) -> str:
         )
     if results.get("reference"):
         parts.append(paired_table(results))
-    first_model = next(iter(results["models"].values()))
+    first_model = next((r for r in results["models"].values() if not r.get("not_trained")), {})
     for view, title in (("popularity", "test item popularity in train"), ("history_length", "user history length")):
-        for metric in next(iter(first_model[f"by_{view}"].values()), {}):
+        for metric in next(iter(first_model.get(f"by_{view}", {}).values()), {}):
             parts.append(f"## {metric} by {title}\nColumns: bucket (number of test positives).\n\n")
             parts[-1] += _bucket_table(results, view, metric)
     parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]

@@ -1,21 +1,79 @@
-"""The sequence encoders of the SASRec and GRU4Rec baselines (:mod:`hf_mllm_msr.baselines` trains and scores them).
+"""The SASRec and GRU4Rec baselines' configs and sequence encoders (:mod:`hf_mllm_msr.baselines` trains and scores
+them).
 
-Both read left-padded item ids (0 = padding) and return one hidden state per position; the item embeddings double as
-the output layer.
+Both encoders read left-padded item ids (0 = padding) and return one hidden state per position; the item embeddings
+double as the output layer. Defaults follow RecBole's configs for the two models (``SASRec.yaml``, ``GRU4Rec.yaml``:
+full-softmax cross-entropy, 50 items of context, early stopping on validation).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from hf_mllm_msr.baselines import GRU4RecConfig, SASRecConfig
-
 PAD, UNKNOWN, BOS = 0, 1, 2  # item vocabulary: padding, the merged rare/cold item, begin-of-sequence
+
+
+@dataclass
+class NextItemConfig:
+    """Hyperparameters shared by SASRec and GRU4Rec (defaults: RecBole's, see the module docstring)."""
+
+    hidden_size: int = field(default=64, metadata={"help": "Item embedding size (and SASRec's hidden size)."})
+    num_blocks: int = field(default=2, metadata={"help": "Self-attention blocks (SASRec) or GRU layers (GRU4Rec)."})
+    max_len: int = field(
+        default=50, metadata={"help": "Items of context; longer training sequences are cut into windows."}
+    )
+    dropout: float = field(default=0.5, metadata={"help": "Dropout on embeddings and inside the blocks."})
+    loss: str = field(
+        default="ce",
+        metadata={
+            "help": "'ce': full softmax cross-entropy over the catalogue at every position (RecBole's default); "
+            "'bce': one sampled negative per position, binary cross-entropy (the SASRec paper)."
+        },
+    )
+    epochs: int = field(default=200, metadata={"help": "Maximum training epochs."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
+    batch_size: int = field(default=64, metadata={"help": "Training windows (of up to max_len targets) per step."})
+    patience: int = field(
+        default=10, metadata={"help": "Stop after this many epochs without a better validation AUC."}
+    )
+    min_item_count: int = field(
+        default=1,
+        metadata={
+            "help": "Items seen fewer times in training are trained as one shared UNKNOWN item (1: every item "
+            "seen in training has its own embedding, as in RecBole)."
+        },
+    )
+    score_batch_size: int = field(default=512, metadata={"help": "Distinct histories encoded at once when scoring."})
+    num_threads: int = field(
+        default=1,
+        metadata={
+            "help": "torch CPU threads while training/scoring (0: leave torch's setting). Models this small run "
+            "fastest on one thread; more threads on a busy machine were 30x slower."
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of initialisation, shuffling, dropout and negatives."})
+    show_progress: bool = field(default=True, metadata={"help": "Show a tqdm bar over epochs."})
+
+    def __post_init__(self):
+        if self.loss not in ("bce", "ce"):
+            raise ValueError(f"loss must be 'bce' or 'ce', got {self.loss!r}.")
+
+
+@dataclass
+class SASRecConfig(NextItemConfig):
+    num_heads: int = field(default=2, metadata={"help": "Attention heads per block (must divide hidden_size)."})
+    inner_size: int = field(default=256, metadata={"help": "Width of each block's feed-forward layer."})
+
+
+@dataclass
+class GRU4RecConfig(NextItemConfig):
+    num_blocks: int = field(default=1, metadata={"help": "Stacked GRU layers."})
+    dropout: float = field(default=0.3, metadata={"help": "Dropout on the item embeddings."})
+    gru_size: int = field(default=128, metadata={"help": "GRU hidden size (projected back to hidden_size)."})
 
 
 class SASRecEncoder(nn.Module):
@@ -32,7 +90,13 @@ class SASRecEncoder(nn.Module):
         self.position_embedding = nn.Embedding(config.max_len, config.hidden_size)
         self.dropout = nn.Dropout(config.dropout)
         block = nn.TransformerEncoderLayer(
-            config.hidden_size, config.num_heads, config.hidden_size, config.dropout, batch_first=True, norm_first=True
+            config.hidden_size,
+            config.num_heads,
+            config.inner_size,
+            config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.blocks = nn.TransformerEncoder(block, config.num_blocks, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(config.hidden_size)
@@ -54,7 +118,7 @@ class SASRecEncoder(nn.Module):
 
 
 class GRU4RecEncoder(nn.Module):
-    """GRU over left-padded item ids (GRU4Rec's encoder, trained here with the same next-item losses as SASRec).
+    """GRU over left-padded item ids, projected to the item embedding size (RecBole's GRU4Rec).
 
     The rows are packed, so padding never enters the recurrence and the result does not depend on the batch.
     """
@@ -63,7 +127,8 @@ class GRU4RecEncoder(nn.Module):
         super().__init__()
         self.item_embedding = _item_embedding(num_items, config.hidden_size)
         self.dropout = nn.Dropout(config.dropout)
-        self.gru = nn.GRU(config.hidden_size, config.hidden_size, config.num_blocks, batch_first=True)
+        self.gru = nn.GRU(config.hidden_size, config.gru_size, config.num_blocks, batch_first=True)
+        self.projection = nn.Linear(config.gru_size, config.hidden_size)
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
         length = item_ids.shape[1]
@@ -77,7 +142,7 @@ class GRU4RecEncoder(nn.Module):
         )
         out = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=length)[0]
         back = (positions - leading_pads).clamp(min=0)
-        return out.gather(1, back[..., None].expand(-1, -1, out.shape[-1]))
+        return self.projection(out.gather(1, back[..., None].expand(-1, -1, out.shape[-1])))
 
 
 def _item_embedding(num_items: int, hidden_size: int) -> nn.Embedding:

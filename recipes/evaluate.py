@@ -74,6 +74,13 @@ class EvaluateArguments:
         default_factory=lambda: ["popularity", "sasrec", "gru4rec"],
         metadata={"help": "Baselines trained on the same train split: popularity, sasrec, gru4rec."},
     )
+    tune_baselines: bool = field(
+        default=False,
+        metadata={
+            "help": "Pick SASRec's and GRU4Rec's dropout and size from a small grid on the validation users "
+            "(report.TUNING_GRIDS); the chosen values go into results.json."
+        },
+    )
     ks: list[int] = field(default_factory=lambda: [3, 5, 10], metadata={"help": "Cut-offs K of HR/NDCG/MRR@K."})
     max_test_users: int | None = field(
         default=None, metadata={"help": "Score a seeded random subset of test users (default: all; recorded)."}
@@ -178,17 +185,18 @@ def main(argv: list[str] | None = None) -> dict:
             test, items, item_summaries=item_summaries, user_summaries=user_summaries, batch_size=args.batch_size
         )
         models_info[name] = {"group": group, "kind": "adapter", "source": str(adapter), "mode": recommender.mode}
+        if msr_config.get("training_size"):
+            models_info[name]["training_size"] = msr_config["training_size"]
         if trained_on:
             models_info[name]["trained_on"] = trained_on
         del recommender
 
     # --- Baselines on the same train split and test candidates -------------------------------------------------------
-    baseline_scores = report.score_baselines(
-        args.baselines, examples["train"], examples["validation"], test, seed=args.seed
+    baseline_scores, baseline_info = report.score_baselines(
+        args.baselines, sequences, examples, test, catalogue=items["item_id"], seed=args.seed, tune=args.tune_baselines
     )
-    for name, values in baseline_scores.items():
-        scores[name] = values
-        models_info[name] = {"kind": "baseline"}
+    scores.update(baseline_scores)
+    models_info.update(baseline_info)
 
     # --- Report ------------------------------------------------------------------------------------------------------
     results = report.evaluate_models(

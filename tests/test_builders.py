@@ -139,7 +139,7 @@ FAULTS = {
     "negative timestamp": (["3\t13\t4\t-5"], [], "interactions with a missing, NaN or negative timestamp", "line 15"),
     "missing timestamp": (["3\t13\t4\t"], [], "interactions with a missing, NaN or negative timestamp", "line 15"),
     "malformed line": (["3\t13"], [], "malformed interaction lines", "line 15 of ml-100k.inter"),
-    "empty title": ([], ["16\t\t1995\tDrama"], "items with an empty title (title set to the item id)", "item 16"),
+    "empty title": ([], ["16\t\t1995\tDrama"], "items with an empty title", "item 16"),
     "non-utf8 title": ([], b"16\tMis\xe9rables\t1995\tDrama\n", "lines that are not valid utf-8", "line 8 of ml-100k"),
     "malformed item line": ([], ["16\tNo year"], "malformed item lines", "line 8 of ml-100k.item"),
 }
@@ -157,8 +157,12 @@ def test_bad_input_is_counted_or_an_error_with_strict(fault, tmp_path, caplog):
     skips = read_build_report(items_ds)["skips"]
     [(reason, counted)] = [(reason, counted) for reason, counted in skips.items() if reason.startswith(what)]
     assert counted["count"] == 1 and where in counted["first"]
-    assert f"movielens: skipped 1 {reason} (first: " in caplog.text
-    assert f"movielens: skipped 1 {reason} (first: " in items_ds.info.description  # saved with the dataset
+    # a repaired row is kept and the log says so and how; any other is skipped
+    repaired = fault in ("empty title", "non-utf8 title")
+    assert counted["action"].startswith("kept, ") if repaired else counted["action"] == "skipped"
+    said = f"movielens: kept 1 {reason}, " if repaired else f"movielens: skipped 1 {reason} (first: "
+    assert said in caplog.text
+    assert said in items_ds.info.description  # saved with the dataset
     with pytest.raises(ValueError, match=where):
         load("movielens", "items", folder, tmp_path, strict=True)
 
@@ -200,7 +204,7 @@ def test_users_left_with_too_few_interactions(tmp_path):
     sequences = load("movielens", "sequences", folder, tmp_path, min_user_interactions=1)
     assert sorted(sequences["user_id"]) == ["1", "2", "3"]
     skips = read_build_report(sequences)["skips"]
-    assert skips == {"users left with fewer than 4 interactions": {"count": 1, "first": "user 4"}}
+    assert skips == {"users left with fewer than 4 interactions": {"count": 1, "first": "user 4", "action": "skipped"}}
     with pytest.raises(ValueError, match="user 4"):
         load("movielens", "sequences", folder, tmp_path, min_user_interactions=1, strict=True)
 
@@ -247,7 +251,11 @@ def test_amazon_reviews_2023_exact(tmp_path):
     }
     assert sequences[1]["timestamps"] == [1_600_000_010, 1_600_000_011, 1_600_000_012, 1_600_000_013]  # ms -> s
     skips = read_build_report(sequences)["skips"]
-    assert skips["interactions with unknown item ids"] == {"count": 1, "first": "line 13 of All_Beauty.jsonl.gz"}
+    assert skips["interactions with unknown item ids"] == {
+        "count": 1,
+        "first": "line 13 of All_Beauty.jsonl.gz",
+        "action": "skipped",
+    }
     assert skips["lines that are not JSON objects"]["first"] == "line 7 of meta_All_Beauty.jsonl"
     items = load("amazon_reviews_2023", "items", folder, tmp_path, min_item_interactions=1)
     assert items[0]["title"] == "Product 0" and items[0]["text"] == "Line 0. More."
@@ -419,8 +427,8 @@ def test_bad_input_corpus_gives_the_clean_output(bad_input_corpus, tmp_path):
     assert all(image.mode == "RGB" for image in items["image"] if image)
     skips = {reason: counted["count"] for reason, counted in read_build_report(items)["skips"].items()}
     assert skips == {
-        "lines that are not valid utf-8 (bad bytes replaced)": 1,
-        "items with an empty title (title set to the item id)": 1,
+        "lines that are not valid utf-8": 1,
+        "items with an empty title": 1,
         "interactions with unknown item ids": 1,
         "interactions with a missing, NaN or negative timestamp": 3,
         "malformed interaction lines": 1,

@@ -206,11 +206,53 @@ def test_load_summaries(tmp_path):
 
 
 def test_score_baselines_popularity(train, test_split):
-    scores = report.score_baselines(["popularity"], train, None, test_split)
+    sequences = datasets.Dataset.from_dict(
+        {"user_id": ["t1", "t2", "t3"], "item_ids": [["a", "b", "c"], ["a", "b"], ["a"]]}
+    )
+    scores, info = report.score_baselines(["popularity"], sequences, {"train": train}, test_split)
     candidates = test_split["candidate"]
     assert scores["popularity"][candidates.index("a")] > scores["popularity"][candidates.index("new")]
+    assert info["popularity"]["training_size"] == {"users": 3, "interactions": 6}
     with pytest.raises(ValueError, match="Unknown baseline"):
-        report.score_baselines(["bpr"], train, None, test_split)
+        report.score_baselines(["bpr"], sequences, {"train": train}, test_split)
+
+
+def test_a_baseline_the_data_cannot_train_is_a_row_with_its_reason(train, test_split, tmp_path):
+    # every item occurs once: SASRec has nothing to carry over from one user to another
+    sequences = datasets.Dataset.from_dict({"user_id": ["t1", "t2", "t3"], "item_ids": [["a", "b"], ["c"], ["d"]]})
+    scores, info = report.score_baselines(["popularity", "sasrec"], sequences, {"train": train}, test_split)
+    assert "sasrec" not in scores and info["sasrec"]["not_trained"] == "no item occurs twice in 3 training sequences"
+    results = report.evaluate_models(scores, test_split, train, PROTOCOL, models_info=info, bootstrap_samples=5)
+    assert results["models"]["sasrec"]["not_trained"] and results["models"]["sasrec"]["metrics"] == {}
+    assert "| sasrec | not trained: no item occurs twice in 3 training sequences |" in report.markdown_table(results)
+    written = report.write_report(results, tmp_path)
+    assert written["report"].exists() and "not trained" in written["report"].read_text()
+
+
+def test_a_bug_in_a_baseline_still_raises(train, test_split, monkeypatch):
+    from hf_mllm_msr import baselines
+
+    def broken(self, *args, **kwargs):
+        raise TypeError("a bug in our code")
+
+    monkeypatch.setattr(baselines.SASRec, "fit", broken)
+    sequences = datasets.Dataset.from_dict({"user_id": ["t1", "t2"], "item_ids": [["a", "b"], ["a", "b"]]})
+    with pytest.raises(TypeError, match="a bug in our code"):
+        report.score_baselines(["sasrec"], sequences, {"train": train}, test_split)
+
+
+def test_constant_scores_are_flagged_degenerate(scores, test_split, train, tmp_path):
+    flat = {"good": scores["good"], "constant": np.zeros(len(test_split["label"]))}
+    results = report.evaluate_models(flat, test_split, train, PROTOCOL, bootstrap_samples=20)
+    row = results["models"]["constant"]
+    assert row["degenerate"] == "the same score for every candidate of 40 of 40 test users"
+    assert row["metrics"]["auc"] == 0.5 and row["ci"]["auc"] == [None, None]  # no interval, as if measured
+    assert "good" in results["models"] and "degenerate" not in results["models"]["good"]
+    table = report.markdown_table(results)
+    assert "constant (degenerate: the same score for every candidate of 40 of 40 test users)" in table
+    assert "0.5000 [" not in table.split("constant")[1].split("\n")[0]
+    report.write_report(results, tmp_path)  # the plots label it too (and must not fail on the missing interval)
+    assert metrics.degenerate_reason(scores["good"], test_split["label"], test_split["user_id"]) is None
 
 
 def test_history_length_from_user_sequences(scores, test_split, train):
