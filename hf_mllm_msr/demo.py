@@ -84,8 +84,18 @@ class DemoArguments:
             "(xllamacpp when installed and the model is the offline SmolLM2)."
         },
     )
-    num_train_epochs: float = field(default=2.0, metadata={"help": "SFT epochs over the train examples."})
-    train_batch_size: int = field(default=8, metadata={"help": "SFT batch size."})
+    num_train_negatives: int = field(
+        default=20, metadata={"help": "Stored negatives per train user; packed SFT trains on all of them."}
+    )
+    packing_mode: str = field(
+        default="shared_prefix",
+        metadata={"help": "'shared_prefix': one sequence per user with all their candidates; 'none': a row each."},
+    )
+    answer_loss: str = field(default="both", metadata={"help": "'pointwise', 'listwise' or 'both' (packed SFT)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "SFT epochs over the train examples."})
+    train_batch_size: int = field(
+        default=1, metadata={"help": "SFT batch size: users with packing_mode shared_prefix, else rows."}
+    )
     learning_rate: float = field(default=1e-3, metadata={"help": "SFT learning rate (LoRA on a 135M model)."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (paper: 16)."})
     max_user_tokens: int = field(
@@ -124,7 +134,12 @@ def _stage(output_dir: Path, name: str, run, resumable: bool = False) -> Path:
 
 
 def _dataset_options(args: DemoArguments) -> dict:
-    options = {"split": "leave_one_out", "max_history": args.max_history, "seed": args.seed}
+    options = {
+        "split": "leave_one_out",
+        "max_history": args.max_history,
+        "num_train_negatives": args.num_train_negatives,
+        "seed": args.seed,
+    }
     if args.data == "synthetic":
         options.update(num_users=args.num_users, num_items=args.num_items)
     extra = args.dataset_options
@@ -164,6 +179,8 @@ def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: 
         dataset_options=protocol,
         max_eval_users=8,
         max_user_tokens=args.max_user_tokens,
+        packing_mode=args.packing_mode,
+        answer_loss=args.answer_loss,
     )
     training_args = SFTConfig(
         output_dir=str(output),
@@ -171,11 +188,12 @@ def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: 
         use_cpu=True,
         report_to="none",
         gradient_checkpointing=False,
-        max_length=None,
+        max_length=4096 if args.packing_mode == "shared_prefix" else None,
         per_device_train_batch_size=args.train_batch_size,
         num_train_epochs=args.num_train_epochs,
         learning_rate=args.learning_rate,
         lr_scheduler_type="cosine",
+        warmup_steps=5,
         logging_steps=5,
         save_strategy="steps",
         save_steps=25,
@@ -188,7 +206,7 @@ def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: 
         use_peft=True,
         lora_r=args.lora_r,
         lora_alpha=2 * args.lora_r,
-        lora_dropout=0.1,
+        lora_dropout=0.0,
         dtype="float32",
     )
     if mode == "image":  # as recipes/smollm2-135m-vision/sft/config_cpu.yaml: the frozen encoder is never adapted

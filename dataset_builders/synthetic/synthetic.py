@@ -79,30 +79,7 @@ class Synthetic(MsrBuilder):
     def _world(self):
         """Item attributes, drawn once per build from `world_seed`."""
         if getattr(self, "_attributes", None) is None:
-            config = self.config
-            if not 1 <= config.min_sequence_length <= config.max_sequence_length:
-                raise ValueError("need 1 <= min_sequence_length <= max_sequence_length")
-            if config.max_sequence_length > config.num_items:
-                raise ValueError("max_sequence_length must not exceed num_items (users never repeat an item)")
-            rng = np.random.default_rng([config.world_seed, 1])
-            n = config.num_items
-            # balanced: every colour and every category appears equally often, in independent random orders
-            colors = rng.permutation(np.arange(n) % len(COLORS))
-            categories = rng.permutation(np.arange(n) % len(CATEGORIES))
-            self._attributes = [
-                {
-                    "color": list(COLORS)[colors[i]],
-                    "category": list(CATEGORIES)[categories[i]],
-                    "pattern": PATTERNS[rng.integers(len(PATTERNS))],
-                    "adjective": ADJECTIVES[rng.integers(len(ADJECTIVES))],
-                    "material": MATERIALS[rng.integers(len(MATERIALS))],
-                    "use": USES[rng.integers(len(USES))],
-                    "feature": FEATURES[rng.integers(len(FEATURES))],
-                    "model": f"{chr(65 + rng.integers(26))}-{rng.integers(10, 100)}",
-                    "popularity": float(rng.lognormal(0.0, 0.5)),
-                }
-                for i in range(n)
-            ]
+            self._attributes = draw_world(self.config)
         return self._attributes
 
     def read_items(self, skips):
@@ -135,13 +112,7 @@ class Synthetic(MsrBuilder):
                     if rng.random() < config.category_focus
                     else categories[rng.integers(len(categories))]
                 )
-                for rule in ((color, category), (color, None), (None, None)):
-                    allowed = ~seen & np.array(
-                        [(rule[0] in (None, a["color"])) and (rule[1] in (None, a["category"])) for a in attributes]
-                    )
-                    if allowed.any():
-                        break
-                weights = np.where(allowed, popularity, 0.0)
+                weights = np.where(allowed_items(attributes, seen, color, category), popularity, 0.0)
                 choice = int(rng.choice(len(attributes), p=weights / weights.sum()))
                 seen[choice] = True
                 time += int(rng.integers(60, 3 * 86400))
@@ -149,6 +120,62 @@ class Synthetic(MsrBuilder):
 
     def item_image(self, item_id):
         return draw_item(self._world()[int(item_id[1:])], seed=[self.config.world_seed, 3, int(item_id[1:])])
+
+
+def draw_world(config: SyntheticConfig) -> list[dict]:
+    """Every item's hidden attributes (colour, category, popularity, ...), in item-id order, from `world_seed`."""
+    if not 1 <= config.min_sequence_length <= config.max_sequence_length:
+        raise ValueError("need 1 <= min_sequence_length <= max_sequence_length")
+    if config.max_sequence_length > config.num_items:
+        raise ValueError("max_sequence_length must not exceed num_items (users never repeat an item)")
+    rng = np.random.default_rng([config.world_seed, 1])
+    n = config.num_items
+    # balanced: every colour and every category appears equally often, in independent random orders
+    colors = rng.permutation(np.arange(n) % len(COLORS))
+    categories = rng.permutation(np.arange(n) % len(CATEGORIES))
+    return [
+        {
+            "color": list(COLORS)[colors[i]],
+            "category": list(CATEGORIES)[categories[i]],
+            "pattern": PATTERNS[rng.integers(len(PATTERNS))],
+            "adjective": ADJECTIVES[rng.integers(len(ADJECTIVES))],
+            "material": MATERIALS[rng.integers(len(MATERIALS))],
+            "use": USES[rng.integers(len(USES))],
+            "feature": FEATURES[rng.integers(len(FEATURES))],
+            "model": f"{chr(65 + rng.integers(26))}-{rng.integers(10, 100)}",
+            "popularity": float(rng.lognormal(0.0, 0.5)),
+        }
+        for i in range(n)
+    ]
+
+
+def allowed_items(attributes: list[dict], seen: np.ndarray, color: str, category: str) -> np.ndarray:
+    """The unseen items a user picks from after drawing (color, category); when none is left, the rule relaxes to
+    the colour alone, then to any unseen item."""
+    for rule in ((color, category), (color, None), (None, None)):
+        allowed = ~seen & np.array(
+            [(rule[0] in (None, a["color"])) and (rule[1] in (None, a["category"])) for a in attributes]
+        )
+        if allowed.any():
+            return allowed
+    return allowed
+
+
+def next_item_probabilities(attributes: list[dict], taste: dict, seen: np.ndarray, step: int, config) -> np.ndarray:
+    """The exact probability of each item being a user's choice at ``step`` (``seen``: the items chosen before),
+    under the generator above: the Bayes-optimal scores of the world (for diagnostics)."""
+    colors, categories = list(COLORS), list(CATEGORIES)
+    favourite = taste["first_color"] if step < taste["drift_at"] else taste["later_color"]
+    popularity = np.array([item["popularity"] for item in attributes])
+    out = np.zeros(len(attributes))
+    for color in colors:
+        p_color = config.color_focus * (color == favourite) + (1 - config.color_focus) / len(colors)
+        for category in categories:
+            p_category = config.category_focus * (category == taste["category"])
+            p_category += (1 - config.category_focus) / len(categories)
+            weights = np.where(allowed_items(attributes, seen, color, category), popularity, 0.0)
+            out += p_color * p_category * weights / weights.sum()
+    return out
 
 
 def user_tastes(config: SyntheticConfig) -> dict[str, dict]:
