@@ -29,7 +29,8 @@ def main():
     parser.add_argument("--bootstrap_samples", type=int, default=1000)
     args = parser.parse_args()
 
-    from hf_mllm_msr import load_msr_dataset, report
+    from hf_mllm_msr import load_msr_dataset
+    from hf_mllm_msr.evaluation import report
 
     if not Path(args.data_dir, "ml-100k.inter").exists():
         raise SystemExit(f"MovieLens-100K not found in {args.data_dir} (see --data_dir).")

@@ -40,8 +40,8 @@ def oracle_summaries(items, examples):
     """(item_summaries, user_summaries) written from the items' true colour and category."""
     import datasets
 
+    from hf_mllm_msr.data.schema import history_key
     from hf_mllm_msr.dataset_builders.synthetic.synthetic import SyntheticConfig, user_tastes
-    from hf_mllm_msr.schema import history_key
 
     tastes = user_tastes(SyntheticConfig(**{k: PROTOCOL[k] for k in ("num_users", "num_items", "world_seed")}))
     attributes = {i: (c, k) for i, c, k in zip(items["item_id"], items["color"], items["category"])}
@@ -107,7 +107,7 @@ def bayes_scores(split, sequences):
 
 def word_match_scores(examples, items, user_summaries):
     """2 points if the user summary names the candidate's colour, +1 for its category."""
-    from hf_mllm_msr.schema import history_key
+    from hf_mllm_msr.data.schema import history_key
 
     summary_of = dict(zip(user_summaries["history_key"], user_summaries["summary"]))
     attributes = {i: (c, k) for i, c, k in zip(items["item_id"], items["color"], items["category"])}
@@ -127,8 +127,8 @@ class TestCurve:
         import numpy as np
         from transformers import TrainerCallback
 
-        from hf_mllm_msr.metrics import ranking_metrics
-        from hf_mllm_msr.recommender import MsrRecommender
+        from hf_mllm_msr.evaluation.metrics import ranking_metrics
+        from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
         class Curve(TrainerCallback):
             def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
@@ -177,10 +177,10 @@ def main():
     from trl import ModelConfig, SFTConfig
 
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.metrics import ranking_metrics
-    from hf_mllm_msr.offline_models import smollm2_path
-    from hf_mllm_msr.recommender import MsrRecommender
-    from hf_mllm_msr.training import MsrSftArguments, train_recommender
+    from hf_mllm_msr.evaluation.metrics import ranking_metrics
+    from hf_mllm_msr.models.offline import smollm2_path
+    from hf_mllm_msr.recommendation.recommender import MsrRecommender
+    from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
 
     torch.set_num_threads(args.threads)
     items = load_msr_dataset("synthetic", "items", **PROTOCOL)

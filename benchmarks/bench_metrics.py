@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from hf_mllm_msr.metrics import ranking_metrics
+from hf_mllm_msr.evaluation.metrics import ranking_metrics
 
 KS = (3, 5, 10)
 

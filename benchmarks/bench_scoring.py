@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from hf_mllm_msr.offline_models import smollm2_path
-from hf_mllm_msr.recommender import MsrRecommender
+from hf_mllm_msr.models.offline import smollm2_path
+from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
 WORDS = (
     "red green blue modern vintage lamp mug chair poster cotton wood metal glass bold soft minimal rustic "

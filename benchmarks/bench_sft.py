@@ -60,7 +60,7 @@ def summaries(items, examples, regime: str, seed: int = 0):
     """(item_summaries, user_summaries) of the regime's length for the given rows."""
     import datasets
 
-    from hf_mllm_msr.schema import history_key
+    from hf_mllm_msr.data.schema import history_key
 
     rng = random.Random(seed)
 
@@ -89,7 +89,7 @@ def train_seconds(packing_mode: str, model_path: str, items, examples, item_summ
     from transformers import TrainerCallback
     from trl import ModelConfig, SFTConfig
 
-    from hf_mllm_msr.training import MsrSftArguments, train_recommender
+    from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
 
     class Clock(TrainerCallback):
         def on_train_begin(self, *args, **kwargs):
@@ -142,10 +142,10 @@ def packed_step_flops(model_path: str, items, examples, item_summaries, user_sum
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_mllm_msr.packed_sft import ANSWER_KEYS, SharedPrefixCollator, answer_losses
-    from hf_mllm_msr.packing import attention_rules, branch_attention
-    from hf_mllm_msr.scoring import answer_token_ids
-    from hf_mllm_msr.sft_examples import build_group_dataset
+    from hf_mllm_msr.recommendation.examples import build_group_dataset
+    from hf_mllm_msr.recommendation.packed_trainer import ANSWER_KEYS, SharedPrefixCollator, answer_losses
+    from hf_mllm_msr.recommendation.packing import attention_rules, branch_attention
+    from hf_mllm_msr.recommendation.scoring import answer_token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
@@ -174,8 +174,8 @@ def main():
     import torch
 
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.offline_models import smollm2_path
-    from hf_mllm_msr.training import first_users
+    from hf_mllm_msr.models.offline import smollm2_path
+    from hf_mllm_msr.recommendation.training import first_users
 
     torch.set_num_threads(args.threads)
     model_path = smollm2_path()

@@ -37,7 +37,12 @@ def llamacpp_comparison(args, tok, requests, hf_results, hf_seconds, base) -> tu
     """(tokens/s of our fastest path, tokens/s of plain llama.cpp, one prompt at a time) on the same prompts."""
     import xllamacpp
 
-    from hf_mllm_msr.generation import GenerationSettings, Request, SummaryGenerator, load_summarizer
+    from hf_mllm_msr.summarization.generation import (
+        GenerationSettings,
+        Request,
+        SummaryGenerator,
+        load_summarizer,
+    )
 
     def count(texts):
         return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
@@ -87,11 +92,16 @@ def main(argv=None) -> dict:
     if args.llamacpp is None:
         args.llamacpp = bool(importlib.util.find_spec("xllamacpp")) and args.model == "smollm2-135m-instruct"
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.generation import load_summarizer
-    from hf_mllm_msr.generation_cache import hash_files
-    from hf_mllm_msr.summarize import SummarizeConfig, item_requests, make_generator, summarize_items
-    from hf_mllm_msr.textualize import Textualizer
-    from hf_mllm_msr.user_summaries import item_texts, summarize_histories, summarize_users
+    from hf_mllm_msr.summarization.cache import hash_files
+    from hf_mllm_msr.summarization.generation import load_summarizer
+    from hf_mllm_msr.summarization.summarize import (
+        SummarizeConfig,
+        item_requests,
+        make_generator,
+        summarize_items,
+    )
+    from hf_mllm_msr.summarization.textualize import Textualizer
+    from hf_mllm_msr.summarization.users import item_texts, summarize_histories, summarize_users
 
     model, tok = load_summarizer(args.model, device="cpu", dtype="float32")
     items_all = load_msr_dataset("synthetic", "items", num_users=60, num_items=60)

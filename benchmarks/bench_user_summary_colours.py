@@ -26,9 +26,9 @@ def main() -> None:
     from datasets import DatasetDict
 
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.generation import load_summarizer
-    from hf_mllm_msr.summarize import SummarizeConfig, make_generator, summarize_items
-    from hf_mllm_msr.user_summaries import summarize_users
+    from hf_mllm_msr.summarization.generation import load_summarizer
+    from hf_mllm_msr.summarization.summarize import SummarizeConfig, make_generator, summarize_items
+    from hf_mllm_msr.summarization.users import summarize_users
 
     options = dict(num_users=36, num_items=48, split="leave_one_out", max_history=6, seed=0)
     items = load_msr_dataset("synthetic", "items", **options)

@@ -33,9 +33,9 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.generation import load_summarizer
-    from hf_mllm_msr.summarize import SummarizeConfig, make_generator, summarize_items
-    from hf_mllm_msr.user_summaries import item_texts, summarize_histories
+    from hf_mllm_msr.summarization.generation import load_summarizer
+    from hf_mllm_msr.summarization.summarize import SummarizeConfig, make_generator, summarize_items
+    from hf_mllm_msr.summarization.users import item_texts, summarize_histories
 
     options = dict(num_users=args.num_users, num_items=120, world_seed=2, split="leave_one_out", max_history=10)
     items = load_msr_dataset("synthetic", "items", **options)

@@ -48,9 +48,9 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.offline_models import resolve_model_path
-    from hf_mllm_msr.schema import history_key
-    from hf_mllm_msr.sft_examples import build_sft_dataset
+    from hf_mllm_msr.data.schema import history_key
+    from hf_mllm_msr.models.offline import resolve_model_path
+    from hf_mllm_msr.recommendation.examples import build_sft_dataset
 
     start = time.perf_counter()
     items = load_msr_dataset("synthetic", "items", **PROTOCOL)

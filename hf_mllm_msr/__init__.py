@@ -6,8 +6,11 @@ auto classes, so `transformers.pipeline(...)` and `AutoModelForImageTextToText` 
 
 __version__ = "0.1.0"
 
-from . import recommend_pipeline, summarize_pipeline, vision_lm  # noqa: E402,F401  (registration side effects)
-from .data import load_msr_dataset  # noqa: E402
-from .recommender import MsrRecommender  # noqa: E402
+# registration side effects: the two pipeline tasks and the MsrVision auto classes
+from .data.loading import load_msr_dataset  # noqa: E402
+from .models import vision_lm  # noqa: E402,F401
+from .recommendation import recommend_pipeline  # noqa: E402,F401
+from .recommendation.recommender import MsrRecommender  # noqa: E402
+from .summarization import summarize_pipeline  # noqa: E402,F401
 
 __all__ = ["MsrRecommender", "load_msr_dataset", "__version__"]

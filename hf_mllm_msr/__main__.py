@@ -1,6 +1,6 @@
 """`python -m hf_mllm_msr demo ...` is the same as `mllm-msr demo ...`."""
 
-from hf_mllm_msr.cli import main
+from .cli import main
 
 if __name__ == "__main__":
     main()

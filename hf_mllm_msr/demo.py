@@ -152,7 +152,7 @@ def _summary_backend(args: DemoArguments) -> str:
         return args.summary_backend
     import importlib.util
 
-    from .offline_models import SMOLLM2_NAME
+    from .models.offline import SMOLLM2_NAME
 
     fast = not args.tiny and args.model in (SMOLLM2_NAME, "smollm2") and importlib.util.find_spec("xllamacpp")
     return "xllamacpp" if fast else "transformers"
@@ -170,7 +170,7 @@ def _keep_users(examples, max_users):
 def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: Path, protocol: dict) -> None:
     from trl import ModelConfig, SFTConfig
 
-    from .training import MsrSftArguments, train_recommender
+    from .recommendation.training import MsrSftArguments, train_recommender
 
     script_args = MsrSftArguments(
         dataset_name=args.data,
@@ -231,7 +231,7 @@ NOT_TRAINED = "NOT_TRAINED.txt"  # in an adapter stage folder: why the data coul
 def _train_or_note(args, model_path, mode, data, output, protocol) -> None:
     """Trains the adapter, or, when the data cannot support it, writes the reason where the adapter would be: the
     report shows the row with its reason and the demo goes on."""
-    from .data import InsufficientDataError
+    from .data.loading import InsufficientDataError
 
     try:
         _train(args, model_path, mode, data, output, protocol)
@@ -242,10 +242,10 @@ def _train_or_note(args, model_path, mode, data, output, protocol) -> None:
 
 def _vision_model_path(args: DemoArguments, output_dir: Path) -> str:
     if args.tiny:
-        from .testing_vlm import tiny_msr_vision
+        from .testing.vlm import tiny_msr_vision
 
         return tiny_msr_vision(output_dir / "tiny-vision-model", seed=args.seed)
-    from .recommender import _resolve
+    from .recommendation.recommender import _resolve
 
     return _resolve(args.recommender_model)
 
@@ -254,22 +254,22 @@ def run_demo(args: DemoArguments) -> dict:
     """Runs (or resumes) every stage; returns the evaluation results."""
     import datasets
 
-    from . import report
-    from .cards import write_adapter_card
-    from .data import load_msr_dataset
-    from .recommender import MsrRecommender
-    from .summarize import SummarizeConfig, make_generator, summarize_items
-    from .user_summaries import summarize_users
+    from .data.loading import load_msr_dataset
+    from .evaluation import report, tables
+    from .publishing.cards import write_adapter_card
+    from .recommendation.recommender import MsrRecommender
+    from .summarization.summarize import SummarizeConfig, make_generator, summarize_items
+    from .summarization.users import summarize_users
 
     output_dir = Path(args.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "demo_args.json").write_text(json.dumps(asdict(args), indent=2))
     if args.tiny:
-        from .testing import tiny_llama
+        from .testing.text import tiny_llama
 
         model_path = tiny_llama(output_dir / "tiny-model", seed=args.seed)
     else:
-        from .offline_models import resolve_model_path
+        from .models.offline import resolve_model_path
 
         model_path = resolve_model_path(args.model)
 
@@ -298,7 +298,7 @@ def run_demo(args: DemoArguments) -> dict:
 
     def generator():  # loaded only if a summary stage has work to do
         if not summarizer:
-            from .generation import load_summarizer
+            from .summarization.generation import load_summarizer
 
             source = args.model if summary_config.backend == "xllamacpp" else model_path
             model, processor = load_summarizer(source, device="cpu", backend=summary_config.backend)
@@ -387,7 +387,7 @@ def run_demo(args: DemoArguments) -> dict:
         f"\nResults on {results['num_users']} test users x {results['num_rows'] // max(results['num_users'], 1)} "
         f"candidates ({args.data}):\n"
     )
-    print(report.markdown_table(results))
+    print(tables.markdown_table(results))
     print(f"\nReport:      {report_dir / 'report.md'}\nPlots:       {report_dir}/*.png")
     print(f"Adapter:     {output_dir / adapters[first][0]}  (model card: {card or 'none: not trained'})")
     print(f"Summaries:   {output_dir / 'item_summaries'}, {output_dir / 'user_summaries'}")

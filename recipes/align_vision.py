@@ -39,8 +39,8 @@ def main(args: AlignArguments) -> dict:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from hf_mllm_msr.data import load_msr_dataset
-    from hf_mllm_msr.vision_lm_build import align_projector, build_msr_vision_model, caption
+    from hf_mllm_msr.data.loading import load_msr_dataset
+    from hf_mllm_msr.models.vision_build import align_projector, build_msr_vision_model, caption
 
     # --- setup ---
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

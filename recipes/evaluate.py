@@ -127,7 +127,7 @@ class EvaluateArguments:
 
 def protocol_of(args: EvaluateArguments) -> dict:
     """The protocol as configured (dataset options verbatim, defaults filled in from `MsrConfig`), plus K."""
-    from hf_mllm_msr.data import MsrConfig
+    from hf_mllm_msr.data.builder import MsrConfig
 
     defaults = {f.name: f.default for f in fields(MsrConfig) if f.name in PROTOCOL_FIELDS}
     return {
@@ -147,8 +147,11 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     # Heavy imports here so that --help is instant.
-    from hf_mllm_msr import cards, hub, load_msr_dataset, report
-    from hf_mllm_msr.recommender import MsrRecommender
+    from hf_mllm_msr import load_msr_dataset
+    from hf_mllm_msr.evaluation import report, tables
+    from hf_mllm_msr.models.offline import resolve_adapter
+    from hf_mllm_msr.publishing import cards, hub
+    from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
     # --- Data: the examples (train/validation/test) and items under the configured protocol -------------------------
     protocol = protocol_of(args)
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     item_summaries = report.load_summaries(args.item_summaries)
     user_summaries = report.load_summaries(args.user_summaries)
     for i, (adapter, name) in enumerate(zip(args.adapters, args.report_names())):
-        folder = Path(hub.resolve_adapter(adapter))
+        folder = Path(resolve_adapter(adapter))
         config_path = folder / cards.MSR_CONFIG_NAME
         msr_config = json.loads(config_path.read_text()) if config_path.exists() else {}
         trained_on = msr_config.get("protocol", {}).get("dataset")
@@ -212,14 +215,14 @@ def main(argv: list[str] | None = None) -> dict:
         reference=args.compare_to,
     )
     written = report.write_report(results, args.output_dir)
-    print(report.markdown_table(results))
+    print(tables.markdown_table(results))
     if args.compare_to:
-        print(report.paired_table(results))
+        print(tables.paired_table(results))
     print("\n".join(f"{key}: {path}" for key, path in written.items()))
 
     # --- Card + push -------------------------------------------------------------------------------------------------
     if args.push_to_hub:
-        folder = hub.resolve_adapter(args.adapters[0])
+        folder = resolve_adapter(args.adapters[0])
         name = next(iter(scores))
         cards.write_adapter_card(folder, results, repo_id=args.hub_model_id, model_key=name)
         summaries = {"item-summaries": args.item_summaries, "user-summaries": args.user_summaries}

@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hf_mllm_msr.summarize import SummarizeConfig
+from hf_mllm_msr.summarization.summarize import SummarizeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +86,10 @@ def main(argv: list[str] | None = None) -> dict:
     from trl import TrlParser
 
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.generation import load_summarizer
-    from hf_mllm_msr.summarize import make_generator, summarize_items
-    from hf_mllm_msr.textualize import Textualizer
-    from hf_mllm_msr.user_summaries import summarize_users
+    from hf_mllm_msr.summarization.generation import load_summarizer
+    from hf_mllm_msr.summarization.summarize import make_generator, summarize_items
+    from hf_mllm_msr.summarization.textualize import Textualizer
+    from hf_mllm_msr.summarization.users import summarize_users
 
     # --- args, logging ----------------------------------------------------------------------------
     args, config = TrlParser((SummarizeArguments, SummarizeConfig)).parse_args_and_config(args=argv)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from hf_mllm_msr.baselines import GRU4Rec, PopularityBaseline, SASRec, training_sequences, windows
-from hf_mllm_msr.data import InsufficientDataError
-from hf_mllm_msr.metrics import ranking_metrics
-from hf_mllm_msr.sequence_encoders import BOS, PAD, GRU4RecConfig, SASRecConfig, SASRecEncoder
+from hf_mllm_msr.data.loading import InsufficientDataError
+from hf_mllm_msr.evaluation.baselines import GRU4Rec, PopularityBaseline, SASRec, training_sequences, windows
+from hf_mllm_msr.evaluation.encoders import BOS, PAD, GRU4RecConfig, SASRecConfig, SASRecEncoder
+from hf_mllm_msr.evaluation.metrics import ranking_metrics
 
 # Small and fast: ~1-3 s per fit on one core.
 FAST = {

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from hf_mllm_msr import load_msr_dataset
-from hf_mllm_msr.data import read_build_report
+from hf_mllm_msr.data.loading import read_build_report
 
 REAL_MOVIELENS = Path(__file__).resolve().parents[2] / "shared/data/movielens-100k-posters"
 # tiny data: every user keeps 4 interactions, leave-one-out needs exactly 4, 6 items leave 2 negatives per user
@@ -311,7 +311,7 @@ def test_builder_folder_by_path(tmp_path):
     folder = tmp_path / "my_source"
     folder.mkdir()
     (folder / "my_source.py").write_text(
-        "from hf_mllm_msr.data import MsrBuilder, msr_configs\n\n"
+        "from hf_mllm_msr.data.builder import MsrBuilder, msr_configs\n\n"
         "class MySource(MsrBuilder):\n"
         "    SOURCE = 'my_source'\n"
         "    BUILDER_CONFIGS = msr_configs(min_user_interactions=2)\n"

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from hf_mllm_msr import cards
+from hf_mllm_msr.publishing import cards
 
 PROTOCOL = {"dataset": "synthetic", "split": "user", "history_policy": "recent", "num_test_negatives": 20, "seed": 0}
 RECIPE = {"learning_rate": 0.0002, "lora_r": 8, "num_train_epochs": 1, "model_name_or_path": "tiny-base"}

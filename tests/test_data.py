@@ -13,14 +13,9 @@ import pytest
 from conftest import TINY_SYNTHETIC
 
 from hf_mllm_msr import load_msr_dataset
-from hf_mllm_msr.data import (
-    EXAMPLE_FEATURES,
-    ITEM_FEATURES,
-    SEQUENCE_FEATURES,
-    _registered_builders,
-    read_build_report,
-)
-from hf_mllm_msr.preprocessing import k_core
+from hf_mllm_msr.data.loading import _registered_builders, read_build_report
+from hf_mllm_msr.data.preprocessing import k_core
+from hf_mllm_msr.data.schema import EXAMPLE_FEATURES, ITEM_FEATURES, SEQUENCE_FEATURES
 
 COLORS = sys.modules[_registered_builders()["synthetic"].__module__].COLORS
 
@@ -171,8 +166,8 @@ def test_killed_build_leaves_no_dataset_and_rebuilds_identically(config, split, 
     script = textwrap.dedent(
         f"""
         import os, signal, sys
-        import hf_mllm_msr.data
-        hf_mllm_msr.data._registered_builders()
+        import hf_mllm_msr.data.loading
+        hf_mllm_msr.data.loading._registered_builders()
         synthetic = sys.modules["hf_mllm_msr.dataset_builders.synthetic.synthetic"]
         real = synthetic.Synthetic._generate_examples
         def dying(self, split):
@@ -181,7 +176,7 @@ def test_killed_build_leaves_no_dataset_and_rebuilds_identically(config, split, 
                     os.kill(os.getpid(), signal.SIGKILL)
                 yield example
         synthetic.Synthetic._generate_examples = dying
-        hf_mllm_msr.data.load_msr_dataset({config!r}, cache_dir={str(tmp_path / "killed")!r}, **{TINY_SYNTHETIC!r})
+        hf_mllm_msr.data.loading.load_msr_dataset({config!r}, cache_dir={str(tmp_path / "killed")!r}, **{TINY_SYNTHETIC!r})
         """
     ).replace("load_msr_dataset(", "load_msr_dataset('synthetic', ")
     done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -10,7 +10,7 @@ import yaml
 from conftest import TINY_SYNTHETIC
 
 from hf_mllm_msr import load_msr_dataset
-from hf_mllm_msr.testing import tiny_llama
+from hf_mllm_msr.testing.text import tiny_llama
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "evaluate.py"
 

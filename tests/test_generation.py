@@ -5,9 +5,15 @@ import importlib.util
 import pytest
 import torch
 
-from hf_mllm_msr import testing, testing_vlm
-from hf_mllm_msr.generation import GenerationSettings, Request, SummaryGenerator, load_summarizer
-from hf_mllm_msr.generation_cache import GenerationCache, image_hash, model_fingerprint
+from hf_mllm_msr.summarization.cache import GenerationCache, image_hash, model_fingerprint
+from hf_mllm_msr.summarization.generation import (
+    GenerationSettings,
+    Request,
+    SummaryGenerator,
+    load_summarizer,
+)
+from hf_mllm_msr.testing import text as testing
+from hf_mllm_msr.testing import vlm as testing_vlm
 
 torch.set_num_threads(1)
 

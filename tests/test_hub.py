@@ -15,7 +15,8 @@ import pytest
 import yaml
 from huggingface_hub import constants
 
-from hf_mllm_msr import hub as msr_hub  # the fixture below is called `hub`
+from hf_mllm_msr.models.offline import resolve_adapter
+from hf_mllm_msr.publishing import hub as msr_hub  # the fixture below is called `hub`
 
 
 class FakeHub:
@@ -237,12 +238,12 @@ def test_push_then_download_then_offline(hub, adapter_dir, tmp_path, monkeypatch
     monkeypatch.setattr(
         constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
     )
-    online = msr_hub.resolve_adapter("org/round-trip")
+    online = resolve_adapter("org/round-trip")
     assert {p.name for p in Path(online).iterdir()} == UPLOADED
     assert (Path(online) / "adapter_model.safetensors").read_bytes() == b"weights"
     assert f"models--org--round-trip{os.sep}snapshots" in online
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert msr_hub.resolve_adapter("org/round-trip") == online
+    assert resolve_adapter("org/round-trip") == online
 
 
 def write_hub_cache(cache_dir, repo_id, files, commit="a" * 40, ref="main"):
@@ -261,9 +262,9 @@ def write_hub_cache(cache_dir, repo_id, files, commit="a" * 40, ref="main"):
 
 
 def test_resolve_adapter_local_folder(adapter_dir):
-    assert msr_hub.resolve_adapter(adapter_dir) == str(adapter_dir)
+    assert resolve_adapter(adapter_dir) == str(adapter_dir)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        msr_hub.resolve_adapter(str(adapter_dir / "missing"))
+        resolve_adapter(str(adapter_dir / "missing"))
 
 
 def test_resolve_adapter_offline_from_the_cache(monkeypatch, tmp_path):
@@ -272,13 +273,13 @@ def test_resolve_adapter_offline_from_the_cache(monkeypatch, tmp_path):
     files = {"adapter_config.json": b'{"base_model_name_or_path": "org/base"}', "adapter_model.safetensors": b"w"}
     snapshot = write_hub_cache(tmp_path / "hub", "org/msr-adapter", files)
     old = write_hub_cache(tmp_path / "hub", "org/msr-adapter", {"adapter_config.json": b"{}"}, "b" * 40, "v0")
-    folder = msr_hub.resolve_adapter("org/msr-adapter")
+    folder = resolve_adapter("org/msr-adapter")
     assert folder == str(snapshot)
     assert (snapshot / "adapter_config.json").read_bytes() == files["adapter_config.json"]
-    assert msr_hub.resolve_adapter("org/msr-adapter", revision="v0") == str(old)
-    assert msr_hub.resolve_adapter("org/msr-adapter", revision="b" * 40) == str(old)
+    assert resolve_adapter("org/msr-adapter", revision="v0") == str(old)
+    assert resolve_adapter("org/msr-adapter", revision="b" * 40) == str(old)
     with pytest.raises(FileNotFoundError, match="neither a local folder nor in the Hugging Face cache"):
-        msr_hub.resolve_adapter("org/not-downloaded")
+        resolve_adapter("org/not-downloaded")
 
 
 def test_recommender_loads_an_adapter_by_repo_id_offline(monkeypatch, tmp_path):
@@ -286,8 +287,8 @@ def test_recommender_loads_an_adapter_by_repo_id_offline(monkeypatch, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_mllm_msr.recommender import MsrRecommender
-    from hf_mllm_msr.testing import tiny_llama
+    from hf_mllm_msr.recommendation.recommender import MsrRecommender
+    from hf_mllm_msr.testing.text import tiny_llama
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -300,7 +301,7 @@ def test_recommender_loads_an_adapter_by_repo_id_offline(monkeypatch, tmp_path):
     repo_id = "org/tiny-msr"  # exists only in the local cache written above; the Hub is never reached (offline)
     snapshot = write_hub_cache(tmp_path / "hub", repo_id, files)
 
-    assert msr_hub.resolve_adapter(repo_id) == str(snapshot)
+    assert resolve_adapter(repo_id) == str(snapshot)
     recommender = MsrRecommender.from_pretrained(repo_id)
     assert recommender.mode == "title"
     scores = recommender.score(

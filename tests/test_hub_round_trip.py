@@ -13,10 +13,11 @@ import pytest
 from huggingface_hub import HfApi, constants
 from test_hub import FakeHub
 
-from hf_mllm_msr import testing, testing_vlm
-from hf_mllm_msr.hub import push_main
-from hf_mllm_msr.recommender import MsrRecommender
-from hf_mllm_msr.training import MsrSftArguments, train_recommender
+from hf_mllm_msr.publishing.hub import push_main
+from hf_mllm_msr.recommendation.recommender import MsrRecommender
+from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
+from hf_mllm_msr.testing import text as testing
+from hf_mllm_msr.testing import vlm as testing_vlm
 
 USER = "The user appears to have a preference for red lamps and blue mugs."
 
@@ -24,7 +25,8 @@ USER = "The user appears to have a preference for red lamps and blue mugs."
 DOWNLOADER = textwrap.dedent(
     """
     import json, sys
-    from hf_mllm_msr import MsrRecommender, testing
+    from hf_mllm_msr import MsrRecommender
+    from hf_mllm_msr.testing import text as testing
     from transformers import pipeline
 
     repo_id, mode, user, titles = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_mllm_msr.images import load_image
+from hf_mllm_msr.data.images import load_image
 
 
 def encoded(image: Image.Image, fmt: str, **save) -> bytes:

@@ -11,13 +11,20 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-from hf_mllm_msr import packing, testing, testing_vlm
-from hf_mllm_msr.packed_sft import SharedPrefixCollator, answer_losses, split_groups
-from hf_mllm_msr.packing import attention_rules, branch_attention, branch_attention_mask, branch_sdpa_attention
-from hf_mllm_msr.recommender import MsrRecommender
-from hf_mllm_msr.scoring import answer_token_ids, image_token_ids, render_prompts
-from hf_mllm_msr.sft_examples import build_group_dataset
-from hf_mllm_msr.training import MsrSftArguments, train_recommender
+from hf_mllm_msr.recommendation import packing
+from hf_mllm_msr.recommendation.examples import build_group_dataset
+from hf_mllm_msr.recommendation.packed_trainer import SharedPrefixCollator, answer_losses, split_groups
+from hf_mllm_msr.recommendation.packing import (
+    attention_rules,
+    branch_attention,
+    branch_attention_mask,
+    branch_sdpa_attention,
+)
+from hf_mllm_msr.recommendation.recommender import MsrRecommender
+from hf_mllm_msr.recommendation.scoring import answer_token_ids, image_token_ids, render_prompts
+from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
+from hf_mllm_msr.testing import text as testing
+from hf_mllm_msr.testing import vlm as testing_vlm
 
 # (factory, mode): every architecture the tests build, each in the mode it is used in
 ARCHITECTURES = [
@@ -282,7 +289,7 @@ def toy_world():
         ),
     )
     splits, summaries = {}, {"history_key": [], "summary": []}
-    from hf_mllm_msr.schema import history_key
+    from hf_mllm_msr.data.schema import history_key
 
     for split, users in (("train", range(12)), ("validation", range(12, 16))):
         rows = {"user_id": [], "history": [], "candidate": [], "label": []}

@@ -11,14 +11,12 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoProcessor, TrainerCallback, pipeline
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
-from hf_mllm_msr import (
-    testing,  # importing the package registers the pipelines
-    testing_vlm,
-)
-from hf_mllm_msr.data import history_key
-from hf_mllm_msr.recommender import MsrRecommender
-from hf_mllm_msr.sft_examples import build_sft_dataset, prefix_examples
-from hf_mllm_msr.training import MsrSftArguments, train_recommender
+from hf_mllm_msr.data.schema import history_key
+from hf_mllm_msr.recommendation.examples import build_sft_dataset, prefix_examples
+from hf_mllm_msr.recommendation.recommender import MsrRecommender
+from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
+from hf_mllm_msr.testing import text as testing
+from hf_mllm_msr.testing import vlm as testing_vlm
 
 COLORS = ["red", "blue", "green", "yellow"]
 OBJECTS = ["lamp", "mug", "chair", "vase", "clock"]

@@ -23,7 +23,7 @@ BUILDERS = Path(__file__).resolve().parents[1] / "dataset_builders"
 
 
 def corpus_demo(output_dir, data_dir):
-    options = json.dumps({**CORPUS_OPTIONS, "min_user_interactions": 3})
+    options = json.dumps({**CORPUS_OPTIONS, "min_user_interactions": 3, "num_train_negatives": 3})
     return run_demo(
         output_dir,
         "--data",

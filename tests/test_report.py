@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_mllm_msr import metrics, report
+from hf_mllm_msr.evaluation import metrics, report, tables
 
 PROTOCOL = {"dataset": "toy", "split": "user", "history_policy": "recent", "num_test_negatives": 4, "seed": 0}
 
@@ -224,13 +224,13 @@ def test_a_baseline_the_data_cannot_train_is_a_row_with_its_reason(train, test_s
     assert "sasrec" not in scores and info["sasrec"]["not_trained"] == "no item occurs twice in 3 training sequences"
     results = report.evaluate_models(scores, test_split, train, PROTOCOL, models_info=info, bootstrap_samples=5)
     assert results["models"]["sasrec"]["not_trained"] and results["models"]["sasrec"]["metrics"] == {}
-    assert "| sasrec | not trained: no item occurs twice in 3 training sequences |" in report.markdown_table(results)
+    assert "| sasrec | not trained: no item occurs twice in 3 training sequences |" in tables.markdown_table(results)
     written = report.write_report(results, tmp_path)
     assert written["report"].exists() and "not trained" in written["report"].read_text()
 
 
 def test_a_bug_in_a_baseline_still_raises(train, test_split, monkeypatch):
-    from hf_mllm_msr import baselines
+    from hf_mllm_msr.evaluation import baselines
 
     def broken(self, *args, **kwargs):
         raise TypeError("a bug in our code")
@@ -248,7 +248,7 @@ def test_constant_scores_are_flagged_degenerate(scores, test_split, train, tmp_p
     assert row["degenerate"] == "the same score for every candidate of 40 of 40 test users"
     assert row["metrics"]["auc"] == 0.5 and row["ci"]["auc"] == [None, None]  # no interval, as if measured
     assert "good" in results["models"] and "degenerate" not in results["models"]["good"]
-    table = report.markdown_table(results)
+    table = tables.markdown_table(results)
     assert "constant (degenerate: the same score for every candidate of 40 of 40 test users)" in table
     assert "0.5000 [" not in table.split("constant")[1].split("\n")[0]
     report.write_report(results, tmp_path)  # the plots label it too (and must not fail on the missing interval)

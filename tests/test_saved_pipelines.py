@@ -13,7 +13,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, pipeline
 
 import hf_mllm_msr  # noqa: F401  (registers the tasks)
-from hf_mllm_msr import testing, testing_vlm
+from hf_mllm_msr.testing import text as testing
+from hf_mllm_msr.testing import vlm as testing_vlm
 
 USER = "The user appears to have a preference for red lamps."
 CANDIDATES = [

@@ -5,11 +5,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer, pipeline
 
-from hf_mllm_msr import (
-    testing,  # importing the package registers the pipelines
-    testing_vlm,
-)
-from hf_mllm_msr.recommender import MsrRecommender, answer_token_ids
+from hf_mllm_msr.recommendation.recommender import MsrRecommender
+from hf_mllm_msr.recommendation.scoring import answer_token_ids
+from hf_mllm_msr.testing import text as testing
+from hf_mllm_msr.testing import vlm as testing_vlm
 
 
 @pytest.fixture(scope="module")

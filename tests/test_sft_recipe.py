@@ -14,9 +14,11 @@ import yaml
 from safetensors.torch import load_file
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from hf_mllm_msr import load_msr_dataset, testing, testing_vlm
-from hf_mllm_msr.data import history_key
-from hf_mllm_msr.training import MsrSftArguments, train_recommender
+from hf_mllm_msr import load_msr_dataset
+from hf_mllm_msr.data.schema import history_key
+from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
+from hf_mllm_msr.testing import text as testing
+from hf_mllm_msr.testing import vlm as testing_vlm
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = {

@@ -4,20 +4,25 @@ import datasets
 import pytest
 import torch
 
-from hf_mllm_msr import testing, testing_vlm
-from hf_mllm_msr.data import history_key
-from hf_mllm_msr.generation import load_summarizer
+from hf_mllm_msr.data.schema import ITEM_SUMMARY_FEATURES, USER_SUMMARY_FEATURES, history_key
 from hf_mllm_msr.prompts import USER_SUMMARY_EXAMPLE_FIRST, USER_SUMMARY_EXAMPLE_UPDATE, USER_SUMMARY_PREFIX
-from hf_mllm_msr.schema import ITEM_SUMMARY_FEATURES, USER_SUMMARY_FEATURES
-from hf_mllm_msr.summarize import SummarizeConfig, first_paragraph, make_generator, summarize_items
-from hf_mllm_msr.textualize import Textualizer, cue_colours
-from hf_mllm_msr.user_summaries import (
+from hf_mllm_msr.summarization.generation import load_summarizer
+from hf_mllm_msr.summarization.summarize import (
+    SummarizeConfig,
+    first_paragraph,
+    make_generator,
+    summarize_items,
+)
+from hf_mllm_msr.summarization.textualize import Textualizer, cue_colours
+from hf_mllm_msr.summarization.users import (
     blocks_of,
     finish_user_summary,
     item_texts,
     summarize_histories,
     summarize_users,
 )
+from hf_mllm_msr.testing import text as testing
+from hf_mllm_msr.testing import vlm as testing_vlm
 
 torch.set_num_threads(1)
 CONFIG = SummarizeConfig(max_new_tokens=5, batch_size=4, repetition_penalty=2.0)  # the tiny model loops on "\\n"

@@ -14,8 +14,9 @@ import datasets
 import pytest
 import torch
 
-from hf_mllm_msr import load_msr_dataset, testing
-from hf_mllm_msr.schema import history_key
+from hf_mllm_msr import load_msr_dataset
+from hf_mllm_msr.data.schema import history_key
+from hf_mllm_msr.testing import text as testing
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,10 +86,10 @@ def test_recipe_writes_item_and_user_summaries(llama_dir, tmp_path, msr_cache_di
 CHILD = r"""
 import sys, time, torch, datasets
 torch.set_num_threads(1)
-from hf_mllm_msr.generation import load_summarizer
-from hf_mllm_msr.summarize import SummarizeConfig, make_generator, summarize_items
-from hf_mllm_msr.user_summaries import summarize_users
-from hf_mllm_msr.textualize import Textualizer
+from hf_mllm_msr.summarization.generation import load_summarizer
+from hf_mllm_msr.summarization.summarize import SummarizeConfig, make_generator, summarize_items
+from hf_mllm_msr.summarization.users import summarize_users
+from hf_mllm_msr.summarization.textualize import Textualizer
 model_dir, cache, out, data = sys.argv[1:5]
 model, tok = load_summarizer(model_dir, device="cpu")
 slow = model.generate
@@ -173,10 +174,10 @@ def run_child(llama_dir, cache, out, data, kill_at=None):
 
 def reference_run(llama_dir, cache, data):
     """The same job as CHILD, uninterrupted, in this process."""
-    from hf_mllm_msr.generation import load_summarizer
-    from hf_mllm_msr.summarize import SummarizeConfig, make_generator, summarize_items
-    from hf_mllm_msr.textualize import Textualizer
-    from hf_mllm_msr.user_summaries import summarize_users
+    from hf_mllm_msr.summarization.generation import load_summarizer
+    from hf_mllm_msr.summarization.summarize import SummarizeConfig, make_generator, summarize_items
+    from hf_mllm_msr.summarization.textualize import Textualizer
+    from hf_mllm_msr.summarization.users import summarize_users
 
     model, tok = load_summarizer(llama_dir, device="cpu")
     config = SummarizeConfig(max_new_tokens=4, batch_size=2, repetition_penalty=2.0, cache_path=str(cache))
@@ -250,7 +251,7 @@ def test_two_process_sharding_matches_one_process(llama_dir, tmp_path, msr_cache
 def test_every_summarize_yaml_parses(path):
     from trl import TrlParser
 
-    from hf_mllm_msr.summarize import SummarizeConfig
+    from hf_mllm_msr.summarization.summarize import SummarizeConfig
 
     recipe = load_recipe()
     args, config = TrlParser((recipe.SummarizeArguments, SummarizeConfig)).parse_args_and_config(

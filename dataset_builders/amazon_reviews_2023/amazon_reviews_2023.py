@@ -14,8 +14,8 @@ from pathlib import Path
 
 import datasets
 
-from ...data import MsrBuilder, MsrConfig, msr_configs
-from ...preprocessing import read_text_lines
+from ...data.builder import MsrBuilder, MsrConfig, msr_configs
+from ...data.preprocessing import read_text_lines
 
 
 @dataclass

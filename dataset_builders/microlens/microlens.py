@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ...data import MsrBuilder, msr_configs
-from ...preprocessing import read_text_lines
+from ...data.builder import MsrBuilder, msr_configs
+from ...data.preprocessing import read_text_lines
 
 USER_COLUMNS, ITEM_COLUMNS, TIME_COLUMNS = (
     ("user", "user_id", "userid"),

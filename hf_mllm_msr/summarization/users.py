@@ -1,0 +1,215 @@
+"""Stage 2 of MLLM-MSR: recurrent user preference summaries.
+
+The history is cut into blocks of ``block_size`` items starting at its first item; step 1 summarizes block 1,
+step k reads block k plus the summary of step k-1 and rewrites it. All users' step-k prompts go to the model
+together. Every answer is forced to begin with :data:`~hf_mllm_msr.prompts.USER_SUMMARY_PREFIX`. Because
+generations are cached by content, histories that share leading blocks (a user's train/validation/test histories
+under leave-one-out) share those steps, and re-running with a longer history runs only the new blocks.
+
+Dataset-level entry point (used by ``recipes/summarize.py``, the pipeline and the demo): :func:`summarize_users`.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+
+import datasets
+
+from ..data.schema import USER_SUMMARY_FEATURES, history_key
+from ..prompts import USER_SUMMARY_PREFIX, clean_field, direct_user_summary_messages, user_summary_messages
+from .generation import Request, SummaryGenerator
+from .summarize import SummarizeConfig, first_paragraph, join_flags, make_generator, rows_to_dataset
+from .textualize import cue_colours
+
+logger = logging.getLogger(__name__)
+
+
+def finish_user_summary(continuation: str) -> tuple[str, str]:
+    """``(summary, flag)`` from the text generated after the forced prefix. The summary always begins
+    with the prefix; an empty continuation is flagged."""
+    text = first_paragraph(continuation)
+    if text.startswith(USER_SUMMARY_PREFIX):  # the model repeated the prefix
+        text = text[len(USER_SUMMARY_PREFIX) :].strip()
+    if not text:
+        return "", "empty_generation"
+    return f"{USER_SUMMARY_PREFIX} {text}", ""
+
+
+def blocks_of(items: list, block_size: int) -> list[list]:
+    """Blocks always start at the first item, so histories with a common start share blocks (and cache hits)."""
+    return [items[i : i + block_size] for i in range(0, len(items), block_size)]
+
+
+def summarize_histories(
+    generator: SummaryGenerator,
+    histories: list[list[str]],
+    *,
+    block_size: int = 3,
+    mode: str = "recurrent",
+    states: list[dict | None] | None = None,
+    example: bool = True,
+) -> list[dict]:
+    """User summaries for item-text histories (chronological), all users' step k batched together.
+
+    Args:
+        generator: a :class:`SummaryGenerator` (text prompts only).
+        histories: per user, the texts of the items (item summaries or titles). With ``states``, only the
+            items added since the state.
+        block_size: items per step.
+        mode: "recurrent" or "direct".
+        states: per user, a state returned by an earlier call (``{"steps", "num_items", "tail"}``) or None.
+            Only the new blocks are generated; the result equals a run on the whole history.
+        example: a worked example before each step (``SummarizeConfig.user_example``).
+
+    Returns:
+        One dict per user: ``summary``, ``steps``, ``flag``, ``prompt``, ``state``.
+    """
+    special = generator.special_tokens()
+    histories = [[clean_field(t, extra_tokens=special) for t in h] for h in histories]
+    states = states or [None] * len(histories)
+    out = [{"summary": "", "steps": [], "flag": "", "prompt": "", "state": None} for _ in histories]
+    if mode == "direct":
+        active = [u for u, h in enumerate(histories) if h]
+        requests = [
+            Request(direct_user_summary_messages(histories[u], example=example), prefix=USER_SUMMARY_PREFIX)
+            for u in active
+        ]
+        for u, result in zip(active, generator.generate(requests)):
+            summary, flag = finish_user_summary(result.text)
+            out[u].update(summary=summary, steps=[summary], flag=flag, prompt=result.prompt)
+    else:
+        kept, pending = [], []  # per user: steps carried over from the state, blocks still to run
+        for history, state in zip(histories, states):
+            tail, steps = (list(state.get("tail", [])), list(state["steps"])) if state else ([], [])
+            if tail:  # the last block was partial: redo it with the new items, exactly as from scratch
+                steps = steps[:-1]
+            kept.append(steps)
+            pending.append(blocks_of(tail + history, block_size))
+        flags = [set() for _ in histories]
+        for k in range(max((len(p) for p in pending), default=0)):
+            active = [u for u, p in enumerate(pending) if k < len(p)]
+            requests = [
+                Request(
+                    user_summary_messages(pending[u][k], kept[u][-1] if kept[u] else None, example=example),
+                    prefix=USER_SUMMARY_PREFIX,
+                )
+                for u in active
+            ]
+            for u, result in zip(active, generator.generate(requests)):
+                summary, flag = finish_user_summary(result.text)
+                if flag:  # keep the previous summary as the running state; never pass on an empty one
+                    flags[u].add(flag)
+                    summary = kept[u][-1] if kept[u] else ""
+                kept[u].append(summary)
+                out[u]["prompt"] = result.prompt
+        for u, steps in enumerate(kept):
+            out[u].update(summary=steps[-1] if steps else "", steps=steps, flag=join_flags(*sorted(flags[u])))
+    for u, (history, state) in enumerate(zip(histories, states)):
+        tail = (list(state.get("tail", [])) if state else []) + history
+        total = (state["num_items"] if state else 0) + len(history)
+        if not total:
+            out[u]["flag"] = join_flags(out[u]["flag"], "empty_history")
+        out[u]["state"] = {
+            "steps": out[u]["steps"],
+            "num_items": total,
+            "tail": tail[len(tail) - total % block_size :] if total % block_size else [],
+        }
+    return out
+
+
+def history_item_text(
+    title: str, summary: str = "", flag: str = "", visual_cues: str = "", style: str = "summary"
+) -> str:
+    """How one item reads inside user prompts (see ``SummarizeConfig.history_items``).
+
+    "summary": ``title: summary``; "title_colours": ``Classic Lamp M-17 (red, white)``. Either falls back to the
+    title alone when the summary is missing or flagged empty, and "title_colours" to "summary" when the item has
+    no textualized cues (e.g. a VLM saw its image)."""
+    colours = cue_colours(visual_cues) if style == "title_colours" else []
+    if colours:
+        return f"{title} ({', '.join(colours)})"
+    if summary and "empty_generation" not in (flag or ""):
+        return f"{title}: {summary}"
+    return title
+
+
+def item_texts(
+    items: datasets.Dataset, item_summaries: datasets.Dataset | None, style: str = "summary"
+) -> dict[str, str]:
+    """``{item_id: text}`` of :func:`history_item_text` for every item (the title alone without summaries)."""
+    texts = {i: clean_field(t, 120) or i for i, t in zip(items["item_id"], items["title"])}
+    if item_summaries is not None:
+        for row in item_summaries.select_columns(["item_id", "summary", "flag", "visual_cues"]):
+            title = texts.get(row["item_id"], row["item_id"])
+            texts[row["item_id"]] = history_item_text(title, row["summary"], row["flag"], row["visual_cues"], style)
+    return texts
+
+
+def distinct_histories(examples) -> list[tuple[str, list[str]]]:
+    """Distinct ``(user_id, history)`` pairs over every split, in order of first appearance."""
+    splits = examples.values() if isinstance(examples, datasets.DatasetDict) else [examples]
+    seen, out = set(), []
+    for split in splits:
+        for user_id, history in zip(split["user_id"], split["history"]):
+            key = (user_id, history_key(history))
+            if key not in seen:
+                seen.add(key)
+                out.append((user_id, list(history)))
+    return out
+
+
+def summarize_users(
+    examples,
+    item_summaries: datasets.Dataset | None,
+    items: datasets.Dataset,
+    model=None,
+    processor=None,
+    *,
+    config: SummarizeConfig | None = None,
+    generator: SummaryGenerator | None = None,
+    shard: tuple[int, int] | None = None,
+) -> datasets.Dataset:
+    """One preference summary per distinct ``(user_id, history)`` of the examples splits.
+
+    Args:
+        examples: ``DatasetDict`` of splits (or one ``Dataset``) with ``user_id`` and ``history``.
+        item_summaries: output of :func:`summarize_items` (None: items appear by title only).
+        items: items dataset (titles, the fallback for missing summaries).
+        model, processor: as in :func:`summarize_items`; or pass ``generator``.
+        config: :class:`SummarizeConfig` (``block_size``, ``user_mode``...).
+        shard: ``(index, count)``: only users whose id hashes to this shard (all of a user's histories
+            stay together, so they share their cached steps).
+
+    Returns:
+        A dataset with the columns of :data:`USER_SUMMARY_FEATURES`.
+    """
+    config = config or SummarizeConfig()
+    generator = generator or make_generator(model, processor, config)
+    texts = item_texts(items.select_columns(["item_id", "title"]), item_summaries, config.history_items)
+    pairs = distinct_histories(examples)
+    if shard is not None:
+        pairs = [p for p in pairs if zlib.crc32(p[0].encode()) % shard[1] == shard[0]]
+    missing = {i for _, h in pairs for i in h if i not in texts}
+    if missing:
+        logger.warning("%d history items are not in the items dataset; they appear by id.", len(missing))
+    results = summarize_histories(
+        generator,
+        [[texts.get(i, i) for i in h] for _, h in pairs],
+        block_size=config.block_size,
+        mode=config.user_mode,
+        example=config.user_example,
+    )
+    rows = [
+        {
+            "user_id": user_id,
+            "history_key": history_key(history),
+            "summary": r["summary"],
+            "steps": r["steps"],
+            "flag": r["flag"],
+            "prompt": r["prompt"],
+            "model": generator.model_id,
+        }
+        for (user_id, history), r in zip(pairs, results)
+    ]
+    return rows_to_dataset(rows, USER_SUMMARY_FEATURES)
