@@ -10,7 +10,7 @@ import sys
 
 COMMANDS = {
     "demo": ("hf_mllm_msr.demo", "main", "run the whole method end to end on the embedded synthetic data"),
-    "push": ("hf_mllm_msr.hub", "push_main", "upload an adapter folder (+ card, + summaries) to the Hub"),
+    "push": ("hf_mllm_msr.publishing.hub", "push_main", "upload an adapter folder (+ card, + summaries) to the Hub"),
 }
 
 

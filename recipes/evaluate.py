@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 # Run as a script, this file's folder is sys.path[0], and this file would shadow the `evaluate` library
-# (hf_mllm_msr.metrics loads its metric modules through it).
+# (hf_mllm_msr.evaluation.metrics loads its metric modules through it).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Stages 1-2 of MLLM-MSR: item summaries, then recurrent user summaries, for a `load_msr_dataset` dataset.
 
 Writes `<output_dir>/item_summaries/` and `<output_dir>/user_summaries/` (`save_to_disk` datasets, columns in
-`hf_mllm_msr.summarize`) and `<output_dir>/summarize_report.json`. Every generation is cached in
+`hf_mllm_msr.summarization.summarize`) and `<output_dir>/summarize_report.json`. Every generation is cached in
 `<output_dir>/generation_cache.sqlite`: a rerun, or a run resumed after a crash or kill, only generates what is
 missing.
 

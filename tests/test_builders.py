@@ -152,7 +152,7 @@ def test_bad_input_is_counted_or_an_error_with_strict(fault, tmp_path, caplog):
     if fault in ("empty title", "non-utf8 title"):
         inter = ["4\t16\t3\t1", "4\t10\t3\t2", "4\t11\t3\t3", "4\t12\t3\t4"]  # make item 16 part of the data
     folder = write_movielens(tmp_path / "ml", inter, item_lines, item_bytes)
-    with caplog.at_level(logging.WARNING, logger="hf_mllm_msr.builder"):
+    with caplog.at_level(logging.WARNING, logger="hf_mllm_msr.data.builder"):
         items_ds = load("movielens", "items", folder, tmp_path)
     skips = read_build_report(items_ds)["skips"]
     [(reason, counted)] = [(reason, counted) for reason, counted in skips.items() if reason.startswith(what)]

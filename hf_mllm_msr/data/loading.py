@@ -1,7 +1,7 @@
 """The data layer's entry point: `load_msr_dataset` builds (once, cached) and loads any source in the one canonical
 schema, with preprocessing as options.
 
-Source builders subclass `MsrBuilder` (re-exported here from :mod:`hf_mllm_msr.builder`) and only read raw items
+Source builders subclass `MsrBuilder` (re-exported here from :mod:`hf_mllm_msr.data.builder`) and only read raw items
 and interactions. Skipped bad input is counted, logged and saved as `build_report.json` next to the Arrow files
 (read it back with `read_build_report(dataset)`).
 """

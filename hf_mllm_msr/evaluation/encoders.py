@@ -1,4 +1,4 @@
-"""The SASRec and GRU4Rec baselines' configs and sequence encoders (:mod:`hf_mllm_msr.baselines` trains and scores
+"""The SASRec and GRU4Rec baselines' configs and sequence encoders (:mod:`hf_mllm_msr.evaluation.baselines` trains and scores
 them).
 
 Both encoders read left-padded item ids (0 = padding) and return one hidden state per position; the item embeddings

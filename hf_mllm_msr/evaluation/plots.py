@@ -1,4 +1,4 @@
-"""PNG plots of an evaluation report (:mod:`hf_mllm_msr.report`): a metric per model with its bootstrap CI, and a
+"""PNG plots of an evaluation report (:mod:`hf_mllm_msr.evaluation.report`): a metric per model with its bootstrap CI, and a
 metric per cold-start bucket."""
 
 from __future__ import annotations

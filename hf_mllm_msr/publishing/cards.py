@@ -1,4 +1,4 @@
-"""Model cards of adapters and summaries datasets (pushing them and resolving Hub ids: :mod:`hf_mllm_msr.hub`).
+"""Model cards of adapters and summaries datasets (pushing them and resolving Hub ids: :mod:`hf_mllm_msr.publishing.hub`).
 
 Cards are rendered from the Jinja templates in ``model_cards/`` (shipped as ``hf_mllm_msr.model_cards``) with
 `huggingface_hub`'s ``ModelCard`` / ``ModelCardData`` / ``EvalResult``, so the card's ``model-index`` carries every

@@ -1,7 +1,7 @@
 """Hub push and adapter resolution: safetensors only, offline from the local cache.
 
 Pushing uploads safetensors only: pickled files (``.bin``, ``.pt``, ``.pkl``, ...) are never uploaded, and a folder
-whose weights exist only in a pickle format is refused. Cards come from :mod:`hf_mllm_msr.cards`.
+whose weights exist only in a pickle format is refused. Cards come from :mod:`hf_mllm_msr.publishing.cards`.
 """
 
 from __future__ import annotations

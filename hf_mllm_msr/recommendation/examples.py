@@ -2,7 +2,7 @@
 
 A user (their preference summary) and one candidate item go into the model's chat template; the model answers
 "Yes" or "No". Rows are TRL prompt-completion rows, so the loss covers the answer only. `resolve_examples` joins
-example rows with items and summaries (it also feeds scoring, in :mod:`hf_mllm_msr.recommender`), and
+example rows with items and summaries (it also feeds scoring, in :mod:`hf_mllm_msr.recommendation.recommender`), and
 `prefix_examples` turns the recurrent summarizer's earlier steps into more training rows.
 """
 
@@ -215,7 +215,7 @@ def build_group_dataset(
     require_positive: bool = False,
 ) -> datasets.Dataset:
     """One row per user and history, with all of their candidates: the groups of shared-prefix packed SFT
-    (:mod:`hf_mllm_msr.packed_sft`). Arguments as :func:`build_sft_dataset`, plus:
+    (:mod:`hf_mllm_msr.recommendation.packed_trainer`). Arguments as :func:`build_sft_dataset`, plus:
 
     Args:
         require_positive: raise for a group without a positive candidate (the listwise loss ranks one).

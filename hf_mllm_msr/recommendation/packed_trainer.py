@@ -2,7 +2,7 @@
 
 A training example is a *group*: one user (their preference summary) and all of their candidates with labels.
 :class:`SharedPrefixCollator` renders every candidate prompt exactly as scoring does, packs the group into one
-sequence (:mod:`hf_mllm_msr.packing`) and marks each candidate's last prompt token, where the answer is predicted.
+sequence (:mod:`hf_mllm_msr.recommendation.packing`) and marks each candidate's last prompt token, where the answer is predicted.
 :class:`SharedPrefixSFTTrainer` (a TRL ``SFTTrainer``) computes the logits at those positions only and trains on
 
 * ``pointwise``: cross-entropy of the answer token ("Yes" or "No") over the vocabulary, per candidate: the

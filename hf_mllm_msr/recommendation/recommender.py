@@ -1,10 +1,10 @@
 """Stage 3 of MLLM-MSR on datasets: :class:`MsrRecommender`, which loads a base model or adapter (local, short offline
 name or Hub id) and scores whole examples splits. The SFT rows it is trained on come from
-:mod:`hf_mllm_msr.sft_examples`.
+:mod:`hf_mllm_msr.recommendation.examples`.
 
 A user (their preference summary) and one candidate item go into the model's chat template; the model answers
 "Yes" or "No". Training is TRL SFT on prompt-completion rows, so the loss covers the answer only. Prompts, answer
-tokens and the shared-prefix scoring itself live in :mod:`hf_mllm_msr.scoring` (see its modes).
+tokens and the shared-prefix scoring itself live in :mod:`hf_mllm_msr.recommendation.scoring` (see its modes).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _adapter_base(folder: Path, msr_config: dict) -> str:
 def _resolve(path_or_id: str, revision: str | None = None) -> str:
     """A local folder for a model or adapter: a folder as is, a short offline-model name (``smollm2-135m-instruct``;
     ``smollm2-135m-vision``, built once, projector not aligned), or a Hub id from the local cache
-    (``hf_mllm_msr.cards`` extends this to adapters on the Hub)."""
+    (``hf_mllm_msr.publishing.cards`` extends this to adapters on the Hub)."""
     from ..models.offline import VISION_MODEL_NAME, resolve_adapter, resolve_model_path
 
     if str(path_or_id) == VISION_MODEL_NAME and not Path(path_or_id).exists():

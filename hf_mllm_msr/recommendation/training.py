@@ -55,7 +55,7 @@ class MsrSftArguments(ScriptArguments):
         prefix_examples: also train on the earlier steps of the recurrent user summaries (`prefix_examples`).
         summary_block_size: the summarize run's ``block_size``, for ``prefix_examples``.
         packing_mode: ``none`` (one row per candidate, TRL's completion loss: the paper) or ``shared_prefix`` (one
-            sequence per user with all their candidates, `hf_mllm_msr.packed_sft`).
+            sequence per user with all their candidates, `hf_mllm_msr.recommendation.packed_trainer`).
         answer_loss: with ``shared_prefix``: ``pointwise``, ``listwise`` or ``both``.
     """
 

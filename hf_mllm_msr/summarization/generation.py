@@ -241,13 +241,13 @@ def load_summarizer(
     image-text-to-text architecture, else a causal LM with its tokenizer.
 
     Args:
-        model_name_or_path: Hub id, local folder, or a short name of :mod:`hf_mllm_msr.offline_models`.
+        model_name_or_path: Hub id, local folder, or a short name of :mod:`hf_mllm_msr.models.offline`.
             A ``.gguf`` file returns ``(path, tokenizer)`` for ``GenerationSettings(backend="xllamacpp")``.
         dtype: "auto", "float32", "bfloat16"... (on CPU keep float32: bf16 matmuls are ~100x slower here).
         device: "cpu", "cuda"...; default: cuda when available.
         backend: "xllamacpp" maps the SmolLM2 short name to its GGUF file.
         processor_class: override for processors that ``AutoProcessor`` cannot load (e.g. the Qwen2-VL
-            workaround of :mod:`hf_mllm_msr.testing`).
+            workaround of :mod:`hf_mllm_msr.testing.text`).
     """
     from transformers import (
         AutoConfig,

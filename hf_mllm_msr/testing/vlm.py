@@ -1,5 +1,5 @@
 """Tiny random-weight vision-language models of the real architectures (Gemma3, LLaVA, Idefics3, Qwen2-VL,
-MsrVision), built in-process with no download; the text-only ones and the tokenizers are :mod:`hf_mllm_msr.testing`.
+MsrVision), built in-process with no download; the text-only ones and the tokenizers are :mod:`hf_mllm_msr.testing.text`.
 
 Every factory returns a saved folder (model + processor), built once per folder.
 """
