@@ -35,7 +35,9 @@ class NextItemConfig:
         },
     )
     epochs: int = field(default=100, metadata={"help": "Maximum training epochs."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Adam learning rate (RecBole: 1e-3 at 2048 targets)."})
+    learning_rate: float = field(
+        default=2e-3, metadata={"help": "Adam learning rate (RecBole: 1e-3 at 2048 targets)."}
+    )
     batch_size: int = field(
         default=128,
         metadata={
