@@ -26,16 +26,8 @@ import random
 import tempfile
 import time
 
-PROTOCOL = dict(
-    num_users=200,
-    num_items=120,
-    world_seed=0,
-    split="user",
-    history_policy="recent",
-    max_history=10,
-    seed=0,
-    num_train_negatives=20,
-)
+from bench_learnability import PROTOCOL  # the recipe protocol with 20 stored negatives per train user
+
 WORDS = (
     "red green blue yellow orange purple modern vintage lamp mug backpack sneaker notebook cotton steel bamboo "
     "canvas ceramic bright soft comfortable travel office stylish durable classic compact simple practical design"
@@ -175,7 +167,7 @@ def main():
 
     from hf_mllm_msr import load_msr_dataset
     from hf_mllm_msr.models.offline import smollm2_path
-    from hf_mllm_msr.recommendation.training import first_users
+    from hf_mllm_msr.recommendation.validation import first_users
 
     torch.set_num_threads(args.threads)
     model_path = smollm2_path()

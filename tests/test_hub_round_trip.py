@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,24 @@ def test_vision_adapter_round_trip(fake_hub, tmp_path, caplog):
     assert str(tmp_path) not in pushed["msr_config.json"].decode()
     printed = run_card(tmp_path, fake_hub, "tester/vision-adapter").strip().splitlines()
     assert len(json.loads(printed[-2])) == 2 and "Red Lamp" in printed[-1]
+
+
+def test_readme_python_blocks_run_as_a_downloader_would(fake_hub, tmp_path):
+    """Every Python block of the README, in order, with the real model ids swapped for tiny ones on the fake Hub."""
+    api = HfApi(endpoint=fake_hub.endpoint, token="x")
+    for name, factory in (("tiny-llama", testing.tiny_llama), ("tiny-vlm", testing_vlm.tiny_gemma3_vlm)):
+        api.create_repo(f"tester/{name}")
+        api.upload_folder(repo_id=f"tester/{name}", folder_path=factory(tmp_path / name))
+    adapter = train(tmp_path, "tester/tiny-llama", "title")
+    push_main(
+        ["--folder", adapter, "--repo_id", "tester/readme-adapter", "--endpoint", fake_hub.endpoint, "--token", "x"]
+    )
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    script = python_blocks(readme)
+    swapped = {"Qwen/Qwen2-VL-2B-Instruct": "tester/tiny-vlm", "demo_output/adapter": "tester/readme-adapter"}
+    for real, tiny in swapped.items():
+        assert real in script
+        script = script.replace(real, tiny)
+    home, env = downloader_env(tmp_path, fake_hub, "readme")
+    printed = run_downloader(home, env, "-c", script)
+    assert "Everyday Lamp A-1" in printed and (home / "my-recommender" / "recommend_pipeline.py").exists()

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 import yaml
-from transformers import TrainerCallback
 from trl import ScriptArguments
 
 from .. import prompts
@@ -27,8 +25,9 @@ from ..models.offline import SMOLLM2_HUB_ID, SMOLLM2_SOURCE, portable_model_name
 from .examples import build_group_dataset, build_sft_dataset, prefix_examples
 from .packed_trainer import ANSWER_LOSSES, SharedPrefixCollator, SharedPrefixSFTTrainer, split_groups
 from .packing import attention_rules
-from .recommender import MsrRecommender, _resolve
+from .recommender import _resolve
 from .scoring import MODES, MSR_CONFIG_NAME, answer_token_ids, image_token_ids
+from .validation import ValidationAucCallback, first_users
 
 logger = logging.getLogger(__name__)
 
@@ -103,67 +102,6 @@ class MsrSftArguments(ScriptArguments):
             raise ValueError(f"packing_mode must be one of {PACKING_MODES}, got {self.packing_mode!r}.")
         if self.answer_loss not in ANSWER_LOSSES:
             raise ValueError(f"answer_loss must be one of {ANSWER_LOSSES}, got {self.answer_loss!r}.")
-
-
-def first_users(examples: datasets.Dataset, max_users: int | None) -> datasets.Dataset:
-    """The rows of the first ``max_users`` users in sorted id order (all rows when None)."""
-    if not max_users:
-        return examples
-    keep = set(sorted(set(examples["user_id"]))[:max_users])
-    return examples.select([i for i, u in enumerate(examples["user_id"]) if u in keep])
-
-
-class ValidationAucCallback(TrainerCallback):
-    """Scores the validation candidates with the shared-prefix scorer at every evaluation and at the end of
-    training, and logs ``eval_auc`` / ``eval_user_auc`` into the trainer's log history."""
-
-    def __init__(self, examples, items, *, mode, item_summaries=None, user_summaries=None, max_user_tokens=None):
-        self.examples, self.items, self.mode = examples, items, mode
-        self.item_summaries, self.user_summaries, self.max_user_tokens = (
-            item_summaries,
-            user_summaries,
-            max_user_tokens,
-        )
-        self.last: dict = {}
-
-    def compute(self, model, processing_class) -> dict:
-        from ..evaluation.metrics import ranking_metrics
-
-        was_training = model.training
-        model.eval()
-        recommender = MsrRecommender(model, processing_class, mode=self.mode, max_user_tokens=self.max_user_tokens)
-        scores = recommender.score_examples(
-            self.examples,
-            self.items,
-            item_summaries=self.item_summaries,
-            user_summaries=self.user_summaries,
-            progress=False,
-            on_missing="skip",
-        )
-        model.train(was_training)
-        keep = ~np.isnan(scores)
-        result = ranking_metrics(
-            scores[keep], np.asarray(self.examples["label"])[keep], np.asarray(self.examples["user_id"])[keep], ks=(1,)
-        )
-        return {"eval_auc": float(result["auc"]), "eval_user_auc": float(result["user_auc"])}
-
-    def _report(self, state, model, processing_class):
-        if not state.is_world_process_zero or state.global_step == self.last.get("step"):
-            return
-        self.last = {**self.compute(model, processing_class), "step": state.global_step, "epoch": state.epoch}
-        state.log_history.append(dict(self.last))
-        logger.info(
-            "validation at step %d: AUC %.4f, user AUC %.4f",
-            state.global_step,
-            self.last["eval_auc"],
-            self.last["eval_user_auc"],
-        )
-
-    def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
-        self._report(state, model, processing_class)
-
-    def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
-        self._report(state, model, processing_class)
 
 
 def lora_targets(model_args, mode: str):
