@@ -101,3 +101,61 @@ def test_full_size_demo_with_smollm2(tmp_path):
         "gru4rec",
     } == set(results["models"])
     assert results["num_rows"] == 21 * results["num_users"]
+
+
+def write_disjoint_movielens(folder):
+    """RecBole atomic files of 4 users who share no item: no item occurs twice in the train sequences."""
+    folder.mkdir()
+    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    inter = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for user in range(1, 5):
+        for step in range(4):
+            item = 10 * user + step
+            items.append(f"{item}\tFilm {item}\t1995\tDrama")
+            inter.append(f"{user}\t{item}\t4\t{100 * user + step}")
+    (folder / "ml-100k.item").write_text("\n".join(items) + "\n")
+    (folder / "ml-100k.inter").write_text("\n".join(inter) + "\n")
+    return folder
+
+
+def test_small_real_format_run_reports_what_it_cannot_train(tmp_path):
+    """Issue 17: a 4-user MovieLens-format run where SASRec cannot train still writes the report, with SASRec's
+    reason in its row; the baselines train on the whole train split although --max_users cuts the LLM stages."""
+    data_dir = write_disjoint_movielens(tmp_path / "ml")
+    options = json.dumps(
+        {
+            "split": "leave_one_out",
+            "min_user_interactions": 4,
+            "num_test_negatives": 3,
+            "num_train_negatives": 3,
+            "num_validation_negatives": 3,
+        }
+    )
+    proc = run_demo(
+        tmp_path / "out",
+        "--data",
+        "movielens",
+        "--data_dir",
+        str(data_dir),
+        "--dataset_options",
+        options,
+        "--baselines",
+        "popularity",
+        "sasrec",
+        "--max_users",
+        "2",
+        "--ablation",
+        "false",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "report" / "results.json").read_text())
+    models = results["models"]
+    assert models["sasrec"]["not_trained"] == "no item occurs twice in 4 training sequences"
+    assert "Baseline sasrec not trained: no item occurs twice" in proc.stderr
+    report = (tmp_path / "out" / "report" / "report.md").read_text()
+    assert "| sasrec | not trained: no item occurs twice in 4 training sequences |" in report
+    # leave-one-out train split: each of the 4 users' first 2 items; the adapter saw the 2 kept users only
+    assert models["popularity"]["training_size"] == {"users": 4, "interactions": 8}
+    adapter = models["MLLM-MSR (summaries + image cues)"]
+    assert adapter["training_size"]["users"] == 2 and "metrics" in adapter
+    assert results["num_users"] == 2
