@@ -167,11 +167,19 @@ def main():
         default=0,
         help="Also score the test users every N steps (a learning curve; slower).",
     )
+    parser.add_argument(
+        "--user_summaries",
+        default=None,
+        help="A saved user-summary dataset (recipes/summarize.py's user_summaries) in place of the oracle ones: which "
+        "side's noise stops learning.",
+    )
+    parser.add_argument("--item_summaries", default=None, help="Likewise, saved item summaries.")
     parser.add_argument("--max_train_users", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output_dir", default=None, help="Keep the adapter here (default: a temporary folder).")
     args = parser.parse_args()
 
+    import datasets
     import numpy as np
     import torch
     from trl import ModelConfig, SFTConfig
@@ -186,13 +194,17 @@ def main():
     items = load_msr_dataset("synthetic", "items", **PROTOCOL)
     examples = load_msr_dataset("synthetic", "examples", **PROTOCOL)
     item_summaries, user_summaries = oracle_summaries(items, examples)
+    if args.user_summaries:
+        user_summaries = datasets.load_from_disk(args.user_summaries)
+    if args.item_summaries:
+        item_summaries = datasets.load_from_disk(args.item_summaries)
     test = examples["test"]
     labels, users = np.asarray(test["label"]), np.asarray(test["user_id"])
     bound = ranking_metrics(np.asarray(word_match_scores(test, items, user_summaries)), labels, users)
     sequences = load_msr_dataset("synthetic", "sequences", **PROTOCOL)
     ceiling = ranking_metrics(bayes_scores(test, sequences), labels, users)
     print(
-        f"test rows: word-match AUC of the oracle summaries {bound['auc']:.3f}; Bayes-optimal AUC (the world's own "
+        f"test rows: word-match AUC of the user summaries {bound['auc']:.3f}; Bayes-optimal AUC (the world's own "
         f"probabilities, hidden taste known) {ceiling['auc']:.3f}",
         flush=True,
     )
