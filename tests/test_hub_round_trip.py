@@ -184,6 +184,19 @@ def test_text_adapter_round_trip(fake_hub, tmp_path):
     assert len(json.loads(printed[-2])) == 2 and "Red Lamp" in printed[-1]  # scores, then the ranked candidates
 
 
+def test_training_from_a_converted_offline_folder_writes_no_local_path(tmp_path, monkeypatch):
+    """Trained from the converted SmolLM2 folder (here a tiny stand-in at the same place), every text file of the
+    adapter folder, TRL's card included, names the base by its Hub id."""
+    monkeypatch.chdir(tmp_path)  # the author's project folder: recipe paths under it are written relative
+    base_dir = testing.tiny_llama(tmp_path / "hf_mllm_msr" / "models" / "smollm2-135m-instruct")
+    adapter = Path(train(tmp_path, base_dir, "title"))
+    written = [f for f in adapter.rglob("*") if f.suffix in (".json", ".yaml", ".md", ".jinja")]
+    assert {"adapter_config.json", "msr_config.json", "recipe.yaml", "README.md"} <= {f.name for f in written}
+    for file in written:
+        assert str(tmp_path) not in file.read_text(), file.name
+    assert "base_model:adapter:HuggingFaceTB/SmolLM2-135M-Instruct" in (adapter / "README.md").read_text()
+
+
 def test_vision_adapter_round_trip(fake_hub, tmp_path, caplog):
     # The composed vision model exists only here: push uploads it as a repo of its own and names it.
     base_dir = testing_vlm.tiny_msr_vision(tmp_path / "tiny-msr-vision")

@@ -213,9 +213,10 @@ def train_recommender(
         model_args.model_name_or_path, mode, model_args.model_revision, model_args.dtype, processing_class
     )
     tokenizer = getattr(processor, "tokenizer", processor)
-    # PEFT's adapter_config.json and TRL's card name the base by this: the portable name, not the local folder.
+    # PEFT's adapter_config.json and TRL's card name the base by these (the card's "base_model:adapter:" tag reads
+    # the model's own attribute, set once at load): the portable name, not the local folder.
     base_model = portable_model_name(model_args.model_name_or_path)
-    model.config._name_or_path = base_model
+    model.config._name_or_path = model.name_or_path = base_model
     summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
     train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
     row_options = dict(
