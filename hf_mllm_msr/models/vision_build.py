@@ -85,7 +85,7 @@ def build_msr_vision_model(
 ) -> str:
     """Assembles EfficientNet-Lite0 + random projector + SmolLM2-135M-Instruct into a transformers folder.
 
-    Everything comes from locally installed packages (see `offline_models`); nothing is downloaded. Done once:
+    Everything comes from locally installed packages (see `models.offline`); nothing is downloaded. Done once:
     an existing complete folder is returned as is. The folder loads with `AutoModelForImageTextToText` and
     `AutoProcessor` after `import hf_mllm_msr`.
 

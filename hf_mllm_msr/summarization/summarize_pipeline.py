@@ -22,8 +22,8 @@ Example::
     pipe({"history": [item1, item2, item3, item4]})["steps"]
 
 Share it as one folder: ``pipe.save_pretrained("my-summarizer")`` writes the model, its tokenizer/processor and
-this file with the package modules it imports (``summarize``, ``user_summaries``, ``generation``, ``generation_cache``,
-``prompts``, ``schema``, ``textualize``, ``offline_models``; none imports further into hf_mllm_msr), so that
+this file with the package modules it imports (``summarization/``: ``summarize``, ``users``, ``generation``, ``cache``,
+``textualize``; ``prompts``, ``data.schema``, ``models.offline``; saved flat by ``models.remote_code``), so that
 ``pipeline(model="my-summarizer")`` with ``trust_remote_code`` on works where hf_mllm_msr is not installed
 (transformers, torch, pillow and datasets are). There, a text-only model given item images needs ``textualizer=``
 (e.g. ``Textualizer(tagger=None)`` from the copied ``textualize`` module: colours and layout): the default ImageNet
