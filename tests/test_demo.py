@@ -7,6 +7,7 @@ import sys
 import datasets
 import pytest
 import yaml
+from test_builders import INTER_HEADER, ITEM_HEADER
 
 TINY_DEMO = [
     "--tiny",
@@ -103,11 +104,26 @@ def test_full_size_demo_with_smollm2(tmp_path):
     assert results["num_rows"] == 21 * results["num_users"]
 
 
+def run_movielens_demo(output_dir, data_dir, options: dict, *extra):
+    """The tiny demo on MovieLens-format files with the given dataset options."""
+    return run_demo(
+        output_dir,
+        "--data",
+        "movielens",
+        "--data_dir",
+        str(data_dir),
+        "--dataset_options",
+        json.dumps(options),
+        "--ablation",
+        "false",
+        *extra,
+    )
+
+
 def write_disjoint_movielens(folder):
     """RecBole atomic files of 4 users who share no item: no item occurs twice in the train sequences."""
     folder.mkdir()
-    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
-    inter = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    items, inter = [ITEM_HEADER], [INTER_HEADER]
     for user in range(1, 5):
         for step in range(4):
             item = 10 * user + step
@@ -122,30 +138,13 @@ def test_small_real_format_run_reports_what_it_cannot_train(tmp_path):
     """Issue 17: a 4-user MovieLens-format run where SASRec cannot train still writes the report, with SASRec's
     reason in its row; the baselines train on the whole train split although --max_users cuts the LLM stages."""
     data_dir = write_disjoint_movielens(tmp_path / "ml")
-    options = json.dumps(
-        {
-            "split": "leave_one_out",
-            "min_user_interactions": 4,
-            "num_test_negatives": 3,
-            "num_train_negatives": 3,
-            "num_validation_negatives": 3,
-        }
-    )
-    proc = run_demo(
-        tmp_path / "out",
-        "--data",
-        "movielens",
-        "--data_dir",
-        str(data_dir),
-        "--dataset_options",
-        options,
-        "--baselines",
-        "popularity",
-        "sasrec",
-        "--max_users",
-        "2",
-        "--ablation",
-        "false",
+    options = {
+        "split": "leave_one_out",
+        "min_user_interactions": 4,
+        **dict.fromkeys(("num_test_negatives", "num_train_negatives", "num_validation_negatives"), 3),
+    }
+    proc = run_movielens_demo(
+        tmp_path / "out", data_dir, options, "--baselines", "popularity", "sasrec", "--max_users", "2"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "out" / "report" / "results.json").read_text())

@@ -16,25 +16,15 @@ from pathlib import Path
 import datasets
 import pytest
 from test_builders import CORPUS_OPTIONS
-from test_demo import TINY_DEMO, run_demo
+from test_demo import TINY_DEMO, run_demo, run_movielens_demo
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_mllm_msr"
 BUILDERS = Path(__file__).resolve().parents[1] / "dataset_builders"
 
 
 def corpus_demo(output_dir, data_dir):
-    options = json.dumps({**CORPUS_OPTIONS, "min_user_interactions": 3, "num_train_negatives": 3})
-    return run_demo(
-        output_dir,
-        "--data",
-        "movielens",
-        "--data_dir",
-        str(data_dir),
-        "--dataset_options",
-        options,
-        "--ablation",
-        "false",
-    )
+    options = {**CORPUS_OPTIONS, "min_user_interactions": 3, "num_train_negatives": 3}
+    return run_movielens_demo(output_dir, data_dir, options)
 
 
 def summaries(output_dir, stage):
