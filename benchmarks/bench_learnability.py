@@ -119,11 +119,29 @@ def word_match_scores(examples, items, user_summaries):
     return scores
 
 
+def colour_named_first(items, item_summaries, candidate_text):
+    """How many items' candidate text names their true colour before any other colour word: (count, items)."""
+    import re
+
+    from hf_mllm_msr.recommendation.scoring import candidate_text_fields, item_summary_text
+
+    colours = sorted(set(items["color"]), key=len, reverse=True)  # "light blue" before "blue"
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, colours)) + r")\b")
+    true_colour = dict(zip(items["item_id"], items["color"]))
+    cues = item_summaries["visual_cues"] if "visual_cues" in item_summaries.column_names else None
+    named = 0
+    for i, (item_id, summary) in enumerate(zip(item_summaries["item_id"], item_summaries["summary"])):
+        shown = candidate_text_fields({"summary": summary, "visual_cues": cues[i] if cues else None}, candidate_text)
+        found = pattern.search(item_summary_text(shown["summary"], shown["visual_cues"]).lower())
+        named += bool(found) and found.group(1) == true_colour[item_id]
+    return named, len(item_summaries)
+
+
 class TestCurve:
     """Scores the validation and test users every ``every`` steps and prints their AUC (a learning curve, for
     choosing the schedule on validation; it costs time)."""
 
-    def __new__(cls, every, splits, items, item_summaries, user_summaries):
+    def __new__(cls, every, splits, items, item_summaries, user_summaries, candidate_text):
         import numpy as np
         from transformers import TrainerCallback
 
@@ -135,7 +153,9 @@ class TestCurve:
                 if state.global_step % every:
                     return
                 model.eval()
-                recommender = MsrRecommender(model, processing_class, mode="summary", max_user_tokens=256)
+                recommender = MsrRecommender(
+                    model, processing_class, mode="summary", max_user_tokens=256, candidate_text=candidate_text
+                )
                 aucs = {}
                 for name, split in splits.items():
                     scores = recommender.score_examples(
@@ -174,6 +194,12 @@ def main():
         "side's noise stops learning.",
     )
     parser.add_argument("--item_summaries", default=None, help="Likewise, saved item summaries.")
+    parser.add_argument(
+        "--candidate_text",
+        default="summary_and_cues",
+        choices=["summary_and_cues", "summary", "cues"],
+        help="What a candidate shows of its item summary (MsrSftArguments.candidate_text).",
+    )
     parser.add_argument("--max_train_users", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output_dir", default=None, help="Keep the adapter here (default: a temporary folder).")
@@ -208,6 +234,10 @@ def main():
         f"probabilities, hidden taste known) {ceiling['auc']:.3f}",
         flush=True,
     )
+    first, total = colour_named_first(items, item_summaries, args.candidate_text)
+    print(
+        f"item text ({args.candidate_text}) names the item's true colour first for {first}/{total} items", flush=True
+    )
     model_path = smollm2_path()
 
     output_dir = args.output_dir or tempfile.mkdtemp(prefix="bench_learnability_")
@@ -219,6 +249,7 @@ def main():
         max_train_users=args.max_train_users,
         max_eval_users=20,
         max_user_tokens=256,
+        candidate_text=args.candidate_text,
     )
     training_args = SFTConfig(
         output_dir=output_dir,
@@ -255,6 +286,7 @@ def main():
                 items,
                 item_summaries,
                 user_summaries,
+                args.candidate_text,
             )
         )
     start = time.perf_counter()

@@ -311,14 +311,29 @@ def toy_world():
 
 
 @pytest.mark.parametrize(
-    "name,mode,answer_loss", [("tiny_llama", "title", "both"), ("tiny_msr_vision", "image", "listwise")]
+    "name,mode,answer_loss",
+    [("tiny_llama", "title", "both"), ("tiny_llama", "summary", "both"), ("tiny_msr_vision", "image", "listwise")],
 )
 def test_packed_training_end_to_end(model_dir, tmp_path, name, mode, answer_loss):
     from trl import ModelConfig, SFTConfig
 
     items, examples, user_summaries = toy_world()
+    # The paragraphs say nothing of the colour, the cues do: mode summary trains on the cues alone.
+    item_summaries = datasets.Dataset.from_dict(
+        {
+            "item_id": items["item_id"],
+            "summary": [f"A {i.split('-')[1]} for the home." for i in items["item_id"]],
+            "visual_cues": [f"{i.split('-')[0]} colour" for i in items["item_id"]],
+        }
+    )
+    candidate_text = "cues" if mode == "summary" else "summary_and_cues"
     script = MsrSftArguments(
-        dataset_name="toy", mode=mode, max_eval_users=4, packing_mode="shared_prefix", answer_loss=answer_loss
+        dataset_name="toy",
+        mode=mode,
+        max_eval_users=4,
+        packing_mode="shared_prefix",
+        answer_loss=answer_loss,
+        candidate_text=candidate_text,
     )
     training = SFTConfig(
         output_dir=str(tmp_path / "adapter"),
@@ -339,7 +354,13 @@ def test_packed_training_end_to_end(model_dir, tmp_path, name, mode, answer_loss
         model_name_or_path=model_dir(name), use_peft=True, lora_r=8, lora_alpha=16, lora_dropout=0.0
     )
     out = train_recommender(
-        script, training, model_args, items=items, examples=examples, user_summaries=user_summaries
+        script,
+        training,
+        model_args,
+        items=items,
+        examples=examples,
+        user_summaries=user_summaries,
+        item_summaries=item_summaries,
     )
     history = json.loads((tmp_path / "adapter" / "trainer_state.json").read_text())["log_history"]
     losses = [h["loss"] for h in history if "loss" in h]
@@ -348,6 +369,10 @@ def test_packed_training_end_to_end(model_dir, tmp_path, name, mode, answer_loss
     assert any("eval_loss" in h for h in history) and any("eval_auc" in h for h in history)
     recipe = (tmp_path / "adapter" / "recipe.yaml").read_text()
     assert "packing_mode: shared_prefix" in recipe and f"answer_loss: {answer_loss}" in recipe
+    assert json.loads((tmp_path / "adapter" / "msr_config.json").read_text())["candidate_text"] == candidate_text
     recommender = MsrRecommender.from_pretrained(out)
-    scores = recommender.score_examples(examples["validation"], items, user_summaries=user_summaries, progress=False)
+    assert recommender.candidate_text == candidate_text
+    scores = recommender.score_examples(
+        examples["validation"], items, user_summaries=user_summaries, item_summaries=item_summaries, progress=False
+    )
     assert scores.shape == (16,) and np.all((scores > 0) & (scores < 1))

@@ -105,6 +105,42 @@ def test_sft_rows_per_mode(world):
     assert "preference for red" in parts[0]["text"] and 'Title: "red vase"' in parts[2]["text"]
 
 
+def test_candidate_text_picks_the_item_summary_fields(world):
+    def first_prompt(candidate_text):
+        return sft_rows(world, "summary", candidate_text=candidate_text)[0]["prompt"][0]["content"]
+
+    both, paragraph, cues = first_prompt("summary_and_cues"), first_prompt("summary"), first_prompt("cues")
+    assert "A vase for the home. Visual cues: red colour" in both
+    assert "A vase for the home." in paragraph and "Visual cues" not in paragraph
+    assert "Visual cues: red colour" in cues and "A vase for the home" not in cues
+    assert both.replace("A vase for the home. ", "") == cues  # nothing else changes
+    with pytest.raises(ValueError, match="candidate_text must be one of"):
+        first_prompt("paragraph")
+    with pytest.raises(ValueError, match="candidate_text must be one of"):
+        MsrSftArguments(dataset_name="toy", candidate_text="paragraph")
+
+
+def test_scorer_shows_the_candidates_as_candidate_text_says(model_dir):
+    tokenizer = testing.tiny_chatml_tokenizer()
+    model = AutoModelForCausalLM.from_pretrained(model_dir("tiny_llama")).eval()
+    user, candidates = (
+        "Likes red things.",
+        [
+            {"title": "red vase", "summary": "A vase for the home.", "visual_cues": "red colour"},
+            {"title": "blue mug", "summary": "A mug for the home.", "visual_cues": "blue colour"},
+        ],
+    )
+
+    def scores(candidate_text, shown):
+        return MsrRecommender(model, tokenizer, mode="summary", candidate_text=candidate_text).score(user, shown)
+
+    cues_only = [{**c, "summary": None} for c in candidates]
+    np.testing.assert_allclose(scores("cues", candidates), scores("summary_and_cues", cues_only), atol=1e-6)
+    assert np.max(np.abs(np.subtract(scores("cues", candidates), scores("summary_and_cues", candidates)))) > 1e-4
+    with pytest.raises(ValueError, match="candidate_text must be one of"):
+        MsrRecommender(model, tokenizer, mode="summary", candidate_text="paragraph")
+
+
 def test_missing_summaries_error_names_ids_or_are_counted_skips(world, caplog):
     user_summaries = world["user_summaries"].filter(lambda r: r["user_id"] != "u03")
     with pytest.raises(ValueError, match=r"2 example rows have no user summary: user u03"):

@@ -84,8 +84,15 @@ def lora_adapter(tmp_path):
 
 def test_saved_recommend_pipeline_runs_without_the_package(lora_adapter, tmp_path):
     base, adapter = lora_adapter
-    pipe = pipeline("mllm-msr-recommend", model=str(adapter), device="cpu", mode="summary", max_user_tokens=64)
+    options = dict(device="cpu", mode="summary", max_user_tokens=64)
+    pipe = pipeline("mllm-msr-recommend", model=str(adapter), candidate_text="summary", **options)
     ranked = pipe({"user_summary": USER, "candidates": CANDIDATES})
+    with_cues = pipeline("mllm-msr-recommend", model=str(adapter), **options)(
+        {"user_summary": USER, "candidates": CANDIDATES}
+    )
+    assert {r["candidate"]["title"]: r["score"] for r in with_cues}["Red Lamp"] != pytest.approx(
+        {r["candidate"]["title"]: r["score"] for r in ranked}["Red Lamp"], abs=1e-4
+    )  # candidate_text="summary" leaves Red Lamp's visual cues out
     plain = pipeline("mllm-msr-recommend", model=base, device="cpu", mode="summary")
     assert [r["score"] for r in plain({"user_summary": USER, "candidates": CANDIDATES})] != pytest.approx(
         [r["score"] for r in ranked], abs=1e-4
@@ -98,7 +105,11 @@ def test_saved_recommend_pipeline_runs_without_the_package(lora_adapter, tmp_pat
     assert not (saved / "adapter_config.json").exists()  # merged: a plain model folder
     config = json.loads((saved / "config.json").read_text())
     assert config["custom_pipelines"]["mllm-msr-recommend"]["impl"] == "recommend_pipeline.MsrRecommendPipeline"
-    assert json.loads((saved / "msr_config.json").read_text()) == {"mode": "summary", "max_user_tokens": 64}
+    assert json.loads((saved / "msr_config.json").read_text()) == {
+        "mode": "summary",
+        "max_user_tokens": 64,
+        "candidate_text": "summary",
+    }
     # the pipeline in memory keeps its adapter
     assert [r["score"] for r in pipe({"user_summary": USER, "candidates": CANDIDATES})] == [r["score"] for r in ranked]
 

@@ -17,7 +17,7 @@ from .. import prompts
 from ..data.loading import InsufficientDataError
 from ..data.preprocessing import sample_negatives
 from ..data.schema import history_key
-from .scoring import MODES, fit_user_summary, recommend_prompt
+from .scoring import MODES, candidate_text_fields, fit_user_summary, recommend_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +26,19 @@ def _lookup(ds: datasets.Dataset | None, key: str) -> dict:
     return {} if ds is None else {k: i for i, k in enumerate(ds[key])}
 
 
-def resolve_examples(examples, items, *, mode, item_summaries=None, user_summaries=None, on_missing="error"):
+def resolve_examples(
+    examples,
+    items,
+    *,
+    mode,
+    item_summaries=None,
+    user_summaries=None,
+    on_missing="error",
+    candidate_text="summary_and_cues",
+):
     """Joins example rows with items and summaries: one ``(user_summary, candidate dict)`` per row, or None
-    for a skipped row. Missing pieces raise one error naming the ids, or are counted and skipped."""
+    for a skipped row. Missing pieces raise one error naming the ids, or are counted and skipped. ``candidate_text``
+    (`hf_mllm_msr.recommendation.scoring.CANDIDATE_TEXTS`) picks the item-summary fields a candidate keeps."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     if on_missing not in ("error", "skip"):
@@ -72,6 +82,7 @@ def resolve_examples(examples, items, *, mode, item_summaries=None, user_summari
                 else:
                     index = summary_row[cand_id]
                     candidate.update(summary=item_texts[index], visual_cues=cues[index] if cues else None)
+                    candidate = candidate_text_fields(candidate, candidate_text)
             elif mode == "image":
                 candidate["image"] = items[item_row[cand_id]]["image"]
                 if candidate["image"] is None:
@@ -104,6 +115,7 @@ def build_sft_dataset(
     on_missing: str = "error",
     tokenizer=None,
     max_user_tokens: int | None = None,
+    candidate_text: str = "summary_and_cues",
 ) -> datasets.Dataset:
     """SFT rows in TRL's conversational prompt-completion format (completion-only loss by default).
 
@@ -115,13 +127,20 @@ def build_sft_dataset(
         user_summaries: the user-summary dataset (``history_key``, ``summary``); modes "image" and "summary".
         on_missing: ``"error"`` (default) raises naming the ids; ``"skip"`` leaves those rows out, counted in the log.
         tokenizer, max_user_tokens: when both are given, user summaries longer than this are cut from the start.
+        candidate_text: mode "summary": ``summary_and_cues``, ``summary`` or ``cues`` of each candidate.
 
     Returns:
         A dataset with ``prompt`` (user turn), ``completion`` (assistant "Yes"/"No") and, in image mode,
         ``images`` (one image per row).
     """
     rows = resolve_examples(
-        examples, items, mode=mode, item_summaries=item_summaries, user_summaries=user_summaries, on_missing=on_missing
+        examples,
+        items,
+        mode=mode,
+        item_summaries=item_summaries,
+        user_summaries=user_summaries,
+        on_missing=on_missing,
+        candidate_text=candidate_text,
     )
     columns: dict[str, list] = {"prompt": [], "completion": []}
     if mode == "image":
@@ -213,6 +232,7 @@ def build_group_dataset(
     tokenizer=None,
     max_user_tokens: int | None = None,
     require_positive: bool = False,
+    candidate_text: str = "summary_and_cues",
 ) -> datasets.Dataset:
     """One row per user and history, with all of their candidates: the groups of shared-prefix packed SFT
     (:mod:`hf_mllm_msr.recommendation.packed_trainer`). Arguments as :func:`build_sft_dataset`, plus:
@@ -226,7 +246,13 @@ def build_group_dataset(
         ``images`` (one per candidate).
     """
     rows = resolve_examples(
-        examples, items, mode=mode, item_summaries=item_summaries, user_summaries=user_summaries, on_missing=on_missing
+        examples,
+        items,
+        mode=mode,
+        item_summaries=item_summaries,
+        user_summaries=user_summaries,
+        on_missing=on_missing,
+        candidate_text=candidate_text,
     )
     groups: dict[tuple, list[int]] = {}
     for i, (user_id, history, resolved) in enumerate(zip(examples["user_id"], examples["history"], rows)):

@@ -8,9 +8,9 @@ Input (one, or a list): ``{"user_summary": str, "candidates": [{"title": ..., "s
 
 The mode (how a candidate is shown) is ``mode=`` if given, else read from the candidates: ``image`` when
 the model has a processor and the candidates carry images, ``summary`` when they carry item summaries,
-``title`` otherwise. A folder written by this pipeline's ``save_pretrained`` sets the mode (and max_user_tokens) it
-was saved with, from its ``msr_config.json``; for an adapter folder, pass the ``mode`` of its ``msr_config.json``
-or use :class:`hf_mllm_msr.recommender.MsrRecommender`, which reads it.
+``title`` otherwise. A folder written by this pipeline's ``save_pretrained`` sets the mode (and max_user_tokens,
+candidate_text) it was saved with, from its ``msr_config.json``; for an adapter folder, pass the ``mode`` and
+``candidate_text`` of its ``msr_config.json`` or use :class:`hf_mllm_msr.recommender.MsrRecommender`, which reads it.
 
 Example::
 
@@ -46,6 +46,8 @@ class MsrRecommendPipeline(Pipeline):
     Args (at construction, via ``pipeline(..., **kwargs)``):
         mode: ``image``, ``summary`` or ``title``; inferred from the inputs when None.
         max_user_tokens: cut user summaries to this many tokens, as at training time.
+        candidate_text: mode ``summary``: show candidates' ``summary_and_cues`` (default), ``summary`` or ``cues``,
+            as at training time (the adapter's ``msr_config.json`` says which).
     Args (per call):
         top_k: keep the best ``top_k`` candidates (all by default).
         candidate_batch_size: candidates per suffix batch (default 16).
@@ -56,13 +58,21 @@ class MsrRecommendPipeline(Pipeline):
     _load_image_processor = False
     _load_feature_extractor = False
 
-    def __init__(self, *args, mode: str | None = None, max_user_tokens: int | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        mode: str | None = None,
+        max_user_tokens: int | None = None,
+        candidate_text: str | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         saved = self._saved_msr_config()
         mode = mode or saved.get("mode")
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
         self.mode, self.max_user_tokens = mode, max_user_tokens or saved.get("max_user_tokens")
+        self.candidate_text = candidate_text or saved.get("candidate_text", "summary_and_cues")
         self._recommenders: dict[str, YesNoScorer] = {}
 
     def _saved_msr_config(self) -> dict:
@@ -88,7 +98,7 @@ class MsrRecommendPipeline(Pipeline):
             self.model = model
         if self.processor is not None and hasattr(self.processor, "save_pretrained"):
             self.processor.save_pretrained(save_directory)
-        config = {"mode": self.mode, "max_user_tokens": self.max_user_tokens}
+        config = {"mode": self.mode, "max_user_tokens": self.max_user_tokens, "candidate_text": self.candidate_text}
         with open(os.path.join(str(save_directory), MSR_CONFIG_NAME), "w", encoding="utf-8") as f:
             json.dump({k: v for k, v in config.items() if v is not None}, f, indent=2)
 
@@ -98,7 +108,11 @@ class MsrRecommendPipeline(Pipeline):
             if processing_class is None:
                 raise ValueError(f"mode={mode!r} needs a {'processor' if mode == 'image' else 'tokenizer'}.")
             self._recommenders[mode] = YesNoScorer(
-                self.model, processing_class, mode=mode, max_user_tokens=self.max_user_tokens
+                self.model,
+                processing_class,
+                mode=mode,
+                max_user_tokens=self.max_user_tokens,
+                candidate_text=self.candidate_text,
             )
         return self._recommenders[mode]
 

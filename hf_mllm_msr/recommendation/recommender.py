@@ -42,8 +42,8 @@ class MsrRecommender(YesNoScorer):
         revision: str | None = None,
         **kwargs,
     ) -> MsrRecommender:
-        """Loads a base model, or a PEFT adapter folder (its base from ``adapter_config.json``, its mode from
-        ``msr_config.json``)."""
+        """Loads a base model, or a PEFT adapter folder (its base from ``adapter_config.json``; its mode,
+        ``max_user_tokens`` and ``candidate_text`` from ``msr_config.json``)."""
         from transformers import (
             AutoConfig,
             AutoModelForCausalLM,
@@ -68,6 +68,7 @@ class MsrRecommender(YesNoScorer):
             model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
         processor = (AutoProcessor if mode == "image" else AutoTokenizer).from_pretrained(str(folder))
         kwargs.setdefault("max_user_tokens", msr_config.get("max_user_tokens"))
+        kwargs.setdefault("candidate_text", msr_config.get("candidate_text", "summary_and_cues"))
         return cls(model.to(device).eval(), processor, mode=mode, **kwargs)
 
     def score_examples(

@@ -29,10 +29,24 @@ from ..prompts import ANSWER_NO, ANSWER_YES, recommend_messages
 logger = logging.getLogger(__name__)
 
 MODES = ("image", "summary", "title")
-MSR_CONFIG_NAME = "msr_config.json"  # next to an adapter / saved pipeline: its mode and max_user_tokens
+# What mode "summary" shows of a candidate's item summary. "cues" is for small summarizers: SmolLM2-135M's item
+# paragraphs name the wrong colour for most items, and a recommender trained on them stays at chance (README).
+CANDIDATE_TEXTS = ("summary_and_cues", "summary", "cues")
+MSR_CONFIG_NAME = "msr_config.json"  # next to an adapter / saved pipeline: its mode, max_user_tokens, candidate_text
 TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")  # per-token image markers (Gemma3, Qwen2-VL)
 
 # --- Prompts ---------------------------------------------------------------------------------------
+
+
+def candidate_text_fields(candidate: dict, candidate_text: str = "summary_and_cues") -> dict:
+    """The candidate with only the item-summary fields that ``candidate_text`` shows (a new dict)."""
+    if candidate_text not in CANDIDATE_TEXTS:
+        raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {candidate_text!r}.")
+    if candidate_text == "summary":
+        return {**candidate, "visual_cues": None}
+    if candidate_text == "cues":
+        return {**candidate, "summary": None}
+    return candidate
 
 
 def item_summary_text(summary: str | None, visual_cues: str | None = None) -> str:
@@ -174,13 +188,25 @@ class YesNoScorer:
         mode: ``"image"``, ``"summary"`` or ``"title"``.
         max_user_tokens: cut user summaries to this many tokens, as at training time.
         shared_prefix: run each user's common prefix once (results equal one forward per candidate).
+        candidate_text: mode "summary": show the candidates' ``summary_and_cues``, ``summary`` or ``cues`` only,
+            as at training time.
     """
 
     def __init__(
-        self, model, processing_class, *, mode: str, max_user_tokens: int | None = None, shared_prefix: bool = True
+        self,
+        model,
+        processing_class,
+        *,
+        mode: str,
+        max_user_tokens: int | None = None,
+        shared_prefix: bool = True,
+        candidate_text: str = "summary_and_cues",
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        if candidate_text not in CANDIDATE_TEXTS:
+            raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {candidate_text!r}.")
+        self.candidate_text = candidate_text
         self.model, self.processor, self.mode = model, processing_class, mode
         self.tokenizer = getattr(processing_class, "tokenizer", processing_class)
         if self.tokenizer.pad_token is None:
@@ -199,6 +225,7 @@ class YesNoScorer:
         return next(self.model.parameters()).device
 
     def _encode(self, user_summary: str, candidates: Sequence[dict]):
+        candidates = [candidate_text_fields(c, self.candidate_text) for c in candidates]
         texts = render_prompts(self.processor, self.mode, user_summary, candidates)
         kwargs = dict(padding=True, padding_side="right", return_tensors="pt", add_special_tokens=False)
         if self.mode == "image":

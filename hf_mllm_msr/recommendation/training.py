@@ -26,7 +26,7 @@ from .examples import build_group_dataset, build_sft_dataset, prefix_examples
 from .packed_trainer import ANSWER_LOSSES, SharedPrefixCollator, SharedPrefixSFTTrainer, split_groups
 from .packing import attention_rules
 from .recommender import _resolve
-from .scoring import MODES, MSR_CONFIG_NAME, answer_token_ids, image_token_ids
+from .scoring import CANDIDATE_TEXTS, MODES, MSR_CONFIG_NAME, answer_token_ids, image_token_ids
 from .validation import ValidationAucCallback, first_users
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ class MsrSftArguments(ScriptArguments):
         packing_mode: ``none`` (one row per candidate, TRL's completion loss: the paper) or ``shared_prefix`` (one
             sequence per user with all their candidates, `hf_mllm_msr.recommendation.packed_trainer`).
         answer_loss: with ``shared_prefix``: ``pointwise``, ``listwise`` or ``both``.
+        candidate_text: mode ``summary``: what a candidate shows of its item summary (recorded in ``msr_config.json``,
+            so scoring shows the same).
     """
 
     mode: str = field(default="summary", metadata={"help": f"One of {MODES}."})
@@ -92,6 +94,13 @@ class MsrSftArguments(ScriptArguments):
             "'listwise' (softmax over the user's candidates of logit(Yes) - logit(No)) or 'both' (their sum)."
         },
     )
+    candidate_text: str = field(
+        default="summary_and_cues",
+        metadata={
+            "help": "Mode summary: 'summary_and_cues' (the item paragraph, then the textualized visual cues), "
+            "'summary' or 'cues'. 'cues' for summarizers whose paragraphs are unreliable (SmolLM2-135M: README)."
+        },
+    )
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -102,6 +111,8 @@ class MsrSftArguments(ScriptArguments):
             raise ValueError(f"packing_mode must be one of {PACKING_MODES}, got {self.packing_mode!r}.")
         if self.answer_loss not in ANSWER_LOSSES:
             raise ValueError(f"answer_loss must be one of {ANSWER_LOSSES}, got {self.answer_loss!r}.")
+        if self.candidate_text not in CANDIDATE_TEXTS:
+            raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {self.candidate_text!r}.")
 
 
 def lora_targets(model_args, mode: str):
@@ -219,9 +230,8 @@ def train_recommender(
     model.config._name_or_path = model.name_or_path = base_model
     summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
     train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
-    row_options = dict(
-        mode=mode, on_missing=script_args.on_missing, tokenizer=tokenizer, max_user_tokens=script_args.max_user_tokens
-    )
+    scorer_options = dict(max_user_tokens=script_args.max_user_tokens, candidate_text=script_args.candidate_text)
+    row_options = dict(mode=mode, on_missing=script_args.on_missing, tokenizer=tokenizer, **scorer_options)
     if packed:  # one row per user and history, all their candidates in it
         row_options["require_positive"] = script_args.answer_loss != "pointwise"
     build_rows = build_group_dataset if packed else build_sft_dataset
@@ -244,9 +254,7 @@ def train_recommender(
         validation = first_users(examples["validation"], script_args.max_eval_users)
         callbacks.insert(
             0,
-            ValidationAucCallback(
-                validation, items, mode=mode, max_user_tokens=script_args.max_user_tokens, **summaries
-            ),
+            ValidationAucCallback(validation, items, mode=mode, **scorer_options, **summaries),
         )
         if training_args.eval_strategy != "no":
             eval_dataset = build_rows(validation, items, **{**row_options, "on_missing": "skip"}, **summaries)
@@ -317,6 +325,7 @@ def train_recommender(
             "base_model": base_model,
             "base_model_revision": model_args.model_revision,
             "max_user_tokens": script_args.max_user_tokens,
+            "candidate_text": script_args.candidate_text,
             "protocol": portable_paths(
                 {
                     "dataset": script_args.dataset_name,

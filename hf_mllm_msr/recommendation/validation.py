@@ -26,13 +26,12 @@ class ValidationAucCallback(TrainerCallback):
     """Scores the validation candidates with the shared-prefix scorer at every evaluation and at the end of
     training, and logs ``eval_auc`` / ``eval_user_auc`` into the trainer's log history."""
 
-    def __init__(self, examples, items, *, mode, item_summaries=None, user_summaries=None, max_user_tokens=None):
+    def __init__(self, examples, items, *, mode, item_summaries=None, user_summaries=None, **scorer_options):
+        """``scorer_options``: :class:`~hf_mllm_msr.recommendation.scoring.YesNoScorer` options as at training time
+        (``max_user_tokens``, ``candidate_text``)."""
         self.examples, self.items, self.mode = examples, items, mode
-        self.item_summaries, self.user_summaries, self.max_user_tokens = (
-            item_summaries,
-            user_summaries,
-            max_user_tokens,
-        )
+        self.item_summaries, self.user_summaries = item_summaries, user_summaries
+        self.scorer_options = scorer_options
         self.last: dict = {}
 
     def compute(self, model, processing_class) -> dict:
@@ -40,7 +39,7 @@ class ValidationAucCallback(TrainerCallback):
 
         was_training = model.training
         model.eval()
-        recommender = MsrRecommender(model, processing_class, mode=self.mode, max_user_tokens=self.max_user_tokens)
+        recommender = MsrRecommender(model, processing_class, mode=self.mode, **self.scorer_options)
         scores = recommender.score_examples(
             self.examples,
             self.items,
