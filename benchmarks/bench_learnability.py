@@ -214,7 +214,8 @@ def main():
     from hf_mllm_msr.evaluation.metrics import ranking_metrics
     from hf_mllm_msr.models.offline import smollm2_path
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
-    from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
+    from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
+    from hf_mllm_msr.recommendation.training import train_recommender
 
     torch.set_num_threads(args.threads)
     items = load_msr_dataset("synthetic", "items", **PROTOCOL)

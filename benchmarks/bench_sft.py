@@ -81,7 +81,8 @@ def train_seconds(packing_mode: str, model_path: str, items, examples, item_summ
     from transformers import TrainerCallback
     from trl import ModelConfig, SFTConfig
 
-    from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
+    from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
+    from hf_mllm_msr.recommendation.training import train_recommender
 
     class Clock(TrainerCallback):
         def on_train_begin(self, *args, **kwargs):

@@ -170,7 +170,8 @@ def _keep_users(examples, max_users):
 def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: Path, protocol: dict) -> None:
     from trl import ModelConfig, SFTConfig
 
-    from .recommendation.training import MsrSftArguments, train_recommender
+    from .recommendation.sft_arguments import MsrSftArguments
+    from .recommendation.training import train_recommender
 
     script_args = MsrSftArguments(
         dataset_name=args.data,

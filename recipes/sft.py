@@ -37,7 +37,8 @@ def main():
     # --- args --- (heavy imports here so that --help is instant)
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
+    from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
+    from hf_mllm_msr.recommendation.training import train_recommender
 
     parser = TrlParser((MsrSftArguments, SFTConfig, ModelConfig))
     script_args, training_args, model_args = parser.parse_args_and_config()

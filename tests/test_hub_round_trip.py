@@ -16,7 +16,8 @@ from test_hub import FakeHub
 
 from hf_mllm_msr.publishing.hub import push_main
 from hf_mllm_msr.recommendation.recommender import MsrRecommender
-from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
+from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
+from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing
 from hf_mllm_msr.testing import vlm as testing_vlm
 

@@ -22,7 +22,8 @@ from hf_mllm_msr.recommendation.packing import (
 )
 from hf_mllm_msr.recommendation.recommender import MsrRecommender
 from hf_mllm_msr.recommendation.scoring import answer_token_ids, image_token_ids, render_prompts
-from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
+from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
+from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing
 from hf_mllm_msr.testing import vlm as testing_vlm
 

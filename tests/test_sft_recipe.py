@@ -16,7 +16,8 @@ from trl import ModelConfig, SFTConfig, TrlParser
 
 from hf_mllm_msr import load_msr_dataset
 from hf_mllm_msr.data.schema import history_key
-from hf_mllm_msr.recommendation.training import MsrSftArguments, train_recommender
+from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
+from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing
 from hf_mllm_msr.testing import vlm as testing_vlm
 

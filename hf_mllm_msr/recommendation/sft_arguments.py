@@ -1,0 +1,92 @@
+"""The script arguments of ``recipes/sft.py`` (:class:`MsrSftArguments`): the YAML keys next to TRL's
+``ModelConfig`` and ``SFTConfig`` that say which dataset, which summaries, which mode and which packing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from trl import ScriptArguments
+
+from .packed_trainer import ANSWER_LOSSES
+from .scoring import CANDIDATE_TEXTS, MODES
+
+PACKING_MODES = ("none", "shared_prefix")
+
+
+@dataclass
+class MsrSftArguments(ScriptArguments):
+    """Script arguments of ``recipes/sft.py``: which dataset, which summaries, which mode.
+
+    Args:
+        mode: ``image`` (the model sees the candidate image), ``summary`` (item summary text) or ``title``.
+        data_dir: raw files of the dataset (``dataset_name`` is a ``load_msr_dataset`` builder name or folder).
+        dataset_options: ``load_msr_dataset`` options (split, negatives, seed, ...), a dict or a JSON string.
+        item_summaries_path: ``save_to_disk`` folder of the item summaries (mode ``summary``).
+        user_summaries_path: ``save_to_disk`` folder of the user summaries (modes ``image`` and ``summary``).
+        max_train_users: train on the first N users only (sorted ids), for quick runs.
+        max_eval_users: validation users for the AUC callback.
+        on_missing: ``error`` or ``skip`` for examples whose summaries are missing.
+        max_user_tokens: user summaries longer than this are cut from their start (the oldest history).
+        prefix_examples: also train on the earlier steps of the recurrent user summaries (`prefix_examples`).
+        summary_block_size: the summarize run's ``block_size``, for ``prefix_examples``.
+        packing_mode: ``none`` (one row per candidate, TRL's completion loss: the paper) or ``shared_prefix`` (one
+            sequence per user with all their candidates, `hf_mllm_msr.recommendation.packed_trainer`).
+        answer_loss: with ``shared_prefix``: ``pointwise``, ``listwise`` or ``both``.
+        candidate_text: mode ``summary``: what a candidate shows of its item summary (recorded in ``msr_config.json``,
+            so scoring shows the same).
+    """
+
+    mode: str = field(default="summary", metadata={"help": f"One of {MODES}."})
+    data_dir: str | None = field(default=None, metadata={"help": "Raw files of the dataset (not for synthetic)."})
+    dataset_options: dict | str | None = field(
+        default=None, metadata={"help": "load_msr_dataset options (dict/JSON)."}
+    )
+    item_summaries_path: str | None = field(default=None, metadata={"help": "Item summaries (save_to_disk folder)."})
+    user_summaries_path: str | None = field(default=None, metadata={"help": "User summaries (save_to_disk folder)."})
+    max_train_users: int | None = field(default=None, metadata={"help": "Train on the first N users only."})
+    max_eval_users: int | None = field(default=32, metadata={"help": "Validation users scored by the AUC callback."})
+    on_missing: str = field(default="error", metadata={"help": "'error' or 'skip' for rows missing summaries."})
+    max_user_tokens: int | None = field(default=384, metadata={"help": "Cut user summaries to this many tokens."})
+    prefix_examples: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train on every earlier step of the recurrent user summaries: the summary after each block, "
+            "with the next history item as the positive (about 3x the rows for histories of 10 in blocks of 3)."
+        },
+    )
+    summary_block_size: int = field(default=3, metadata={"help": "block_size of the summarize run (prefix_examples)."})
+    packing_mode: str = field(
+        default="none",
+        metadata={
+            "help": "'none': one training row per candidate (the paper). 'shared_prefix': one sequence per user holding "
+            "the user part once and every candidate as a branch of it (a 4D mask keeps branches apart); with it, "
+            "max_length bounds a packed sequence (longer users are split, never truncated)."
+        },
+    )
+    answer_loss: str = field(
+        default="both",
+        metadata={
+            "help": "With packing_mode shared_prefix: 'pointwise' (answer-token cross-entropy per candidate), "
+            "'listwise' (softmax over the user's candidates of logit(Yes) - logit(No)) or 'both' (their sum)."
+        },
+    )
+    candidate_text: str = field(
+        default="summary_and_cues",
+        metadata={
+            "help": "Mode summary: 'summary_and_cues' (the item paragraph, then the textualized visual cues), "
+            "'summary' or 'cues'. 'cues' for summarizers whose paragraphs are unreliable (SmolLM2-135M: README)."
+        },
+    )
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        if isinstance(self.dataset_options, str):
+            self.dataset_options = json.loads(self.dataset_options)
+        if self.packing_mode not in PACKING_MODES:
+            raise ValueError(f"packing_mode must be one of {PACKING_MODES}, got {self.packing_mode!r}.")
+        if self.answer_loss not in ANSWER_LOSSES:
+            raise ValueError(f"answer_loss must be one of {ANSWER_LOSSES}, got {self.answer_loss!r}.")
+        if self.candidate_text not in CANDIDATE_TEXTS:
+            raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {self.candidate_text!r}.")
