@@ -92,6 +92,10 @@ class DemoArguments:
         metadata={"help": "'shared_prefix': one sequence per user with all their candidates; 'none': a row each."},
     )
     answer_loss: str = field(default="both", metadata={"help": "'pointwise', 'listwise' or 'both' (packed SFT)."})
+    candidate_text: str = field(
+        default="summary_and_cues",
+        metadata={"help": "What the text recommender shows of a candidate: 'summary_and_cues', 'summary' or 'cues'."},
+    )
     num_train_epochs: float = field(default=1.0, metadata={"help": "SFT epochs over the train examples."})
     train_batch_size: int = field(
         default=1, metadata={"help": "SFT batch size: users with packing_mode shared_prefix, else rows."}
@@ -182,6 +186,7 @@ def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: 
         max_user_tokens=args.max_user_tokens,
         packing_mode=args.packing_mode,
         answer_loss=args.answer_loss,
+        candidate_text=args.candidate_text,
     )
     training_args = SFTConfig(
         output_dir=str(output),

@@ -73,7 +73,9 @@ def test_model_card_fields(results):
     body = text.split("---\n", 2)[2]
     repo_id = "org/msr-adapter"  # the card's loading snippet names the repo it will be pushed to
     assert f'MsrRecommender.from_pretrained("{repo_id}")' in body
-    assert f'pipeline("mllm-msr-recommend", model="{repo_id}", mode=' in body
+    assert (
+        f'pipeline("mllm-msr-recommend", model="{repo_id}", mode="summary", candidate_text="summary_and_cues")' in body
+    )
     assert "org/tiny-base" in body and "summary" in body and "msr-prompts-v2" in body
     assert yaml.safe_dump(PROTOCOL, sort_keys=False).strip() in body
     assert "learning_rate: 0.0002" in body and "lora_r: 8" in body

@@ -149,6 +149,7 @@ def render_model_card(
         dataset_name=dataset_name,
         eval_dataset=eval_dataset,
         mode=msr_config.get("mode", "unknown"),
+        candidate_text=msr_config.get("candidate_text", "summary_and_cues"),
         prompt_version=msr_config.get("prompt_version", "unknown"),
         num_users=num_users,
         num_rows=num_rows,
