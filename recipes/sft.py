@@ -1,8 +1,12 @@
 """LoRA SFT of the MLLM-MSR Yes/No recommender with TRL (stage 3).
 
-One process (CPU or one GPU):
+One process on the CPU, with every core (a plain ``accelerate launch`` on a machine without GPUs sets
+OMP_NUM_THREADS=1; ``python recipes/sft.py ...`` uses every core too):
 
-    accelerate launch recipes/sft.py --config recipes/smollm2-135m/sft/config_cpu.yaml
+    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/sft.py \
+        --config recipes/smollm2-135m/sft/config_cpu.yaml
+
+One GPU: ``accelerate launch recipes/sft.py --config ...``.
 
 Two processes on this CPU-only machine (gloo; checks the distributed path, no speed-up on 2 cores):
 

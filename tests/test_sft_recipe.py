@@ -9,6 +9,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import psutil
 import pytest
 import yaml
 from safetensors.torch import load_file
@@ -17,7 +18,7 @@ from trl import ModelConfig, SFTConfig, TrlParser
 from hf_mllm_msr import load_msr_dataset
 from hf_mllm_msr.data.schema import history_key
 from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
-from hf_mllm_msr.recommendation.training import train_recommender
+from hf_mllm_msr.recommendation.training import train_recommender, warn_if_cores_idle
 from hf_mllm_msr.testing import text as testing
 from hf_mllm_msr.testing import vlm as testing_vlm
 
@@ -242,6 +243,40 @@ def run_recipe(tmp_path, name, synthetic, model_path, launch):
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return load_file(str(tmp_path / name / "adapter_model.safetensors")), proc
+
+
+def test_the_cpu_launch_config_gives_the_process_every_core(tmp_path):
+    script = tmp_path / "threads.py"
+    script.write_text("import torch\nprint('THREADS', torch.get_num_threads())\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    config = REPO / "recipes/accelerate_configs/cpu.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"THREADS {psutil.cpu_count(logical=False)}" in proc.stdout  # accelerate counts physical cores
+
+
+def test_a_cpu_run_on_fewer_threads_than_its_cores_is_warned(monkeypatch, tmp_path, caplog):
+    import torch
+
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 4)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # what `accelerate launch` without --cpu gives
+    with caplog.at_level("WARNING"):
+        assert warn_if_cores_idle(args)
+    assert "Training on 1 CPU thread(s) per process while 4 cores" in caplog.text
+    assert "--config_file recipes/accelerate_configs/cpu.yaml" in caplog.text
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 processes of 1 thread: every core busy
+    assert not warn_if_cores_idle(args)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert not warn_if_cores_idle(args)
 
 
 @pytest.mark.slow

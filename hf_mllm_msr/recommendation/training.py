@@ -35,6 +35,31 @@ logger = logging.getLogger(__name__)
 VLM_LORA_TARGETS = r".*(language_model|text_model).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
+def warn_if_cores_idle(training_args) -> bool:
+    """Warns (and returns True) when a CPU run trains on fewer threads than its share of the cores.
+
+    A plain ``accelerate launch`` on a machine without GPUs counts 0 processes and sets ``OMP_NUM_THREADS=1``: on 2
+    cores, SFT then runs at half speed with nothing said."""
+    if not (training_args.use_cpu or not torch.cuda.is_available()):
+        return False
+    import psutil  # an accelerate dependency; physical cores, as accelerate counts them
+
+    processes = max(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1)
+    share = max((psutil.cpu_count(logical=False) or os.cpu_count() or 1) // processes, 1)
+    if torch.get_num_threads() >= share:
+        return False
+    logger.warning(
+        "Training on %d CPU thread(s) per process while %d cores are free for it (OMP_NUM_THREADS=%s). "
+        "A plain `accelerate launch` without GPUs sets OMP_NUM_THREADS=1: launch with `accelerate launch "
+        "--config_file recipes/accelerate_configs/cpu.yaml recipes/sft.py ...` (or --num_cpu_threads_per_process %d).",
+        torch.get_num_threads(),
+        share,
+        os.environ.get("OMP_NUM_THREADS", "unset"),
+        share,
+    )
+    return True
+
+
 def lora_targets(model_args, mode: str):
     """LoRA target modules: the YAML's if given (a one-element list is a module name, regex or "all-linear"),
     else all linear layers of the language model."""
@@ -119,6 +144,7 @@ def train_recommender(
     set_seed(training_args.seed)
     if training_args.bf16 and not torch.cuda.is_available():
         logger.warning("bf16=True on a CPU makes each step ~100x slower; set bf16: false in the recipe.")
+    warn_if_cores_idle(training_args)
     packed = script_args.packing_mode == "shared_prefix"
     if training_args.max_length is not None and not packed:
         # TRL truncation keeps the start and would cut the answer; user summaries are cut by max_user_tokens.
