@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 MODES = ("image", "summary", "title")
 # What mode "summary" shows of a candidate's item summary. "cues" is for small summarizers: SmolLM2-135M's item
-# paragraphs name the wrong colour for most items, and a recommender trained on them stays at chance (README).
+# paragraphs name no colour for most items and bury the cues behind noise; trained on them, it stays at chance (README).
 CANDIDATE_TEXTS = ("summary_and_cues", "summary", "cues")
 MSR_CONFIG_NAME = "msr_config.json"  # next to an adapter / saved pipeline: its mode, max_user_tokens, candidate_text
 TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")  # per-token image markers (Gemma3, Qwen2-VL)

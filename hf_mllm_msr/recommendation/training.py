@@ -40,7 +40,7 @@ def warn_if_cores_idle(training_args) -> bool:
 
     A plain ``accelerate launch`` on a machine without GPUs counts 0 processes and sets ``OMP_NUM_THREADS=1``: on 2
     cores, SFT then runs at half speed with nothing said."""
-    if not (training_args.use_cpu or not torch.cuda.is_available()):
+    if torch.cuda.is_available() and not training_args.use_cpu:
         return False
     import psutil  # an accelerate dependency; physical cores, as accelerate counts them
 
