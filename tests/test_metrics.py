@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from hf_mllm_msr.evaluation.metrics import (
-    bootstrap_ci,
-    bucket_metrics,
-    load_evaluate_metric,
-    paired_bootstrap,
-    ranking_metrics,
-)
+from hf_mllm_msr.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+from hf_mllm_msr.evaluation.metrics import bucket_metrics, load_evaluate_metric, ranking_metrics
 
 KS = (1, 2, 3, 5, 10)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_mllm_msr.evaluation import metrics, report, tables
+from hf_mllm_msr.evaluation import bootstrap, metrics, report, tables
 
 PROTOCOL = {"dataset": "toy", "split": "user", "history_policy": "recent", "num_test_negatives": 4, "seed": 0}
 
@@ -139,7 +139,7 @@ def test_paired_difference_to_a_reference(scores, test_split, train, tmp_path):
         assert row["metric"] == "auc"
         assert row == {
             "metric": "auc",
-            **metrics.paired_bootstrap(scores[name], scores["random"], labels, users, num_samples=200),
+            **bootstrap.paired_bootstrap(scores[name], scores["random"], labels, users, num_samples=200),
         }
     assert paired["models"]["good"]["vs_reference"]["ci"][0] > 0  # "good" is clearly better than random
     report.write_report(paired, tmp_path)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import metrics
+from . import bootstrap, metrics
 from .plots import plot_metric_by_bucket, plot_metric_per_model
 from .tables import markdown_report
 
@@ -115,7 +115,7 @@ def evaluate_models(
         user_history_lengths: user id -> number of the user's interactions before the test target. Default: the
             length of the ``history`` column, which is capped by ``max_history`` (then every long user looks alike).
         reference: a model name; every other model gets ``vs_reference``: its AUC minus the reference's, with a paired
-            bootstrap interval over the same user resamples (`metrics.paired_bootstrap`). Use it to ask "is the
+            bootstrap interval over the same user resamples (`bootstrap.paired_bootstrap`). Use it to ask "is the
             image model better than title-only?": overlapping per-model intervals cannot answer that.
 
     Returns:
@@ -185,12 +185,12 @@ def evaluate_models(
             row["degenerate"] = degenerate
         # one set of draws per metric serves the interval and, for AUC, the paired difference to the reference
         draws = {
-            metric: metrics.bootstrap_draws(model_scores, labels, user_ids, metric, bootstrap_samples, seed)
+            metric: bootstrap.bootstrap_draws(model_scores, labels, user_ids, metric, bootstrap_samples, seed)
             for metric in dict.fromkeys([*ci_metrics, *(["auc"] if reference is not None else [])])
         }
         # a degenerate model's interval would only measure tie-breaking: none is shown
         row["ci"] = {
-            metric: [None, None] if degenerate else list(metrics.percentile_interval(draws[metric], alpha))
+            metric: [None, None] if degenerate else list(bootstrap.percentile_interval(draws[metric], alpha))
             for metric in ci_metrics
         }
         auc_draws[name] = draws.get("auc")
@@ -215,7 +215,7 @@ def evaluate_models(
         reference_auc = results["models"][reference]["metrics"]["auc"]
         for name, row in results["models"].items():
             if name != reference:
-                paired = metrics.paired_difference(
+                paired = bootstrap.paired_difference(
                     row["metrics"]["auc"] - reference_auc, auc_draws[name], auc_draws[reference], alpha
                 )
                 row["vs_reference"] = {"metric": "auc", **paired}
