@@ -30,7 +30,7 @@ def main():
     args = parser.parse_args()
 
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.evaluation import report
+    from hf_mllm_msr.evaluation import baseline_scoring, report
 
     if not Path(args.data_dir, "ml-100k.inter").exists():
         raise SystemExit(f"MovieLens-100K not found in {args.data_dir} (see --data_dir).")
@@ -41,7 +41,7 @@ def main():
     items = load_msr_dataset("movielens", "items", **options)
     test = examples["test"]
     print(f"data: {len(set(test['user_id']))} test users x 21 candidates ({time.perf_counter() - start:.0f} s)")
-    scores, info = report.score_baselines(
+    scores, info = baseline_scoring.score_baselines(
         ["popularity", "sasrec", "gru4rec"], sequences, examples, test, catalogue=items["item_id"], tune=args.tune
     )
     results = report.evaluate_models(

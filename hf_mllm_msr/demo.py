@@ -94,7 +94,9 @@ class DemoArguments:
     answer_loss: str = field(default="both", metadata={"help": "'pointwise', 'listwise' or 'both' (packed SFT)."})
     candidate_text: str = field(
         default="summary_and_cues",
-        metadata={"help": "What the text recommender shows of a candidate: 'summary_and_cues', 'summary' or 'cues'."},
+        metadata={
+            "help": "What the text recommender shows of a candidate: 'summary_and_cues', 'summary', 'cues' or 'colours'."
+        },
     )
     num_train_epochs: float = field(default=1.0, metadata={"help": "SFT epochs over the train examples."})
     train_batch_size: int = field(
@@ -261,7 +263,7 @@ def run_demo(args: DemoArguments) -> dict:
     import datasets
 
     from .data.loading import load_msr_dataset
-    from .evaluation import report, tables
+    from .evaluation import baseline_scoring, report, tables
     from .publishing.cards import write_adapter_card
     from .recommendation.recommender import MsrRecommender
     from .summarization.summarize import SummarizeConfig, make_generator, summarize_items
@@ -359,7 +361,7 @@ def run_demo(args: DemoArguments) -> dict:
             )
             msr_config = json.loads((output_dir / folder / "msr_config.json").read_text())
             info[name] = {"kind": "adapter", "source": folder, "training_size": msr_config.get("training_size")}
-        baseline_scores, baseline_info = report.score_baselines(
+        baseline_scores, baseline_info = baseline_scoring.score_baselines(
             args.baselines, sequences, all_examples, test, catalogue=catalogue, seed=args.seed
         )
         scores.update(baseline_scores)

@@ -78,7 +78,7 @@ class EvaluateArguments:
         default=False,
         metadata={
             "help": "Pick SASRec's and GRU4Rec's dropout and size from a small grid on the validation users "
-            "(report.TUNING_GRIDS); the chosen values go into results.json."
+            "(baseline_scoring.TUNING_GRIDS); the chosen values go into results.json."
         },
     )
     ks: list[int] = field(default_factory=lambda: [3, 5, 10], metadata={"help": "Cut-offs K of HR/NDCG/MRR@K."})
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Heavy imports here so that --help is instant.
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.evaluation import report, tables
+    from hf_mllm_msr.evaluation import baseline_scoring, report, tables
     from hf_mllm_msr.models.offline import resolve_adapter
     from hf_mllm_msr.publishing import cards, hub
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
         del recommender
 
     # --- Baselines on the same train split and test candidates -------------------------------------------------------
-    baseline_scores, baseline_info = report.score_baselines(
+    baseline_scores, baseline_info = baseline_scoring.score_baselines(
         args.baselines, sequences, examples, test, catalogue=items["item_id"], seed=args.seed, tune=args.tune_baselines
     )
     scores.update(baseline_scores)

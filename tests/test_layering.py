@@ -4,7 +4,7 @@ higher stage.
 The layers, lowest first (a module may import its own layer and lower ones, never a higher one):
 
     0  prompts, data, models, testing   (no stage above them)
-    1  evaluation                        (metrics, bootstrap, baselines, report: data only)
+    1  evaluation                        (metrics, bootstrap, baselines, baseline_scoring, report: data only)
     2  summarization                     (data, models, prompts)
     3  recommendation                    (+ evaluation metrics for validation, summarization's data rows)
     4  publishing                        (cards, push: + the recommender to resolve bases)

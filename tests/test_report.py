@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_mllm_msr.evaluation import bootstrap, metrics, report, tables
+from hf_mllm_msr.evaluation import baseline_scoring, bootstrap, metrics, report, tables
 
 PROTOCOL = {"dataset": "toy", "split": "user", "history_policy": "recent", "num_test_negatives": 4, "seed": 0}
 
@@ -209,18 +209,18 @@ def test_score_baselines_popularity(train, test_split):
     sequences = datasets.Dataset.from_dict(
         {"user_id": ["t1", "t2", "t3"], "item_ids": [["a", "b", "c"], ["a", "b"], ["a"]]}
     )
-    scores, info = report.score_baselines(["popularity"], sequences, {"train": train}, test_split)
+    scores, info = baseline_scoring.score_baselines(["popularity"], sequences, {"train": train}, test_split)
     candidates = test_split["candidate"]
     assert scores["popularity"][candidates.index("a")] > scores["popularity"][candidates.index("new")]
     assert info["popularity"]["training_size"] == {"users": 3, "interactions": 6}
     with pytest.raises(ValueError, match="Unknown baseline"):
-        report.score_baselines(["bpr"], sequences, {"train": train}, test_split)
+        baseline_scoring.score_baselines(["bpr"], sequences, {"train": train}, test_split)
 
 
 def test_a_baseline_the_data_cannot_train_is_a_row_with_its_reason(train, test_split, tmp_path):
     # every item occurs once: SASRec has nothing to carry over from one user to another
     sequences = datasets.Dataset.from_dict({"user_id": ["t1", "t2", "t3"], "item_ids": [["a", "b"], ["c"], ["d"]]})
-    scores, info = report.score_baselines(["popularity", "sasrec"], sequences, {"train": train}, test_split)
+    scores, info = baseline_scoring.score_baselines(["popularity", "sasrec"], sequences, {"train": train}, test_split)
     assert "sasrec" not in scores and info["sasrec"]["not_trained"] == "no item occurs twice in 3 training sequences"
     results = report.evaluate_models(scores, test_split, train, PROTOCOL, models_info=info, bootstrap_samples=5)
     assert results["models"]["sasrec"]["not_trained"] and results["models"]["sasrec"]["metrics"] == {}
@@ -238,7 +238,7 @@ def test_a_bug_in_a_baseline_still_raises(train, test_split, monkeypatch):
     monkeypatch.setattr(baselines.SASRec, "fit", broken)
     sequences = datasets.Dataset.from_dict({"user_id": ["t1", "t2"], "item_ids": [["a", "b"], ["a", "b"]]})
     with pytest.raises(TypeError, match="a bug in our code"):
-        report.score_baselines(["sasrec"], sequences, {"train": train}, test_split)
+        baseline_scoring.score_baselines(["sasrec"], sequences, {"train": train}, test_split)
 
 
 def test_constant_scores_are_flagged_degenerate(scores, test_split, train, tmp_path):

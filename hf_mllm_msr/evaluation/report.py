@@ -244,9 +244,7 @@ def write_report(results: Mapping, output_dir: str | Path) -> dict[str, Path]:
     return written
 
 
-# --- Scoring helpers shared by recipes/evaluate.py and the demo -----------------------------------------------------
-
-BASELINE_NAMES = ("popularity", "sasrec", "gru4rec")
+# --- Inputs shared by recipes/evaluate.py and the demo ---------------------------------------------------------------
 
 
 def select_test_users(test, max_test_users: int | None = None, seed: int = 0):
@@ -262,81 +260,6 @@ def select_test_users(test, max_test_users: int | None = None, seed: int = 0):
     kept = set(np.random.default_rng(seed).choice(users, size=max_test_users, replace=False).tolist())
     logger.warning("Evaluating %d of %d test users (max_test_users=%d).", len(kept), len(users), max_test_users)
     return test.select([i for i, user_id in enumerate(test["user_id"]) if user_id in kept])
-
-
-# Small grids for `tune=True`, chosen on the validation users' full-catalogue AUC (RecBole's defaults are in each grid).
-TUNING_GRIDS = {
-    "sasrec": [{"dropout": d, "num_blocks": b} for d in (0.2, 0.5) for b in (1, 2)],
-    "gru4rec": [{"dropout": d, "gru_size": g} for d in (0.3, 0.5) for g in (64, 128)],
-}
-
-
-def score_baselines(
-    names: Sequence[str], sequences, examples, test, *, catalogue=None, seed: int = 0, tune: bool = False
-) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-    """Fit each named baseline (``popularity``, ``sasrec``, ``gru4rec``) on every interaction of the protocol's
-    training users (`baselines.training_sequences`), early-stopped on its validation users, and score every row of
-    ``test``.
-
-    Args:
-        names: baselines to run.
-        sequences: the protocol's ``sequences`` dataset.
-        examples: the protocol's splits, whole (a compute limit such as the demo's ``max_users`` applies to the LLM
-            stages only: the baselines are cheap and train on the whole train split).
-        test: the rows to score (the split every model is scored on).
-        catalogue: every item id (items never seen in training get embeddings of their own).
-        seed: seed of the models.
-        tune: pick each model's hyperparameters from `TUNING_GRIDS` on validation.
-
-    Returns:
-        ``(scores, info)``: scores of the baselines that could be fitted; per baseline, ``kind``, ``training_size``
-        (users, interactions), the hyperparameters used, or ``not_trained`` with the reason when the data cannot
-        support it (`InsufficientDataError`; any other error is raised).
-    """
-    import time
-    from dataclasses import asdict
-
-    from ..data.loading import InsufficientDataError
-    from . import baselines
-
-    unknown = sorted(set(names) - set(BASELINE_NAMES))
-    if unknown:
-        raise ValueError(f"Unknown baseline(s) {unknown}; choose from {list(BASELINE_NAMES)}.")
-    validation = examples["validation"] if "validation" in examples and len(examples["validation"]) else None
-    scores, info = {}, {}
-    try:
-        train = baselines.training_sequences(sequences, examples)
-    except InsufficientDataError as error:
-        return {}, {name: {"kind": "baseline", "not_trained": str(error)} for name in names}
-    size = {"users": len(train), "interactions": sum(map(len, train))}
-    for name in names:
-        info[name] = {"kind": "baseline", "training_size": size}
-        start = time.perf_counter()
-        try:
-            if name == "popularity":
-                model = baselines.PopularityBaseline().fit(train)
-            else:
-                model_class = baselines.SASRec if name == "sasrec" else baselines.GRU4Rec
-                candidates = TUNING_GRIDS[name] if tune and validation is not None else [{}]
-                fitted = []
-                for overrides in candidates:
-                    config = model_class.config_class(seed=seed, show_progress=False, **overrides)
-                    fitted.append(model_class(config).fit(train, validation, catalogue=catalogue))
-                best = [m.catalogue_auc(validation) if validation is not None else 0.0 for m in fitted]
-                model = fitted[int(np.nanargmax(best))] if len(fitted) > 1 else fitted[0]
-                info[name]["config"] = asdict(model.config)
-                info[name]["epochs_trained"] = len(model.history_)
-                if tune:
-                    info[name]["tuning"] = [{**c, "validation_auc": a} for c, a in zip(candidates, best)]
-            logger.info(
-                "Baseline %s trained on %d users (%d interactions).", name, size["users"], size["interactions"]
-            )
-            scores[name] = np.asarray(model.score(test), dtype=np.float64)
-        except InsufficientDataError as error:
-            logger.warning("Baseline %s not trained: %s.", name, error)
-            info[name]["not_trained"] = str(error)
-        info[name]["fit_seconds"] = round(time.perf_counter() - start, 1)
-    return scores, info
 
 
 def load_summaries(path: str | Path | None):
