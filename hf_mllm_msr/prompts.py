@@ -170,6 +170,19 @@ def direct_user_summary_messages(history: Sequence[str], *, example: bool = Fals
     return user_summary_messages(history, previous_summary=None, example=example)
 
 
+# The textualized image (summarization.textualize writes it) names the image's colours after this label.
+CUE_COLOURS_LABEL = "main colours: "
+
+
+def cue_colours(cues: str | None) -> list[str]:
+    """The colour names of a cue string written by ``summarization.textualize.Textualizer`` ([] when none)."""
+    for part in (cues or "").split(";"):
+        part = part.strip()
+        if part.startswith(CUE_COLOURS_LABEL):
+            return [c.strip() for c in part[len(CUE_COLOURS_LABEL) :].split(",") if c.strip()]
+    return []
+
+
 # --- Stage 3: the recommender ------------------------------------------------------------------
 
 RECOMMEND_QUESTION = "Will the user interact with this candidate item? Answer Yes or No."

@@ -14,6 +14,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer
 from hf_mllm_msr.data.schema import history_key
 from hf_mllm_msr.recommendation.examples import build_sft_dataset, prefix_examples
 from hf_mllm_msr.recommendation.recommender import MsrRecommender
+from hf_mllm_msr.recommendation.scoring import candidate_text_fields
 from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
 from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing
@@ -121,6 +122,17 @@ def test_candidate_text_picks_the_item_summary_fields(world):
         MsrSftArguments(dataset_name="toy", candidate_text="paragraph")
 
 
+def test_candidate_text_colours_keeps_only_the_cue_colour_names():
+    textualized = "looks like: doormat, scoreboard; main colours: orange, brown; square picture, bright overall"
+    candidate = {"title": "Everyday Mug P-23", "summary": "A steel mug.", "visual_cues": textualized}
+    shown = candidate_text_fields(candidate, "colours")
+    assert shown == {"title": "Everyday Mug P-23", "summary": None, "visual_cues": "main colours: orange, brown"}
+    assert candidate["visual_cues"] == textualized  # a new dict; the stored candidate is untouched
+    # cues that name no colour (or none at all) show the title alone, never an empty "main colours: " label
+    assert candidate_text_fields({**candidate, "visual_cues": "looks like: cat"}, "colours")["visual_cues"] is None
+    assert candidate_text_fields({**candidate, "visual_cues": None}, "colours")["visual_cues"] is None
+
+
 def test_scorer_shows_the_candidates_as_candidate_text_says(model_dir):
     tokenizer = testing.tiny_chatml_tokenizer()
     model = AutoModelForCausalLM.from_pretrained(model_dir("tiny_llama")).eval()
@@ -138,6 +150,13 @@ def test_scorer_shows_the_candidates_as_candidate_text_says(model_dir):
     cues_only = [{**c, "summary": None} for c in candidates]
     np.testing.assert_allclose(scores("cues", candidates), scores("summary_and_cues", cues_only), atol=1e-6)
     assert np.max(np.abs(np.subtract(scores("cues", candidates), scores("summary_and_cues", candidates)))) > 1e-4
+    textualized = [
+        {**c, "visual_cues": f"looks like: vase; main colours: {c['title'].split()[0]}; bright"} for c in candidates
+    ]
+    colour_names = [
+        {**c, "summary": None, "visual_cues": f"main colours: {c['title'].split()[0]}"} for c in candidates
+    ]
+    np.testing.assert_allclose(scores("colours", textualized), scores("summary_and_cues", colour_names), atol=1e-6)
     with pytest.raises(ValueError, match="candidate_text must be one of"):
         MsrRecommender(model, tokenizer, mode="summary", candidate_text="paragraph")
 

@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from hf_mllm_msr.data.schema import ITEM_SUMMARY_FEATURES, USER_SUMMARY_FEATURES, history_key
-from hf_mllm_msr.prompts import USER_SUMMARY_EXAMPLE_FIRST, USER_SUMMARY_EXAMPLE_UPDATE, USER_SUMMARY_PREFIX
+from hf_mllm_msr.prompts import (
+    USER_SUMMARY_EXAMPLE_FIRST,
+    USER_SUMMARY_EXAMPLE_UPDATE,
+    USER_SUMMARY_PREFIX,
+    cue_colours,
+)
 from hf_mllm_msr.summarization.generation import load_summarizer
 from hf_mllm_msr.summarization.summarize import (
     SummarizeConfig,
@@ -13,7 +18,7 @@ from hf_mllm_msr.summarization.summarize import (
     make_generator,
     summarize_items,
 )
-from hf_mllm_msr.summarization.textualize import Textualizer, cue_colours
+from hf_mllm_msr.summarization.textualize import Textualizer
 from hf_mllm_msr.summarization.users import (
     blocks_of,
     finish_user_summary,

@@ -5,8 +5,8 @@ import torch
 from transformers import pipeline
 
 import hf_mllm_msr  # noqa: F401  (registers the task)
-from hf_mllm_msr.prompts import USER_SUMMARY_EXAMPLE_UPDATE, USER_SUMMARY_PREFIX
-from hf_mllm_msr.summarization.textualize import Textualizer, cue_colours
+from hf_mllm_msr.prompts import USER_SUMMARY_EXAMPLE_UPDATE, USER_SUMMARY_PREFIX, cue_colours
+from hf_mllm_msr.summarization.textualize import Textualizer
 from hf_mllm_msr.testing import text as testing
 from hf_mllm_msr.testing import vlm as testing_vlm
 

@@ -127,7 +127,7 @@ def build_sft_dataset(
         user_summaries: the user-summary dataset (``history_key``, ``summary``); modes "image" and "summary".
         on_missing: ``"error"`` (default) raises naming the ids; ``"skip"`` leaves those rows out, counted in the log.
         tokenizer, max_user_tokens: when both are given, user summaries longer than this are cut from the start.
-        candidate_text: mode "summary": ``summary_and_cues``, ``summary`` or ``cues`` of each candidate.
+        candidate_text: mode "summary": one of `scoring.CANDIDATE_TEXTS` (``summary_and_cues``, ``cues``, ...).
 
     Returns:
         A dataset with ``prompt`` (user turn), ``completion`` (assistant "Yes"/"No") and, in image mode,

@@ -24,14 +24,15 @@ from collections.abc import Sequence
 
 import torch
 
-from ..prompts import ANSWER_NO, ANSWER_YES, recommend_messages
+from ..prompts import ANSWER_NO, ANSWER_YES, CUE_COLOURS_LABEL, cue_colours, recommend_messages
 
 logger = logging.getLogger(__name__)
 
 MODES = ("image", "summary", "title")
 # What mode "summary" shows of a candidate's item summary. "cues" is for small summarizers: SmolLM2-135M's item
 # paragraphs name no colour for most items and bury the cues behind noise; trained on them, it stays at chance (README).
-CANDIDATE_TEXTS = ("summary_and_cues", "summary", "cues")
+# "colours" keeps only the colour names of the cues (the ImageNet tags and layout words are the same noise).
+CANDIDATE_TEXTS = ("summary_and_cues", "summary", "cues", "colours")
 MSR_CONFIG_NAME = "msr_config.json"  # next to an adapter / saved pipeline: its mode, max_user_tokens, candidate_text
 TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")  # per-token image markers (Gemma3, Qwen2-VL)
 
@@ -46,6 +47,13 @@ def candidate_text_fields(candidate: dict, candidate_text: str = "summary_and_cu
         return {**candidate, "visual_cues": None}
     if candidate_text == "cues":
         return {**candidate, "summary": None}
+    if candidate_text == "colours":
+        colours = cue_colours(candidate.get("visual_cues"))
+        return {
+            **candidate,
+            "summary": None,
+            "visual_cues": CUE_COLOURS_LABEL + ", ".join(colours) if colours else None,
+        }
     return candidate
 
 

@@ -75,7 +75,8 @@ class MsrSftArguments(ScriptArguments):
         default="summary_and_cues",
         metadata={
             "help": "Mode summary: 'summary_and_cues' (the item paragraph, then the textualized visual cues), "
-            "'summary' or 'cues'. 'cues' for summarizers whose paragraphs are unreliable (SmolLM2-135M: README)."
+            "'summary', 'cues' or 'colours' (only the cues' colour names). 'cues' and 'colours' for summarizers whose "
+            "paragraphs are unreliable (SmolLM2-135M: README)."
         },
     )
 

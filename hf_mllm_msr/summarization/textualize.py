@@ -20,10 +20,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..data.images import colour_shares
+from ..prompts import CUE_COLOURS_LABEL
 
 logger = logging.getLogger(__name__)
-
-CUE_COLOURS_LABEL = "main colours: "
 
 
 def layout_cues(image, background: str) -> list[str]:
@@ -128,12 +127,3 @@ class Textualizer:
             parts.append(", ".join(layout_cues(image, background)))
             cues.append("; ".join(parts))
         return cues
-
-
-def cue_colours(cues: str | None) -> list[str]:
-    """The colour names of a cue string written by :class:`Textualizer` (``[]`` when it names none)."""
-    for part in (cues or "").split(";"):
-        part = part.strip()
-        if part.startswith(CUE_COLOURS_LABEL):
-            return [c.strip() for c in part[len(CUE_COLOURS_LABEL) :].split(",") if c.strip()]
-    return []

@@ -17,10 +17,15 @@ import zlib
 import datasets
 
 from ..data.schema import USER_SUMMARY_FEATURES, history_key
-from ..prompts import USER_SUMMARY_PREFIX, clean_field, direct_user_summary_messages, user_summary_messages
+from ..prompts import (
+    USER_SUMMARY_PREFIX,
+    clean_field,
+    cue_colours,
+    direct_user_summary_messages,
+    user_summary_messages,
+)
 from .generation import Request, SummaryGenerator
 from .summarize import SummarizeConfig, first_paragraph, join_flags, make_generator, rows_to_dataset
-from .textualize import cue_colours
 
 logger = logging.getLogger(__name__)
 
