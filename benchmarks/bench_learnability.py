@@ -22,6 +22,8 @@ import tempfile
 import time
 from collections import Counter
 
+from hf_mllm_msr.recommendation.scoring import CANDIDATE_TEXTS
+
 GOAL_AUC, GOAL_SECONDS = 0.90, 15 * 60
 PROTOCOL = dict(
     num_users=200,
@@ -197,7 +199,7 @@ def main():
     parser.add_argument(
         "--candidate_text",
         default="summary_and_cues",
-        choices=["summary_and_cues", "summary", "cues"],
+        choices=CANDIDATE_TEXTS,
         help="What a candidate shows of its item summary (MsrSftArguments.candidate_text).",
     )
     parser.add_argument("--max_train_users", type=int, default=None)
