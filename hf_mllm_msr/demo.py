@@ -25,95 +25,14 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
+
+from .demo_arguments import DemoArguments, adapter_row_name, dataset_options, sft_arguments, summary_backend
 
 logger = logging.getLogger("hf_mllm_msr.demo")
 
 DONE = ".stage_done"
-VISION_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-
-
-@dataclass
-class DemoArguments:
-    """Options of `mllm-msr demo` (also accepted as YAML keys with `--config`)."""
-
-    output_dir: str = field(default="demo_output", metadata={"help": "Where every stage writes its folder."})
-    data: str = field(default="synthetic", metadata={"help": "Builder name (synthetic, movielens, ...) or folder."})
-    data_dir: str | None = field(default=None, metadata={"help": "Raw files of the dataset (not for synthetic)."})
-    num_users: int = field(default=36, metadata={"help": "Synthetic only: number of users."})
-    num_items: int = field(default=48, metadata={"help": "Synthetic only: number of items."})
-    max_users: int | None = field(
-        default=36, metadata={"help": "Real data: keep this many users (sorted ids); None = all (hours on a CPU)."}
-    )
-    max_history: int = field(default=6, metadata={"help": "Items of history given to the models."})
-    dataset_options: dict | str | None = field(
-        default=None,
-        metadata={
-            "help": "More load_msr_dataset options as a dict/JSON (e.g. num_test_negatives, min_user_interactions)."
-        },
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of the split, the negatives and training."})
-    model: str = field(
-        default="smollm2-135m-instruct",
-        metadata={"help": "Summarizer and recommender base model (a short offline name, Hub id or folder)."},
-    )
-    recommender_model: str | None = field(
-        default=None,
-        metadata={
-            "help": "Base of the MLLM-MSR recommender. None: --model, text-only (it reads the candidate's item "
-            "summary + image cues). 'smollm2-135m-vision': EfficientNet-Lite0 -> projector -> SmolLM2, which "
-            "sees the candidate image (LoRA on the LM, the projector trains fully); or any image-text-to-text folder."
-        },
-    )
-    tiny: bool = field(default=False, metadata={"help": "Use a tiny random model (tests; numbers are meaningless)."})
-    summary_max_new_tokens: int = field(default=48, metadata={"help": "New tokens per item/user summary step."})
-    summary_batch_size: int = field(default=16, metadata={"help": "Prompts per generate() call."})
-    block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step (paper: 3)."})
-    history_items: str = field(
-        default="title_colours",
-        metadata={
-            "help": "History items in user prompts: 'title_colours' (title + image colours; SmolLM2-135M keeps "
-            "the colour) or 'summary' (the paper: title + item summary)."
-        },
-    )
-    summary_backend: str = field(
-        default="auto",
-        metadata={
-            "help": "'transformers', 'xllamacpp' (GGUF via llama.cpp, ~5x faster on CPU) or 'auto' "
-            "(xllamacpp when installed and the model is the offline SmolLM2)."
-        },
-    )
-    num_train_negatives: int = field(
-        default=20, metadata={"help": "Stored negatives per train user; packed SFT trains on all of them."}
-    )
-    packing_mode: str = field(
-        default="shared_prefix",
-        metadata={"help": "'shared_prefix': one sequence per user with all their candidates; 'none': a row each."},
-    )
-    answer_loss: str = field(default="both", metadata={"help": "'pointwise', 'listwise' or 'both' (packed SFT)."})
-    candidate_text: str = field(
-        default="colours",  # SmolLM2-135M: demo test AUC 0.690 vs 0.542 with summary_and_cues (README)
-        metadata={
-            "help": "What the text recommender shows of a candidate: 'summary_and_cues', 'summary', 'cues' or 'colours'."
-        },
-    )
-    num_train_epochs: float = field(default=1.0, metadata={"help": "SFT epochs over the train examples."})
-    train_batch_size: int = field(
-        default=1, metadata={"help": "SFT batch size: users with packing_mode shared_prefix, else rows."}
-    )
-    learning_rate: float = field(default=1e-3, metadata={"help": "SFT learning rate (LoRA on a 135M model)."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank (paper: 16)."})
-    max_user_tokens: int = field(
-        default=128,
-        metadata={"help": "User summaries are cut to this many tokens (from their start) for the recommender."},
-    )
-    baselines: list[str] = field(
-        default_factory=lambda: ["popularity", "sasrec", "gru4rec"],
-        metadata={"help": "ID-based baselines scored on the same candidates."},
-    )
-    ablation: bool = field(default=True, metadata={"help": "Also train the title-only (no image) recommender."})
-    bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence intervals."})
 
 
 def _stage(output_dir: Path, name: str, run, resumable: bool = False) -> Path:
@@ -139,31 +58,6 @@ def _stage(output_dir: Path, name: str, run, resumable: bool = False) -> Path:
     return final
 
 
-def _dataset_options(args: DemoArguments) -> dict:
-    options = {
-        "split": "leave_one_out",
-        "max_history": args.max_history,
-        "num_train_negatives": args.num_train_negatives,
-        "seed": args.seed,
-    }
-    if args.data == "synthetic":
-        options.update(num_users=args.num_users, num_items=args.num_items)
-    extra = args.dataset_options
-    options.update(json.loads(extra) if isinstance(extra, str) else dict(extra or {}))
-    return options
-
-
-def _summary_backend(args: DemoArguments) -> str:
-    if args.summary_backend != "auto":
-        return args.summary_backend
-    import importlib.util
-
-    from .models.offline import SMOLLM2_NAME
-
-    fast = not args.tiny and args.model in (SMOLLM2_NAME, "smollm2") and importlib.util.find_spec("xllamacpp")
-    return "xllamacpp" if fast else "transformers"
-
-
 def _keep_users(examples, max_users):
     """The rows of the first ``max_users`` users (sorted ids) of every split, so real data fits a CPU demo."""
     if not max_users:
@@ -174,52 +68,9 @@ def _keep_users(examples, max_users):
 
 
 def _train(args: DemoArguments, model_path: str, mode: str, data: dict, output: Path, protocol: dict) -> None:
-    from trl import ModelConfig, SFTConfig
-
-    from .recommendation.sft_arguments import MsrSftArguments
     from .recommendation.training import train_recommender
 
-    script_args = MsrSftArguments(
-        dataset_name=args.data,
-        mode=mode,
-        data_dir=args.data_dir,
-        dataset_options=protocol,
-        max_eval_users=8,
-        max_user_tokens=args.max_user_tokens,
-        packing_mode=args.packing_mode,
-        answer_loss=args.answer_loss,
-        candidate_text=args.candidate_text,
-    )
-    training_args = SFTConfig(
-        output_dir=str(output),
-        bf16=False,
-        use_cpu=True,
-        report_to="none",
-        gradient_checkpointing=False,
-        max_length=4096 if args.packing_mode == "shared_prefix" else None,
-        per_device_train_batch_size=args.train_batch_size,
-        num_train_epochs=args.num_train_epochs,
-        learning_rate=args.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=5,
-        logging_steps=5,
-        save_strategy="steps",
-        save_steps=25,
-        save_total_limit=1,
-        seed=args.seed,
-        disable_tqdm=False,
-    )
-    model_args = ModelConfig(
-        model_name_or_path=model_path,
-        use_peft=True,
-        lora_r=args.lora_r,
-        lora_alpha=2 * args.lora_r,
-        lora_dropout=0.0,
-        dtype="float32",
-    )
-    if mode == "image":  # as recipes/smollm2-135m-vision/sft/config_cpu.yaml: the frozen encoder is never adapted
-        model_args.lora_target_modules = [VISION_LORA_TARGETS]
-        model_args.lora_modules_to_save = ["multi_modal_projector"]
+    script_args, training_args, model_args = sft_arguments(args, model_path, mode, output, protocol)
     train_recommender(
         script_args,
         training_args,
@@ -282,7 +133,7 @@ def run_demo(args: DemoArguments) -> dict:
         model_path = resolve_model_path(args.model)
 
     # --- data ---
-    protocol = _dataset_options(args)
+    protocol = dataset_options(args)
     items = load_msr_dataset(args.data, "items", data_dir=args.data_dir, **protocol)
     # --max_users limits the LLM stages only; the baselines train on the protocol's whole train split
     all_examples = load_msr_dataset(args.data, "examples", data_dir=args.data_dir, **protocol)
@@ -299,7 +150,7 @@ def run_demo(args: DemoArguments) -> dict:
         max_new_tokens=args.summary_max_new_tokens,
         history_items=args.history_items,
         batch_size=args.summary_batch_size,
-        backend=_summary_backend(args),
+        backend=summary_backend(args),
         cache_path=str(output_dir / "generation_cache.sqlite"),
     )
     summarizer = {}
@@ -330,7 +181,7 @@ def run_demo(args: DemoArguments) -> dict:
 
     # --- recommender SFT: MLLM-MSR, and the title-only ablation ---
     data = {"items": items, "examples": examples, "item_summaries": item_summaries, "user_summaries": user_summaries}
-    adapters = {"MLLM-MSR (summaries + image cues)": ("adapter", "summary", model_path)}
+    adapters = {adapter_row_name(args.candidate_text): ("adapter", "summary", model_path)}
     if args.recommender_model:
         adapters = {"MLLM-MSR (MsrVision sees the image)": ("adapter", "image", _vision_model_path(args, output_dir))}
     if args.ablation:

@@ -9,6 +9,10 @@ import pytest
 import yaml
 from test_builders import INTER_HEADER, ITEM_HEADER
 
+from hf_mllm_msr.demo import DemoArguments, adapter_row_name
+
+ADAPTER_ROW = adapter_row_name(DemoArguments.candidate_text)  # the default run
+
 TINY_DEMO = [
     "--tiny",
     "--num_users",
@@ -31,6 +35,13 @@ def run_demo(output_dir, *extra, timeout=900):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+def test_report_row_names_what_the_candidate_showed():
+    assert adapter_row_name("colours") == "MLLM-MSR (user summaries + image colours)"
+    assert adapter_row_name("summary_and_cues") == "MLLM-MSR (user summaries + item summaries + image cues)"
+    with pytest.raises(ValueError, match="--candidate_text must be one of .*'cues'.*got 'colour'"):
+        DemoArguments(candidate_text="colour")
+
+
 def test_demo_writes_every_stage(demo_run):
     output_dir, proc = demo_run
     for stage in ("item_summaries", "user_summaries", "adapter", "adapter_title", "report"):
@@ -45,7 +56,7 @@ def test_demo_writes_every_stage(demo_run):
     assert len(users) >= 16
 
     results = json.loads((output_dir / "report" / "results.json").read_text())
-    assert set(results["models"]) == {"MLLM-MSR (summaries + image cues)", "Title-only LLM (no image)", "popularity"}
+    assert set(results["models"]) == {ADAPTER_ROW, "Title-only LLM (no image)", "popularity"}
     assert results["num_users"] == 16 and results["num_rows"] == 16 * 21
     assert results["protocol"]["split"] == "leave_one_out"
     assert list((output_dir / "report").glob("*.png"))
@@ -56,11 +67,11 @@ def test_demo_writes_every_stage(demo_run):
     assert not list(adapter.glob("checkpoint-*"))
     front_matter = yaml.safe_load((adapter / "README.md").read_text().split("---")[1])
     card_metrics = {m["type"]: m["value"] for m in front_matter["model-index"][0]["results"][0]["metrics"]}
-    reported = results["models"]["MLLM-MSR (summaries + image cues)"]["metrics"]
+    reported = results["models"][ADAPTER_ROW]["metrics"]
     for metric in ("auc", "user_auc", "hr@10", "ndcg@10", "mrr@10"):
         assert card_metrics[metric] == pytest.approx(reported[metric])
     # the results table is printed for the user
-    assert "MLLM-MSR (summaries + image cues)" in proc.stdout and "Report:" in proc.stdout
+    assert ADAPTER_ROW in proc.stdout and "Report:" in proc.stdout
 
 
 def test_demo_rerun_skips_finished_stages(demo_run):
@@ -95,7 +106,7 @@ def test_full_size_demo_with_smollm2(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert {
-        "MLLM-MSR (summaries + image cues)",
+        ADAPTER_ROW,
         "Title-only LLM (no image)",
         "popularity",
         "sasrec",
@@ -155,6 +166,6 @@ def test_small_real_format_run_reports_what_it_cannot_train(tmp_path):
     assert "| sasrec | not trained: no item occurs twice in 4 training sequences |" in report
     # leave-one-out train split: each of the 4 users' first 2 items; the adapter saw the 2 kept users only
     assert models["popularity"]["training_size"] == {"users": 4, "interactions": 8}
-    adapter = models["MLLM-MSR (summaries + image cues)"]
+    adapter = models[ADAPTER_ROW]
     assert adapter["training_size"]["users"] == 2 and "metrics" in adapter
     assert results["num_users"] == 2

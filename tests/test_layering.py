@@ -8,7 +8,7 @@ The layers, lowest first (a module may import its own layer and lower ones, neve
     2  summarization                     (data, models, prompts)
     3  recommendation                    (+ evaluation metrics for validation, summarization's data rows)
     4  publishing                        (cards, push: + the recommender to resolve bases)
-    5  demo, cli                         (everything)
+    5  demo, demo_arguments, cli         (everything)
 """
 
 import ast
@@ -31,6 +31,7 @@ LAYER = {
     "recommendation": 3,
     "publishing": 4,
     "demo": 5,
+    "demo_arguments": 5,
     "cli": 5,
     "__main__": 5,
     "__init__": 5,
