@@ -20,7 +20,7 @@ GPUs (DDP, FSDP or DeepSpeed ZeRO-2), e.g. the paper's setting on 8 GPUs:
 
 Every YAML key is a field of ``MsrSftArguments`` (dataset, summaries, mode), TRL's ``SFTConfig`` or
 TRL's ``ModelConfig``; any key can be overridden on the command line (``--learning_rate 1e-4``).
-The blocks run in this order, inside ``hf_mllm_msr.training.train_recommender``: seed, logging,
+The blocks run in this order, inside ``hf_mllm_msr.recommendation.training.train_recommender``: seed, logging,
 args, data (examples + summaries -> prompt/completion rows), model (+ LoRA), trainer (with the
 validation-AUC callback), train (resuming from the last checkpoint in ``output_dir``), save
 (adapter, processor, ``recipe.yaml``, ``msr_config.json``).

@@ -1,5 +1,5 @@
 """The Markdown side of the evaluation report: the tables (per model, per cold-start bucket, paired differences)
-and the whole ``report.md``. The numbers come from :func:`hf_mllm_msr.report.evaluate_models`.
+and the whole ``report.md``. The numbers come from :func:`hf_mllm_msr.evaluation.report.evaluate_models`.
 """
 
 from __future__ import annotations

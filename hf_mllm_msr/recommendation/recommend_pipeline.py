@@ -1,6 +1,6 @@
 """``pipeline("mllm-msr-recommend")``: rank a user's candidates by p(Yes) (MLLM-MSR stage 3).
 
-A thin shell over :class:`hf_mllm_msr.scoring.YesNoScorer` (shared-prefix scoring), which the evaluation recipe
+A thin shell over :class:`hf_mllm_msr.recommendation.scoring.YesNoScorer` (shared-prefix scoring), which the evaluation recipe
 and the demo use too, so all three score identically.
 
 Input (one, or a list): ``{"user_summary": str, "candidates": [{"title": ..., "summary": ..., "visual_cues": ...,
@@ -10,7 +10,7 @@ The mode (how a candidate is shown) is ``mode=`` if given, else read from the ca
 the model has a processor and the candidates carry images, ``summary`` when they carry item summaries,
 ``title`` otherwise. A folder written by this pipeline's ``save_pretrained`` sets the mode (and max_user_tokens,
 candidate_text) it was saved with, from its ``msr_config.json``; for an adapter folder, pass the ``mode`` and
-``candidate_text`` of its ``msr_config.json`` or use :class:`hf_mllm_msr.recommender.MsrRecommender`, which reads it.
+``candidate_text`` of its ``msr_config.json`` or use :class:`hf_mllm_msr.recommendation.recommender.MsrRecommender`, which reads it.
 
 Example::
 

@@ -27,9 +27,9 @@ logger = logging.getLogger(__name__)
 
 
 class MsrRecommender(YesNoScorer):
-    """:class:`~hf_mllm_msr.scoring.YesNoScorer` plus loading by folder / Hub id and scoring of examples splits.
+    """:class:`~hf_mllm_msr.recommendation.scoring.YesNoScorer` plus loading by folder / Hub id and scoring of examples splits.
 
-    Args: see :class:`~hf_mllm_msr.scoring.YesNoScorer`.
+    Args: see :class:`~hf_mllm_msr.recommendation.scoring.YesNoScorer`.
     """
 
     @classmethod
