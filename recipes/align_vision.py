@@ -31,6 +31,13 @@ class AlignArguments:
     batch_size: int = field(default=8, metadata={"help": "Examples per step."})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the projector."})
     eval_fraction: float = field(default=0.1, metadata={"help": "Share of images held out for the eval loss."})
+    word_anchor_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the loss pulling each image token towards the embedding of its cell's colour word "
+            "(0: captions only)."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the data order."})
     num_threads: int = field(default=2, metadata={"help": "torch CPU threads."})
 
@@ -40,7 +47,8 @@ def main(args: AlignArguments) -> dict:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from hf_mllm_msr.data.loading import load_msr_dataset
-    from hf_mllm_msr.models.vision_build import align_projector, build_msr_vision_model, caption
+    from hf_mllm_msr.models.vision_align import align_projector, caption
+    from hf_mllm_msr.models.vision_build import build_msr_vision_model
 
     # --- setup ---
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -65,6 +73,7 @@ def main(args: AlignArguments) -> dict:
         output_dir=args.output_dir,
         seed=args.seed,
         eval_fraction=args.eval_fraction,
+        word_anchor_weight=args.word_anchor_weight,
     )
 
     # --- check: caption a held-back item (the last image, never among the first max_images when more exist) ---

@@ -7,7 +7,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import hf_mllm_msr  # noqa: F401  (registers the auto classes)
-from hf_mllm_msr.models.vision_build import align_projector, dominant_colors, visual_facts
+from hf_mllm_msr.models.vision_align import align_projector, cell_colours, dominant_colors, visual_facts
 from hf_mllm_msr.testing.text import noise_image, tiny_llama
 from hf_mllm_msr.testing.vlm import tiny_msr_vision
 
@@ -200,11 +200,39 @@ def test_align_projector_lowers_the_loss_and_touches_only_the_projector(tiny_vis
     assert changed == {"multi_modal_projector"}
 
 
+def test_cell_colours_follow_the_grid_row_by_row():
+    halves = Image.new("RGB", (60, 60), (215, 40, 40))
+    ImageDraw.Draw(halves).rectangle((30, 0, 59, 59), fill=(40, 90, 215))
+    assert cell_colours(halves, 2) == ["red", "blue", "red", "blue"]
+    disc = cell_colours(_disc((40, 165, 60), 63), 3)
+    assert disc[4] == "green" and disc[0] == disc[2] == disc[6] == disc[8] == "white"
+
+
+def test_word_anchor_pulls_image_tokens_towards_their_colour_words(tiny_vision_dir, tmp_path):
+    colours = [(215, 40, 40), (40, 90, 215), (40, 165, 60), (235, 205, 30)]
+    images = [_disc(colours[i % 4], 40 + i) for i in range(12)]
+    result = align_projector(
+        tiny_vision_dir,
+        images,
+        steps=200,
+        lr=3e-2,
+        batch_size=4,
+        output_dir=tmp_path / "al",
+        eval_fraction=0.25,
+        word_anchor_weight=1.0,
+    )
+    # held-out images: the relative squared distance to the words' embeddings falls from ~1 (unrelated vectors)
+    assert result["eval_anchor_loss_before"] > 0.8 and result["eval_anchor_loss_after"] < 0.5
+    plain = align_projector(tiny_vision_dir, images, steps=2, batch_size=4, output_dir=tmp_path / "plain")
+    assert "eval_anchor_loss_after" not in plain
+
+
 @pytest.mark.slow
 def test_build_from_offline_weights(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")
     from hf_mllm_msr.models.offline import efficientnet_lite0_weights_path, smollm2_gguf_path
-    from hf_mllm_msr.models.vision_build import build_msr_vision_model, caption
+    from hf_mllm_msr.models.vision_align import caption
+    from hf_mllm_msr.models.vision_build import build_msr_vision_model
 
     try:
         efficientnet_lite0_weights_path(), smollm2_gguf_path()
