@@ -13,6 +13,7 @@ taste known (``bayes_scores``). On these 20 test users it is 0.900, so no model 
 Goal: test AUC >= 0.90 within 15 minutes on 2 CPU cores. The last line is ``ratio=<test AUC / 0.90>`` (>= 1: met).
 
     python benchmarks/bench_learnability.py [--epochs 2] [--answer_loss both] [--learning_rate 1e-3]
+    python benchmarks/bench_learnability.py --mode image --model outputs/smollm2-135m-vision/align   # MsrVision
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections import Counter
 
+from hf_mllm_msr.demo_arguments import VISION_LORA_TARGETS
 from hf_mllm_msr.recommendation.scoring import CANDIDATE_TEXTS
 
 GOAL_AUC, GOAL_SECONDS = 0.90, 15 * 60
@@ -143,7 +145,7 @@ class TestCurve:
     """Scores the validation and test users every ``every`` steps and prints their AUC (a learning curve, for
     choosing the schedule on validation; it costs time)."""
 
-    def __new__(cls, every, splits, items, item_summaries, user_summaries, candidate_text):
+    def __new__(cls, every, splits, items, item_summaries, user_summaries, candidate_text, mode="summary"):
         import numpy as np
         from transformers import TrainerCallback
 
@@ -156,7 +158,7 @@ class TestCurve:
                     return
                 model.eval()
                 recommender = MsrRecommender(
-                    model, processing_class, mode="summary", max_user_tokens=256, candidate_text=candidate_text
+                    model, processing_class, mode=mode, max_user_tokens=256, candidate_text=candidate_text
                 )
                 aucs = {}
                 for name, split in splits.items():
@@ -202,6 +204,25 @@ def main():
         choices=CANDIDATE_TEXTS,
         help="What a candidate shows of its item summary (MsrSftArguments.candidate_text).",
     )
+    parser.add_argument(
+        "--mode",
+        default="summary",
+        choices=["summary", "image"],
+        help="'image': the candidate is shown as its image to a vision-language model (--model), the user side as "
+        "above: can the image path learn when the user summaries are perfect?",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="Base model folder; default SmolLM2-135M-Instruct. --mode image needs a vision-language model, e.g. "
+        "the aligned MsrVision of recipes/align_vision.py (outputs/smollm2-135m-vision/align).",
+    )
+    parser.add_argument(
+        "--freeze_projector",
+        action="store_true",
+        help="--mode image: train the language model's LoRA only; by default the projector trains fully, as in "
+        "recipes/smollm2-135m-vision/sft/config_cpu.yaml.",
+    )
     parser.add_argument("--max_train_users", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output_dir", default=None, help="Keep the adapter here (default: a temporary folder).")
@@ -241,12 +262,16 @@ def main():
     print(
         f"item text ({args.candidate_text}) names the item's true colour first for {first}/{total} items", flush=True
     )
-    model_path = smollm2_path()
+    if args.mode == "image" and not args.model:
+        parser.error(
+            "--mode image needs --model (a vision-language model folder, e.g. outputs/smollm2-135m-vision/align)"
+        )
+    model_path = args.model or smollm2_path()
 
     output_dir = args.output_dir or tempfile.mkdtemp(prefix="bench_learnability_")
     script_args = MsrSftArguments(
         dataset_name="synthetic",
-        mode="summary",
+        mode=args.mode,
         packing_mode="shared_prefix",
         answer_loss=args.answer_loss,
         max_train_users=args.max_train_users,
@@ -280,6 +305,9 @@ def main():
         lora_dropout=args.lora_dropout,
         lora_target_modules=["all-linear"],
     )
+    if args.mode == "image":  # the frozen image encoder is never adapted (as the vision recipe)
+        model_args.lora_target_modules = [VISION_LORA_TARGETS]
+        model_args.lora_modules_to_save = None if args.freeze_projector else ["multi_modal_projector"]
     callbacks = []
     if args.curve_every:
         callbacks.append(
@@ -290,6 +318,7 @@ def main():
                 item_summaries,
                 user_summaries,
                 args.candidate_text,
+                args.mode,
             )
         )
     start = time.perf_counter()
@@ -311,7 +340,7 @@ def main():
     seconds = time.perf_counter() - start
     result = ranking_metrics(scores, labels, users)
     print(
-        f"packed SFT ({args.answer_loss} loss, {args.epochs} epochs, lr {args.learning_rate}, r {args.lora_r}): "
+        f"packed SFT (mode {args.mode}, {args.answer_loss} loss, {args.epochs} epochs, lr {args.learning_rate}, r {args.lora_r}): "
         f"test AUC {result['auc']:.3f}, user AUC {result['user_auc']:.3f}, NDCG@10 {result['ndcg@10']:.3f}; "
         f"training {train_seconds:.0f} s, training + scoring {seconds:.0f} s "
         f"({'within' if seconds <= GOAL_SECONDS else 'over'} the {GOAL_SECONDS // 60} min goal)"
