@@ -24,7 +24,7 @@ import time
 from collections import Counter
 
 from hf_mllm_msr.demo_arguments import VISION_LORA_TARGETS
-from hf_mllm_msr.recommendation.scoring import CANDIDATE_TEXTS
+from hf_mllm_msr.recommendation.candidate_prompts import CANDIDATE_TEXTS
 
 GOAL_AUC, GOAL_SECONDS = 0.90, 15 * 60
 PROTOCOL = dict(
@@ -127,7 +127,7 @@ def colour_named_first(items, item_summaries, candidate_text):
     """How many items' candidate text names their true colour before any other colour word: (count, items)."""
     import re
 
-    from hf_mllm_msr.recommendation.scoring import candidate_text_fields, item_summary_text
+    from hf_mllm_msr.recommendation.candidate_prompts import candidate_text_fields, item_summary_text
 
     colours = sorted(set(items["color"]), key=len, reverse=True)  # "light blue" before "blue"
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, colours)) + r")\b")

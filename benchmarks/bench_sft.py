@@ -135,10 +135,10 @@ def packed_step_flops(model_path: str, items, examples, item_summaries, user_sum
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from hf_mllm_msr.recommendation.candidate_prompts import answer_token_ids
     from hf_mllm_msr.recommendation.examples import build_group_dataset
     from hf_mllm_msr.recommendation.packed_trainer import ANSWER_KEYS, SharedPrefixCollator, answer_losses
     from hf_mllm_msr.recommendation.packing import attention_rules, branch_attention
-    from hf_mllm_msr.recommendation.scoring import answer_token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)

@@ -12,6 +12,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
 from hf_mllm_msr.recommendation import packing
+from hf_mllm_msr.recommendation.candidate_prompts import answer_token_ids, render_prompts
 from hf_mllm_msr.recommendation.examples import build_group_dataset
 from hf_mllm_msr.recommendation.packed_trainer import SharedPrefixCollator, answer_losses, split_groups
 from hf_mllm_msr.recommendation.packing import (
@@ -21,7 +22,7 @@ from hf_mllm_msr.recommendation.packing import (
     branch_sdpa_attention,
 )
 from hf_mllm_msr.recommendation.recommender import MsrRecommender
-from hf_mllm_msr.recommendation.scoring import answer_token_ids, image_token_ids, render_prompts
+from hf_mllm_msr.recommendation.scoring import image_token_ids
 from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
 from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing

@@ -12,9 +12,9 @@ from transformers import AutoModelForCausalLM, AutoProcessor, TrainerCallback, p
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from hf_mllm_msr.data.schema import history_key
+from hf_mllm_msr.recommendation.candidate_prompts import candidate_text_fields
 from hf_mllm_msr.recommendation.examples import build_sft_dataset, prefix_examples
 from hf_mllm_msr.recommendation.recommender import MsrRecommender
-from hf_mllm_msr.recommendation.scoring import candidate_text_fields
 from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
 from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing

@@ -100,7 +100,14 @@ def test_saved_recommend_pipeline_runs_without_the_package(lora_adapter, tmp_pat
 
     pipe.save_pretrained(tmp_path / "saved")
     saved = tmp_path / "saved"
-    for name in ("recommend_pipeline.py", "scoring.py", "prompts.py", "model.safetensors", "tokenizer.json"):
+    for name in (
+        "recommend_pipeline.py",
+        "scoring.py",
+        "candidate_prompts.py",
+        "prompts.py",
+        "model.safetensors",
+        "tokenizer.json",
+    ):
         assert (saved / name).exists(), name
     assert not (saved / "adapter_config.json").exists()  # merged: a plain model folder
     config = json.loads((saved / "config.json").read_text())

@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer, pipeline
 
+from hf_mllm_msr.recommendation.candidate_prompts import answer_token_ids
 from hf_mllm_msr.recommendation.recommender import MsrRecommender
-from hf_mllm_msr.recommendation.scoring import answer_token_ids
 from hf_mllm_msr.testing import text as testing
 from hf_mllm_msr.testing import vlm as testing_vlm
 

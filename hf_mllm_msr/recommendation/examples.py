@@ -17,7 +17,7 @@ from .. import prompts
 from ..data.loading import InsufficientDataError
 from ..data.preprocessing import sample_negatives
 from ..data.schema import history_key
-from .scoring import MODES, candidate_text_fields, fit_user_summary, recommend_prompt
+from .candidate_prompts import MODES, candidate_text_fields, fit_user_summary, recommend_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def resolve_examples(
 ):
     """Joins example rows with items and summaries: one ``(user_summary, candidate dict)`` per row, or None
     for a skipped row. Missing pieces raise one error naming the ids, or are counted and skipped. ``candidate_text``
-    (`hf_mllm_msr.recommendation.scoring.CANDIDATE_TEXTS`) picks the item-summary fields a candidate keeps."""
+    (`hf_mllm_msr.recommendation.candidate_prompts.CANDIDATE_TEXTS`) picks the item-summary fields a candidate keeps."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     if on_missing not in ("error", "skip"):
@@ -127,7 +127,7 @@ def build_sft_dataset(
         user_summaries: the user-summary dataset (``history_key``, ``summary``); modes "image" and "summary".
         on_missing: ``"error"`` (default) raises naming the ids; ``"skip"`` leaves those rows out, counted in the log.
         tokenizer, max_user_tokens: when both are given, user summaries longer than this are cut from the start.
-        candidate_text: mode "summary": one of `scoring.CANDIDATE_TEXTS` (``summary_and_cues``, ``cues``, ...).
+        candidate_text: mode "summary": one of `candidate_prompts.CANDIDATE_TEXTS` (``summary_and_cues``, ``cues``, ...).
 
     Returns:
         A dataset with ``prompt`` (user turn), ``completion`` (assistant "Yes"/"No") and, in image mode,

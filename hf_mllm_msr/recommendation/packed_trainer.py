@@ -21,6 +21,7 @@ import datasets
 import torch
 from trl import SFTTrainer
 
+from .candidate_prompts import render_prompts
 from .packing import (
     PER_ROW_IMAGE_KEYS,
     AttentionRules,
@@ -31,7 +32,7 @@ from .packing import (
     pack_rows,
     regroup_row_images,
 )
-from .scoring import TOKEN_TYPE_KEYS, image_token_mask, render_prompts, shared_prefix_length
+from .scoring import TOKEN_TYPE_KEYS, image_token_mask, shared_prefix_length
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class SharedPrefixSFTTrainer(SFTTrainer):
 
     Args:
         answer_loss: ``"pointwise"``, ``"listwise"`` or ``"both"`` (see the module docstring).
-        answer_ids: the (Yes, No) first answer tokens (``scoring.answer_token_ids``).
+        answer_ids: the (Yes, No) first answer tokens (``candidate_prompts.answer_token_ids``).
         *args, **kwargs: as ``SFTTrainer``; ``data_collator`` is a :class:`SharedPrefixCollator`.
     """
 

@@ -23,9 +23,9 @@ Example::
          top_k=1)
 
 Share it as one folder: ``pipe.save_pretrained("my-recommender")`` writes the model (a LoRA adapter merged into a
-copy of its base), its tokenizer/processor, ``msr_config.json`` and this file with the two it imports
-(``scoring.py``, ``prompts.py``), so that ``pipeline(model="my-recommender")`` with ``trust_remote_code`` on works
-where hf_mllm_msr is not installed. Only this module, ``scoring`` and ``prompts`` may be imported here.
+copy of its base), its tokenizer/processor, ``msr_config.json`` and this file with the modules it imports
+(``scoring.py``, ``candidate_prompts.py``, ``prompts.py``), so that ``pipeline(model="my-recommender")`` with
+``trust_remote_code`` on works where hf_mllm_msr is not installed. Only those modules may be imported here.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ import os
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .scoring import MODES, MSR_CONFIG_NAME, YesNoScorer
+from .candidate_prompts import MODES
+from .scoring import MSR_CONFIG_NAME, YesNoScorer
 
 
 class MsrRecommendPipeline(Pipeline):

@@ -11,7 +11,8 @@ Three modes (the same rows, three ways to show the candidate):
 * ``"summary"``: a text-only model gets the candidate's item summary (summary + textualized visual cues).
 * ``"title"``: the title-only ablation; the user is their history's titles, the candidate its title.
 
-This module imports nothing of the package but :mod:`.prompts`: both are copied next to a pipeline saved with
+The prompts and the answer tokens come from :mod:`.candidate_prompts`. This module imports nothing else of the
+package (and that one only :mod:`hf_mllm_msr.prompts`): all three are copied next to a pipeline saved with
 ``pipe.save_pretrained``, which then loads (for a user who opts into ``trust_remote_code``) where hf_mllm_msr is
 not installed.
 """
@@ -24,116 +25,19 @@ from collections.abc import Sequence
 
 import torch
 
-from ..prompts import ANSWER_NO, ANSWER_YES, CUE_COLOURS_LABEL, cue_colours, recommend_messages
+from .candidate_prompts import (
+    CANDIDATE_TEXTS,
+    MODES,
+    answer_token_ids,
+    candidate_text_fields,
+    fit_user_summary,
+    render_prompts,
+)
 
 logger = logging.getLogger(__name__)
 
-MODES = ("image", "summary", "title")
-# What mode "summary" shows of a candidate's item summary. "cues" is for small summarizers: SmolLM2-135M's item
-# paragraphs name no colour for most items and bury the cues behind noise; trained on them, it stays at chance (README).
-# "colours" keeps only the colour names of the cues (the ImageNet tags and layout words are the same noise).
-CANDIDATE_TEXTS = ("summary_and_cues", "summary", "cues", "colours")
 MSR_CONFIG_NAME = "msr_config.json"  # next to an adapter / saved pipeline: its mode, max_user_tokens, candidate_text
 TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")  # per-token image markers (Gemma3, Qwen2-VL)
-
-# --- Prompts ---------------------------------------------------------------------------------------
-
-
-def candidate_text_fields(candidate: dict, candidate_text: str = "summary_and_cues") -> dict:
-    """The candidate with only the item-summary fields that ``candidate_text`` shows (a new dict)."""
-    if candidate_text not in CANDIDATE_TEXTS:
-        raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {candidate_text!r}.")
-    if candidate_text == "summary":
-        return {**candidate, "visual_cues": None}
-    if candidate_text == "cues":
-        return {**candidate, "summary": None}
-    if candidate_text == "colours":
-        colours = cue_colours(candidate.get("visual_cues"))
-        return {
-            **candidate,
-            "summary": None,
-            "visual_cues": CUE_COLOURS_LABEL + ", ".join(colours) if colours else None,
-        }
-    return candidate
-
-
-def item_summary_text(summary: str | None, visual_cues: str | None = None) -> str:
-    """What a text-only model learns about a candidate: its summary plus the textualized visual cues."""
-    summary, visual_cues = (summary or "").strip(), (visual_cues or "").strip()
-    if visual_cues and visual_cues not in summary:
-        return f"{summary} Visual cues: {visual_cues}".strip()
-    return summary
-
-
-def fit_user_summary(user_summary: str, tokenizer=None, max_tokens: int | None = None) -> str:
-    """Shortens an over-long user summary from its start (the oldest history), keeping the last ``max_tokens``.
-
-    The user side is the only part that is ever cut: image tokens, candidate and answer stay whole.
-    """
-    if tokenizer is None or not max_tokens:
-        return user_summary
-    ids = tokenizer(user_summary, add_special_tokens=False)["input_ids"]
-    if len(ids) <= max_tokens:
-        return user_summary
-    return "..." + tokenizer.decode(ids[-max_tokens:], skip_special_tokens=True).lstrip()
-
-
-def recommend_prompt(mode: str, user_summary: str, candidate: dict) -> list[dict]:
-    """The user turn for one candidate. Text modes use string content (every text chat template reads it);
-    image mode uses content parts with the image placeholder between the user part and the candidate."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    item_text = item_summary_text(candidate.get("summary"), candidate.get("visual_cues")) if mode == "summary" else ""
-    messages = recommend_messages(user_summary, candidate["title"], item_text, with_image=mode == "image")
-    if mode != "image":
-        messages[0]["content"] = messages[0]["content"][0]["text"]
-    return messages
-
-
-# --- Yes/No answer tokens -------------------------------------------------------------------------
-
-
-def answer_token_ids(processing_class, mode: str = "summary") -> tuple[int, int]:
-    """The token ids the model emits first when it answers "Yes" / "No" (as TRL tokenizes the training rows).
-
-    Renders a prompt with the generation prompt and the same conversation with the answer, tokenizes
-    both, and takes the first token where they differ, so leading-space variants (``Yes`` vs ``ĠYes``)
-    and templates that add text before the answer are handled.
-    """
-    tokenizer = getattr(processing_class, "tokenizer", processing_class)
-    template_owner = processing_class if getattr(processing_class, "chat_template", None) else tokenizer
-    prompt = recommend_prompt(mode, "likes red lamps", {"title": "a red lamp", "summary": "a lamp"})
-    rendered = template_owner.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
-    found = []
-    for answer in (ANSWER_YES, ANSWER_NO):
-        full = template_owner.apply_chat_template(prompt + [{"role": "assistant", "content": answer}], tokenize=False)
-        full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
-        start = next((i for i, (a, b) in enumerate(zip(prompt_ids, full_ids)) if a != b), len(prompt_ids))
-        if start >= len(full_ids):
-            raise ValueError(f"The chat template renders no tokens for the answer {answer!r}.")
-        found.append(full_ids[start])
-    yes_id, no_id = found
-    tokens = tokenizer.convert_ids_to_tokens([yes_id, no_id])
-    if yes_id == no_id or not all(answer[0] in t.lstrip("Ġ▁ ") for t, answer in zip(tokens, ("Yes", "No"))):
-        raise ValueError(
-            f"This tokenizer's first answer tokens are {tokens} for 'Yes'/'No': they must be two distinct tokens "
-            "that start the words. Use a base model whose tokenizer encodes 'Yes' and 'No' as (leading) tokens."
-        )
-    return yes_id, no_id
-
-
-def render_prompts(processing_class, mode: str, user_summary: str, candidates: Sequence[dict]) -> list[str]:
-    """One user's candidate prompts rendered with the chat template and the generation prompt (training and scoring
-    tokenize exactly these texts, without adding special tokens)."""
-    tokenizer = getattr(processing_class, "tokenizer", processing_class)
-    template_owner = processing_class if getattr(processing_class, "chat_template", None) else tokenizer
-    return [
-        template_owner.apply_chat_template(
-            recommend_prompt(mode, user_summary, c), add_generation_prompt=True, tokenize=False
-        )
-        for c in candidates
-    ]
 
 
 def shared_prefix_length(rows: Sequence[torch.Tensor], blocked: Sequence[torch.Tensor | None] = ()) -> int:

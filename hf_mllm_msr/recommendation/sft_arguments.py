@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from trl import ScriptArguments
 
+from .candidate_prompts import CANDIDATE_TEXTS, MODES
 from .packed_trainer import ANSWER_LOSSES
-from .scoring import CANDIDATE_TEXTS, MODES
 
 PACKING_MODES = ("none", "shared_prefix")
 

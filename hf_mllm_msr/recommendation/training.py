@@ -20,11 +20,12 @@ import yaml
 
 from .. import prompts
 from ..models.offline import SMOLLM2_HUB_ID, SMOLLM2_SOURCE, portable_model_name, resolve_model_path
+from .candidate_prompts import answer_token_ids
 from .examples import build_group_dataset, build_sft_dataset, prefix_examples
 from .packed_trainer import SharedPrefixCollator, SharedPrefixSFTTrainer, split_groups
 from .packing import attention_rules
 from .recommender import _resolve
-from .scoring import MSR_CONFIG_NAME, answer_token_ids, image_token_ids
+from .scoring import MSR_CONFIG_NAME, image_token_ids
 from .sft_arguments import MsrSftArguments
 from .validation import ValidationAucCallback, first_users
 
