@@ -2,7 +2,7 @@
 
 The paper's protocol on the real data (``recipes/movielens/evaluate/config_posters.yaml``: users split 80/10/10,
 each test user's last interaction against 20 sampled negatives, seed 0). Every baseline learns from every
-interaction of the training users (``baselines.training_sequences``) with its defaults (RecBole's), early-stopped
+interaction of the training users (``baseline_scoring.training_sequences``) with its defaults (RecBole's), early-stopped
 on the validation users. It prints each baseline's AUC, NDCG@10 and fit time, and each model's AUC minus
 popularity's with a paired bootstrap interval over the same resampled users. Goal: SASRec and GRU4Rec above
 popularity, with paired intervals above 0. The last line is ``ratio=<SASRec AUC / popularity AUC>``.

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from hf_mllm_msr.data.loading import InsufficientDataError
-from hf_mllm_msr.evaluation.baselines import GRU4Rec, PopularityBaseline, SASRec, training_sequences, windows
+from hf_mllm_msr.evaluation.baseline_scoring import PopularityBaseline, training_sequences
+from hf_mllm_msr.evaluation.baselines import GRU4Rec, SASRec, windows
 from hf_mllm_msr.evaluation.encoders import BOS, PAD, GRU4RecConfig, SASRecConfig, SASRecEncoder
 from hf_mllm_msr.evaluation.metrics import ranking_metrics
 

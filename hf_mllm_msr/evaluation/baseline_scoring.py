@@ -1,11 +1,13 @@
-"""The baselines' scores for an evaluation: popularity, SASRec and GRU4Rec fitted on the protocol's training users,
-early-stopped (and optionally tuned) on its validation users, scoring the same test rows as the adapters.
+"""The baselines' scores for an evaluation: popularity, SASRec and GRU4Rec (:mod:`.baselines`) fitted on every
+interaction of the protocol's training users, early-stopped (and optionally tuned) on its validation users, scoring the
+same test rows as the adapters.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -19,6 +21,45 @@ logger = logging.getLogger(__name__)
 BASELINE_NAMES = ("popularity", "sasrec", "gru4rec")
 
 
+def training_sequences(sequences, examples) -> list[list[str]]:
+    """Every interaction of the training users in time order, minus each user's held-out targets.
+
+    Args:
+        sequences: the protocol's ``sequences`` (``user_id``, ``item_ids`` in time order).
+        examples: the protocol's splits (``train`` and, if there, ``validation`` / ``test``). The training users are
+            the users of the train rows (under the user split, nobody else; under leave-one-out, everyone); the
+            positives of a user's validation and test rows are removed from that user's sequence.
+    """
+    train_users = set(examples["train"]["user_id"])
+    held_out: dict[str, set] = defaultdict(set)
+    for split in ("validation", "test"):
+        if split in examples:
+            rows = examples[split]
+            for user, candidate, label in zip(rows["user_id"], rows["candidate"], rows["label"]):
+                if label == 1:
+                    held_out[user].add(candidate)
+    out = []
+    for user, items in zip(sequences["user_id"], sequences["item_ids"]):
+        if user in train_users:
+            kept = [item for item in items if item not in held_out[user]]
+            if kept:
+                out.append(kept)
+    if not out:
+        raise InsufficientDataError(f"none of the {len(train_users)} training users has an interaction to learn from")
+    return out
+
+
+class PopularityBaseline:
+    """Scores a candidate by its number of interactions in the training sequences (unseen items score 0)."""
+
+    def fit(self, sequences: list[list[str]], validation=None, catalogue=None) -> PopularityBaseline:
+        self.item_counts = Counter(item for seq in sequences for item in seq)
+        return self
+
+    def score(self, examples) -> np.ndarray:
+        return np.array([self.item_counts.get(item, 0) for item in examples["candidate"]], dtype=np.float64)
+
+
 # Small grids for `tune=True`, chosen on the validation users' full-catalogue AUC (RecBole's defaults are in each grid).
 TUNING_GRIDS = {
     "sasrec": [{"dropout": d, "num_blocks": b} for d in (0.2, 0.5) for b in (1, 2)],
@@ -30,7 +71,7 @@ def score_baselines(
     names: Sequence[str], sequences, examples, test, *, catalogue=None, seed: int = 0, tune: bool = False
 ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """Fit each named baseline (``popularity``, ``sasrec``, ``gru4rec``) on every interaction of the protocol's
-    training users (`baselines.training_sequences`), early-stopped on its validation users, and score every row of
+    training users (`training_sequences`), early-stopped on its validation users, and score every row of
     ``test``.
 
     Args:
@@ -54,7 +95,7 @@ def score_baselines(
     validation = examples["validation"] if "validation" in examples and len(examples["validation"]) else None
     scores, info = {}, {}
     try:
-        train = baselines.training_sequences(sequences, examples)
+        train = training_sequences(sequences, examples)
     except InsufficientDataError as error:
         return {}, {name: {"kind": "baseline", "not_trained": str(error)} for name in names}
     size = {"users": len(train), "interactions": sum(map(len, train))}
@@ -63,7 +104,7 @@ def score_baselines(
         start = time.perf_counter()
         try:
             if name == "popularity":
-                model = baselines.PopularityBaseline().fit(train)
+                model = PopularityBaseline().fit(train)
             else:
                 model_class = baselines.SASRec if name == "sasrec" else baselines.GRU4Rec
                 candidates = TUNING_GRIDS[name] if tune and validation is not None else [{}]

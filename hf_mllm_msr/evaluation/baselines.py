@@ -1,6 +1,7 @@
-"""ID-based baselines scored on exactly the candidates the MLLM recommender sees: popularity, SASRec, GRU4Rec.
+"""The sequential ID baselines, SASRec and GRU4Rec, scored on exactly the candidates the MLLM recommender sees.
 
-Common API (plain torch, small, deterministic given the config's seed):
+Common API (plain torch, small, deterministic given the config's seed; popularity and `training_sequences` are in
+:mod:`.baseline_scoring`):
 
     train = training_sequences(load_msr_dataset(name, "sequences", **protocol), examples)
     model = SASRec(SASRecConfig()).fit(train, examples["validation"], catalogue=items["item_id"])
@@ -30,7 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from contextlib import contextmanager
 
 import numpy as np
@@ -51,45 +52,6 @@ from .encoders import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def training_sequences(sequences, examples) -> list[list[str]]:
-    """Every interaction of the training users in time order, minus each user's held-out targets.
-
-    Args:
-        sequences: the protocol's ``sequences`` (``user_id``, ``item_ids`` in time order).
-        examples: the protocol's splits (``train`` and, if there, ``validation`` / ``test``). The training users are
-            the users of the train rows (under the user split, nobody else; under leave-one-out, everyone); the
-            positives of a user's validation and test rows are removed from that user's sequence.
-    """
-    train_users = set(examples["train"]["user_id"])
-    held_out: dict[str, set] = defaultdict(set)
-    for split in ("validation", "test"):
-        if split in examples:
-            rows = examples[split]
-            for user, candidate, label in zip(rows["user_id"], rows["candidate"], rows["label"]):
-                if label == 1:
-                    held_out[user].add(candidate)
-    out = []
-    for user, items in zip(sequences["user_id"], sequences["item_ids"]):
-        if user in train_users:
-            kept = [item for item in items if item not in held_out[user]]
-            if kept:
-                out.append(kept)
-    if not out:
-        raise InsufficientDataError(f"none of the {len(train_users)} training users has an interaction to learn from")
-    return out
-
-
-class PopularityBaseline:
-    """Scores a candidate by its number of interactions in the training sequences (unseen items score 0)."""
-
-    def fit(self, sequences: list[list[str]], validation=None, catalogue=None) -> PopularityBaseline:
-        self.item_counts = Counter(item for seq in sequences for item in seq)
-        return self
-
-    def score(self, examples) -> np.ndarray:
-        return np.array([self.item_counts.get(item, 0) for item in examples["candidate"]], dtype=np.float64)
 
 
 @contextmanager
@@ -148,7 +110,7 @@ class _NextItemBaseline:
         """Train on the training sequences; keep the epoch with the best validation AUC (early stopping).
 
         Args:
-            sequences: item sequences in time order (`training_sequences`).
+            sequences: item sequences in time order (`baseline_scoring.training_sequences`).
             validation: examples split whose positives (``history`` -> ``candidate``) measure the full-catalogue AUC
                 after every epoch; without it, every epoch runs and the last one is kept.
             catalogue: every item id (e.g. ``items["item_id"]``): items never seen in training get an embedding of
