@@ -38,6 +38,13 @@ class AlignArguments:
             "(0: captions only)."
         },
     )
+    projector_output: str = field(
+        default="embedding",
+        metadata={
+            "help": "'embedding': image tokens are free vectors; 'word_mixture': each image token is a softmax "
+            "mixture of the LM's word embeddings (the LM reads the image as soft words)."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the data order."})
     num_threads: int = field(default=2, metadata={"help": "torch CPU threads."})
 
@@ -74,6 +81,7 @@ def main(args: AlignArguments) -> dict:
         seed=args.seed,
         eval_fraction=args.eval_fraction,
         word_anchor_weight=args.word_anchor_weight,
+        projector_output=args.projector_output,
     )
 
     # --- check: caption a held-back item (the last image, never among the first max_images when more exist) ---

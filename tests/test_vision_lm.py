@@ -227,6 +227,48 @@ def test_word_anchor_pulls_image_tokens_towards_their_colour_words(tiny_vision_d
     assert "eval_anchor_loss_after" not in plain
 
 
+def test_word_mixture_image_tokens_are_mixtures_of_words_and_learn_their_colour_words(tiny_vision_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    colours = [(215, 40, 40), (40, 90, 215), (40, 165, 60), (235, 205, 30)]
+    images = [_disc(colours[i % 4], 40 + i) for i in range(16)]
+    result = align_projector(
+        tiny_vision_dir,
+        images,
+        steps=150,
+        lr=3e-2,
+        batch_size=4,
+        output_dir=tmp_path / "al",
+        eval_fraction=0.25,
+        word_anchor_weight=1.0,
+        projector_output="word_mixture",
+    )
+    # the anchor is a cross-entropy over the vocabulary now: it starts near ln(vocab) and falls on held-out images
+    assert result["eval_anchor_loss_after"] < result["eval_anchor_loss_before"] / 3
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "al").eval()
+    processor = AutoProcessor.from_pretrained(tmp_path / "al")
+    assert model.config.projector_output == "word_mixture"
+    pixel_values = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        cells = model.model.encode_images(pixel_values)
+        logits = model.model.image_word_logits(model.multi_modal_projector(cells))
+        tokens = model.get_image_features(pixel_values)
+    words = model.get_input_embeddings().weight
+    # each image token is a convex combination of the LM's word embeddings, never of the image placeholder
+    assert torch.allclose(tokens, torch.softmax(logits, -1) @ words, atol=1e-5)
+    assert torch.all(logits[..., model.config.image_token_id] == -torch.inf)
+    # and its strongest word is its cell's colour word for most cells (the misses are
+    # cells on the disc's edge, where the tiny CNN's 8x8 map blurs disc and background)
+    word_of = {
+        name: processor.tokenizer(" " + name, add_special_tokens=False)["input_ids"][0]
+        for name in {n for image in images for n in cell_colours(image, GRID)}
+    }
+    expected = torch.tensor([[word_of[n] for n in cell_colours(image, GRID)] for image in images])
+    assert (logits.argmax(-1) == expected).float().mean() >= 0.75
+    with pytest.raises(ValueError, match="projector_output"):
+        align_projector(tiny_vision_dir, images, steps=1, output_dir=tmp_path / "bad", projector_output="words")
+
+
 @pytest.mark.slow
 def test_build_from_offline_weights(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")

@@ -2,7 +2,7 @@
 
 `align_projector` trains the projector alone (encoder and LM frozen) to state what the toolkit can compute for any
 image on its own: the classifier's top ImageNet label and the dominant colour names ("An image of a comic book,
-mostly red and white."), optionally with each image token pulled towards the embedding of its cell's colour word.
+mostly red and white."), optionally with each image token pulled towards its cell's colour word.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .vision_build import atomic_save
-from .vision_lm import EFFICIENTNET, MsrVisionForConditionalGeneration
+from .vision_lm import EFFICIENTNET, PROJECTOR_OUTPUTS, MsrVisionForConditionalGeneration
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _batch_loss(model, rows, cells, pad_id):
     labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
     mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
     embeds = model.get_input_embeddings()(input_ids)
-    embeds = model.model.merge_image_embeddings(input_ids, embeds, model.multi_modal_projector(cells))
+    embeds = model.model.merge_image_embeddings(input_ids, embeds, model.model.project_cells(cells))
     return model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
 
 
@@ -111,12 +111,15 @@ def align_projector(
     seed: int = 0,
     eval_fraction: float = 0.1,
     word_anchor_weight: float = 0.0,
+    projector_output: str | None = None,
 ) -> dict:
     """Trains only the projector so the model states each image's top ImageNet label and dominant colours.
 
-    With ``word_anchor_weight``, each image token is also pulled towards the LM's input embedding of its cell's
-    colour name (:func:`cell_colours`): a recommender must match the image with a colour named in its prompt, and
-    an image token that looks like the word " red" can be matched the way the LM matches a repeated word.
+    With ``word_anchor_weight``, each image token is also pulled towards its cell's colour name
+    (:func:`cell_colours`): a recommender must match the image with a colour named in its prompt, and an image token
+    that looks like the word " red" can be matched the way the LM matches a repeated word. With a ``"word_mixture"``
+    projector the pull is the cross-entropy of the token's word scores against the colour word (the token *is* a
+    mixture of words); with an ``"embedding"`` projector, the relative squared distance to the word's embedding.
 
     Encoder and LM stay frozen; encoder cells are computed once up front. A held-out `eval_fraction` of the
     images measures the loss before and after training.
@@ -129,8 +132,10 @@ def align_projector(
         output_dir: where the aligned model + processor are written (atomically).
         seed: seed of the data order.
         eval_fraction: share of the images held out for the before/after loss.
-        word_anchor_weight: weight of the word-anchor loss (relative squared distance to the colour word's
-            embedding, averaged over the image tokens) next to the caption loss; 0: captions only.
+        word_anchor_weight: weight of the word-anchor loss (averaged over the image tokens) next to the caption
+            loss; 0: captions only.
+        projector_output: ``"embedding"`` or ``"word_mixture"`` (``MsrVisionConfig.projector_output``), written
+            into the aligned model's config; None keeps the built model's.
 
     Returns:
         dict with `train_loss_before/after` (on up to 32 training examples), `eval_loss_before/after`, `seconds`, `examples`, `output_dir`.
@@ -142,6 +147,10 @@ def align_projector(
     start = time.perf_counter()
     model = MsrVisionForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(model_dir)
+    if projector_output is not None:
+        if projector_output not in PROJECTOR_OUTPUTS:
+            raise ValueError(f"projector_output={projector_output!r}; use one of {PROJECTOR_OUTPUTS}.")
+        model.config.projector_output = projector_output
     model.requires_grad_(False)
     model.multi_modal_projector.requires_grad_(True)
     images = list(images)
@@ -155,7 +164,11 @@ def align_projector(
     word_embeddings = model.get_input_embeddings().weight.detach()
 
     def anchor_loss(indices):
-        projected, target = model.multi_modal_projector(cells[indices]), word_embeddings[word_ids[indices]]
+        projected = model.multi_modal_projector(cells[indices])
+        if model.config.projector_output == "word_mixture":
+            logits = model.model.image_word_logits(projected)
+            return torch.nn.functional.cross_entropy(logits.flatten(0, 1), word_ids[indices].flatten())
+        target = word_embeddings[word_ids[indices]]
         return ((projected - target) ** 2).sum(-1).mean() / (target**2).sum(-1).mean()
 
     rows = _tokenize_targets(processor, sentences)

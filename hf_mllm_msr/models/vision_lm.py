@@ -5,6 +5,11 @@ for tests) gives a (C, h, w) feature map; adaptive average pooling keeps ``image
 a 2-layer MLP maps each cell to one LM input embedding. The processor expands one ``<image>`` placeholder
 into ``image_grid**2`` image tokens whose embeddings the model replaces by the projected cells.
 
+With ``projector_output="word_mixture"`` the MLP's output scores every word of the LM's vocabulary and the image
+token is the softmax mixture of those words' input embeddings: the image is read into the LM's own word space,
+as SPAE (Yu et al., NeurIPS 2023) maps images onto an LLM's lexical tokens. A LM that learned to match a word in
+its prompt with the same word elsewhere can then match an image token the same way.
+
 Importing this module registers the classes with ``AutoConfig``, ``AutoModelForImageTextToText`` and
 ``AutoProcessor`` (``import hf_mllm_msr`` does it), so pipelines, TRL and PEFT load it like any VLM.
 The module imports only torch and transformers, so it can also travel with a checkpoint as remote code.
@@ -32,6 +37,7 @@ MODEL_TYPE = "mllm_msr_vision"
 IMAGE_TOKEN = "<image>"
 EFFICIENTNET = "efficientnet-lite0"
 TINY_CNN = "tiny-cnn"
+PROJECTOR_OUTPUTS = ("embedding", "word_mixture")
 
 
 class MsrVisionConfig(PreTrainedConfig):
@@ -46,6 +52,9 @@ class MsrVisionConfig(PreTrainedConfig):
         image_grid (`int`): the feature map is pooled to `image_grid x image_grid` cells = image tokens per image.
         image_token_id (`int`): id of the `<image>` placeholder token in the LM vocabulary.
         projector_hidden_size (`int`): hidden width of the 2-layer MLP projector.
+        projector_output (`str`): `"embedding"`: the projector's output is the image token's embedding;
+            `"word_mixture"`: it scores the LM's words and the image token is the softmax mixture of their input
+            embeddings (the LM reads an image as soft words).
     """
 
     model_type = MODEL_TYPE
@@ -58,6 +67,7 @@ class MsrVisionConfig(PreTrainedConfig):
     image_grid: int = 3
     image_token_id: int = 0
     projector_hidden_size: int = 1024
+    projector_output: str = "embedding"
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -70,6 +80,8 @@ class MsrVisionConfig(PreTrainedConfig):
             raise ValueError(
                 f"EfficientNet-Lite0 has 1280 feature channels, not vision_channels={self.vision_channels}."
             )
+        if self.projector_output not in PROJECTOR_OUTPUTS:
+            raise ValueError(f"projector_output={self.projector_output!r}; use one of {PROJECTOR_OUTPUTS}.")
 
     @property
     def image_seq_length(self) -> int:
@@ -173,10 +185,25 @@ class MsrVisionModel(MsrVisionPreTrainedModel):
             cells = nn.functional.adaptive_avg_pool2d(features, self.config.image_grid)
         return cells.flatten(2).transpose(1, 2)
 
+    def image_word_logits(self, projected: torch.Tensor) -> torch.Tensor:
+        """Scores of every vocabulary word for projector outputs (..., hidden) -> (..., vocab); the image
+        placeholder itself is never a candidate word. Scaled by 1/sqrt(hidden) so a fresh projector starts near a
+        uniform mixture."""
+        words = self.get_input_embeddings().weight
+        logits = projected @ words.T.to(projected.dtype) / projected.shape[-1] ** 0.5
+        return logits.index_fill(-1, torch.tensor([self.config.image_token_id], device=logits.device), -torch.inf)
+
+    def project_cells(self, cells: torch.Tensor) -> torch.Tensor:
+        """Encoder cells (..., vision_channels) -> image token embeddings (..., text hidden size)."""
+        projected = self.multi_modal_projector(cells.to(self.multi_modal_projector.linear_1.weight.dtype))
+        if self.config.projector_output == "embedding":
+            return projected
+        weights = torch.softmax(self.image_word_logits(projected), dim=-1)
+        return weights @ self.get_input_embeddings().weight.to(weights.dtype)
+
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Image token embeddings, (num_images, image_grid**2, text hidden size)."""
-        cells = self.encode_images(pixel_values)
-        return self.multi_modal_projector(cells.to(self.multi_modal_projector.linear_1.weight.dtype))
+        return self.project_cells(self.encode_images(pixel_values))
 
     def merge_image_embeddings(self, input_ids, inputs_embeds, image_embeds) -> torch.Tensor:
         """Writes `image_embeds` (num_images, tokens, hidden) over the `<image>` positions of `inputs_embeds`."""
