@@ -24,6 +24,13 @@ class AlignArguments:
         default=None, metadata={"help": "A built model folder; None builds one from the offline weights (cached)."}
     )
     image_grid: int = field(default=3, metadata={"help": "Image tokens per side (grid x grid tokens per image)."})
+    colour_bins: int = field(
+        default=0,
+        metadata={
+            "help": "Bins per RGB channel of the colour histogram each image cell gets next to the encoder's "
+            "features (0: none; the built model's architecture)."
+        },
+    )
     dataset_name: str = field(default="synthetic", metadata={"help": "Dataset for load_msr_dataset."})
     dataset_config: str = field(default="items", metadata={"help": "Its config holding the item images."})
     max_images: int = field(default=100, metadata={"help": "Item images used (the first N with an image)."})
@@ -63,7 +70,7 @@ def main(args: AlignArguments) -> dict:
     torch.manual_seed(args.seed)
 
     # --- model ---
-    base = args.base_model_dir or build_msr_vision_model(grid=args.image_grid)
+    base = args.base_model_dir or build_msr_vision_model(grid=args.image_grid, colour_bins=args.colour_bins)
 
     # --- data ---
     items = load_msr_dataset(args.dataset_name, args.dataset_config)

@@ -269,6 +269,31 @@ def test_word_mixture_image_tokens_are_mixtures_of_words_and_learn_their_colour_
         align_projector(tiny_vision_dir, images, steps=1, output_dir=tmp_path / "bad", projector_output="words")
 
 
+def test_colour_histogram_cells_hold_the_colours_of_their_pixels(tiny_vision_dir):
+    from transformers import AutoConfig, AutoProcessor
+
+    from hf_mllm_msr.models.vision_lm import MsrVisionForConditionalGeneration
+
+    config = AutoConfig.from_pretrained(tiny_vision_dir)
+    config.colour_bins = 2
+    model = MsrVisionForConditionalGeneration(config).eval()
+    processor = AutoProcessor.from_pretrained(tiny_vision_dir)
+    halves = Image.new("RGB", (64, 64), (230, 20, 20))
+    ImageDraw.Draw(halves).rectangle((32, 0, 63, 63), fill=(20, 20, 230))
+    pixel_values = processor.image_processor([halves, _disc((40, 165, 60))], return_tensors="pt")["pixel_values"]
+    cells = model.model.encode_images(pixel_values)
+    assert cells.shape == (2, GRID * GRID, config.vision_channels + 8)
+    histogram = cells[0, :, config.vision_channels :] / 2**1.5  # the shares (colour_histogram scales them)
+    assert torch.allclose(histogram.sum(-1), torch.ones(GRID * GRID))
+    red, blue = (1 * 2 + 0) * 2 + 0, (0 * 2 + 0) * 2 + 1  # (r, g, b) levels of 2 bins each
+    assert histogram[[0, 2], red].min() > 0.9 and histogram[[1, 3], blue].min() > 0.9
+    with torch.no_grad():  # the projector reads the histogram: the same CNN cells, other colours, other tokens
+        tokens = model.model.project_cells(cells)
+        swapped = cells.clone()
+        swapped[0, :, config.vision_channels :] = swapped[0, [1, 0, 3, 2], config.vision_channels :]
+        assert not torch.allclose(model.model.project_cells(swapped)[0], tokens[0])
+
+
 @pytest.mark.slow
 def test_build_from_offline_weights(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")

@@ -154,9 +154,6 @@ def is_local_path(name: str) -> bool:
 
 # --- EfficientNet-Lite0 ----------------------------------------------------------------------------
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 @lru_cache(maxsize=1)
 def imagenet_labels() -> tuple[str, ...]:
@@ -194,6 +191,8 @@ def imagenet_preprocess(images, size: int = 224) -> torch.Tensor:
     """PIL images -> float32 NCHW batch: resize the short side to 256/224*size, centre-crop, normalize."""
     import numpy as np
     from PIL import Image
+
+    from .vision_lm import IMAGENET_MEAN, IMAGENET_STD
 
     batch = []
     for image in images:

@@ -55,7 +55,12 @@ def atomic_save(save, output_dir: Path) -> None:
 
 
 def build_msr_vision_model(
-    output_dir: str | os.PathLike | None = None, *, grid: int = 3, projector_hidden_size: int = 1024, seed: int = 0
+    output_dir: str | os.PathLike | None = None,
+    *,
+    grid: int = 3,
+    colour_bins: int = 0,
+    projector_hidden_size: int = 1024,
+    seed: int = 0,
 ) -> str:
     """Assembles EfficientNet-Lite0 + random projector + SmolLM2-135M-Instruct into a transformers folder.
 
@@ -64,8 +69,9 @@ def build_msr_vision_model(
     `AutoProcessor` after `import hf_mllm_msr`.
 
     Args:
-        output_dir: target folder; defaults to `<cache_root>/models/msr-vision-smollm2-135m-g<grid>`.
+        output_dir: target folder; defaults to `<cache_root>/models/msr-vision-smollm2-135m-g<grid>[-c<colour_bins>]`.
         grid: the encoder's 7x7 feature map is pooled to `grid x grid` image tokens per image.
+        colour_bins: each cell also gets a colour histogram of `colour_bins**3` RGB bins (0: none).
         projector_hidden_size: hidden width of the MLP projector.
         seed: seed of the projector's random initialization.
     """
@@ -73,7 +79,8 @@ def build_msr_vision_model(
 
     from .offline import cache_root, load_efficientnet_lite0, smollm2_path
 
-    output_dir = Path(output_dir or cache_root() / "models" / f"msr-vision-smollm2-135m-g{grid}")
+    name = f"msr-vision-smollm2-135m-g{grid}" + (f"-c{colour_bins}" if colour_bins else "")
+    output_dir = Path(output_dir or cache_root() / "models" / name)
     if (output_dir / "model.safetensors").exists():
         return str(output_dir)
     start = time.perf_counter()
@@ -90,6 +97,7 @@ def build_msr_vision_model(
         vision_channels=1280,
         image_size=224,
         image_grid=grid,
+        colour_bins=colour_bins,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         projector_hidden_size=projector_hidden_size,
     )
