@@ -66,10 +66,10 @@ def _image_facts(model, processor, images, batch_size: int = 16):
         chunk = images[i : i + batch_size]
         pixel_values = processor.image_processor(chunk, return_tensors="pt")["pixel_values"]
         with torch.no_grad():
-            cells.append(model.model.encode_images(pixel_values))
+            features = model.vision_tower.extract_features(pixel_values)
+            cells.append(model.model.encode_images(pixel_values, features))
             labels = [None] * len(chunk)
             if model.config.vision_encoder == EFFICIENTNET:  # the tiny test CNN has no classifier
-                features = model.vision_tower.extract_features(pixel_values)
                 top = model.vision_tower._fc(features.mean((2, 3))).argmax(-1).tolist()
                 labels = [imagenet_labels()[t] for t in top]
         sentences += [visual_facts(label, dominant_colors(img)) for label, img in zip(labels, chunk)]

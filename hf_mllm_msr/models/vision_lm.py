@@ -3,8 +3,9 @@
 The image pathway: a frozen vision encoder (the ImageNet-trained EfficientNet-Lite0, or a tiny random CNN
 for tests) gives a (C, h, w) feature map; adaptive average pooling keeps ``image_grid x image_grid`` cells;
 with ``colour_bins``, each cell also gets the colour histogram of its pixels (an ImageNet CNN's deep features are
-close to colour-blind); a 2-layer MLP maps each cell to one LM input embedding. The processor expands one ``<image>`` placeholder
-into ``image_grid**2`` image tokens whose embeddings the model replaces by the projected cells.
+close to colour-blind); a 2-layer MLP maps each cell to one LM input embedding. The processor expands one
+``<image>`` placeholder into ``image_grid**2`` image tokens whose embeddings the model replaces by the projected
+cells.
 
 With ``projector_output="word_mixture"`` the MLP's output scores every word of the LM's vocabulary and the image
 token is the softmax mixture of those words' input embeddings: the image is read into the LM's own word space,
@@ -56,8 +57,8 @@ class MsrVisionConfig(PreTrainedConfig):
         projector_hidden_size (`int`): hidden width of the 2-layer MLP projector.
         colour_bins (`int`): bins per RGB channel of a colour histogram of each cell's pixels, appended to the
             encoder's features (`colour_bins**3` values per cell); 0: none. A linear probe of EfficientNet-Lite0's
-            pooled cells names the colour of 59 % of held-out object cells of the synthetic items, a 4-bin
-            histogram 93 %.
+            pooled cells names the colour of ~60 % of held-out object cells of the synthetic items, a 4-bin
+            histogram 99 % (`benchmarks/probe_vision_colours.py`).
         pixel_mean, pixel_std (`list[float]`): the image processor's normalization, undone for the histogram.
         projector_output (`str`): `"embedding"`: the projector's output is the image token's embedding;
             `"word_mixture"`: it scores the LM's words and the image token is the softmax mixture of their input
@@ -207,12 +208,14 @@ class MsrVisionModel(MsrVisionPreTrainedModel):
         shares = nn.functional.adaptive_avg_pool2d(one_hot, self.config.image_grid).flatten(2).transpose(1, 2)
         return shares * bins**1.5
 
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, pixel_values: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled encoder cells (+ their colour histograms), (num_images, image_grid**2, cell_channels); no
-        gradient (the encoder is frozen)."""
+        gradient (the encoder is frozen). `features`: the encoder's feature map of these images, when the caller
+        already has it."""
         with torch.no_grad():
-            dtype = next(self.vision_tower.parameters()).dtype
-            features = self.vision_tower.extract_features(pixel_values.to(dtype))
+            if features is None:
+                dtype = next(self.vision_tower.parameters()).dtype
+                features = self.vision_tower.extract_features(pixel_values.to(dtype))
             cells = nn.functional.adaptive_avg_pool2d(features, self.config.image_grid).flatten(2).transpose(1, 2)
             if self.config.colour_bins:
                 cells = torch.cat([cells, self.colour_histogram(pixel_values).to(cells.dtype)], dim=-1)
@@ -227,7 +230,7 @@ class MsrVisionModel(MsrVisionPreTrainedModel):
         return logits.index_fill(-1, torch.tensor([self.config.image_token_id], device=logits.device), -torch.inf)
 
     def project_cells(self, cells: torch.Tensor) -> torch.Tensor:
-        """Encoder cells (..., vision_channels) -> image token embeddings (..., text hidden size)."""
+        """Encoder cells (..., cell_channels) -> image token embeddings (..., text hidden size)."""
         projected = self.multi_modal_projector(cells.to(self.multi_modal_projector.linear_1.weight.dtype))
         if self.config.projector_output == "embedding":
             return projected
