@@ -81,8 +81,9 @@ def main() -> None:
             with torch.no_grad():
                 hidden = model(**batch, output_hidden_states=True).hidden_states
             mask = torch.zeros(batch["input_ids"].shape)
-            for r, text in enumerate(chunk):  # the candidate: from "Candidate item:" up to the question
-                lo, hi = text.index("Candidate item:"), text.index("Will the user")
+            for r, text in enumerate(chunk):  # the candidate: from "Candidate item:" to the end of the user turn
+                lo = text.index("Candidate item:")
+                hi = text.index("<|im_end|>", lo)
                 mask[r] = (offsets[r, :, 0] >= lo) & (offsets[r, :, 1] <= hi) & (offsets[r, :, 1] > 0)
             weights = mask[..., None] / mask.sum(1)[:, None, None]
             pooled.append(torch.stack([(hidden[layer] * weights).sum(1) for layer in LAYERS], 1).numpy())

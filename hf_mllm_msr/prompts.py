@@ -1,8 +1,11 @@
 """Every prompt of the method, in one place and versioned.
 
 Prompts know no I/O and no models: they turn item/user fields into chat ``messages`` (the format
-every processor's ``apply_chat_template`` reads). Bump :data:`PROMPT_VERSION` whenever a template's
-wording changes: it is part of every cache key, so old generations are never reused for a new prompt.
+every processor's ``apply_chat_template`` reads). They carry two versions: bump the one of the stage whose template
+changes. :data:`SUMMARY_PROMPT_VERSION` is part of every generation cache key, so old summaries are never reused for a
+new prompt; :data:`RECOMMEND_PROMPT_VERSION` is written into every adapter's ``msr_config.json``, and loading an
+adapter trained on other recommender prompts warns. Two, so that a recommender prompt change does not throw away
+hours of cached summaries whose prompts did not change.
 
 Item fields are untrusted (titles scraped from the web). :func:`clean_field` strips chat-template
 control tokens and caps the length, and every field is fenced in quotes so that an instruction
@@ -14,7 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-PROMPT_VERSION = "msr-prompts-v3"
+SUMMARY_PROMPT_VERSION = "msr-prompts-v3"
+RECOMMEND_PROMPT_VERSION = "msr-prompts-v4"
 
 # The paper constrains every user summary to start with this sentence stem; it is also the
 # generation prefix we append after the assistant tag, so the model can only continue it.
@@ -185,20 +189,24 @@ def cue_colours(cues: str | None) -> list[str]:
 
 # --- Stage 3: the recommender ------------------------------------------------------------------
 
-RECOMMEND_QUESTION = "Will the user interact with this candidate item? Answer Yes or No."
+RECOMMEND_QUESTION = "Will the user interact with the candidate item below? Answer Yes or No."
 
 
 def recommend_user_text(user_summary: str) -> str:
-    """The part of the question that is the same for all of a user's candidates (the shared prefix)."""
-    return f'User preference summary: "{clean_field(user_summary, 2000)}"\n\nCandidate item:'
+    """The part of the question that is the same for all of a user's candidates (the shared prefix).
+
+    The question comes before the candidate (since msr-prompts-v4; v3 asked it after each candidate): a packed training
+    sequence then holds it once per user instead of once per candidate, 15 fewer tokens in each of the 21 branches.
+    """
+    return f'User preference summary: "{clean_field(user_summary, 2000)}"\n\n{RECOMMEND_QUESTION}\n\nCandidate item:'
 
 
 def recommend_candidate_text(title: str, item_summary: str = "") -> str:
-    """The candidate-specific part; it always ends with the question, so it is never truncated."""
+    """The candidate-specific part: its title and, when given, its summary (each capped by :func:`clean_field`)."""
     lines = [f'Title: "{clean_field(title) or "(untitled)"}"']
     if item_summary:
         lines.append(f'About the item: "{clean_field(item_summary, 1000)}"')
-    return "\n".join(lines) + f"\n\n{RECOMMEND_QUESTION}"
+    return "\n".join(lines)
 
 
 def recommend_messages(user_summary: str, title: str, item_summary: str = "", *, with_image: bool) -> list[dict]:

@@ -50,7 +50,7 @@ def test_model_card_fields(results):
         dataset_name="synthetic",
         protocol=PROTOCOL,
         repo_id="org/msr-adapter",
-        msr_config={"mode": "summary", "prompt_version": "msr-prompts-v2"},
+        msr_config={"mode": "summary", "prompt_version": "msr-prompts-v4", "summary_prompt_version": "msr-prompts-v3"},
         license="apache-2.0",
     )
     text = str(card)
@@ -73,10 +73,12 @@ def test_model_card_fields(results):
     body = text.split("---\n", 2)[2]
     repo_id = "org/msr-adapter"  # the card's loading snippet names the repo it will be pushed to
     assert f'MsrRecommender.from_pretrained("{repo_id}")' in body
+    # the recommender's prompts and the summaries' are versioned apart (a recommender prompt change keeps summaries)
+    assert "prompt version `msr-prompts-v4`" in body and "summary\n  prompt version (`msr-prompts-v3`)" in body
     assert (
         f'pipeline("mllm-msr-recommend", model="{repo_id}", mode="summary", candidate_text="summary_and_cues")' in body
     )
-    assert "org/tiny-base" in body and "summary" in body and "msr-prompts-v2" in body
+    assert "org/tiny-base" in body and "summary" in body and "msr-prompts-v4" in body
     assert yaml.safe_dump(PROTOCOL, sort_keys=False).strip() in body
     assert "learning_rate: 0.0002" in body and "lora_r: 8" in body
     for section in ("## Intended use", "## Limitations", "## Training settings", "### Protocol"):

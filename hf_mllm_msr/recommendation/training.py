@@ -268,7 +268,8 @@ def train_recommender(
         )
         msr_config = {
             "mode": mode,
-            "prompt_version": prompts.PROMPT_VERSION,
+            "prompt_version": prompts.RECOMMEND_PROMPT_VERSION,
+            "summary_prompt_version": prompts.SUMMARY_PROMPT_VERSION,
             "base_model": base_model,
             "base_model_revision": model_args.model_revision,
             "max_user_tokens": script_args.max_user_tokens,

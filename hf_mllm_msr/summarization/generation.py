@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..prompts import PROMPT_VERSION
+from ..prompts import SUMMARY_PROMPT_VERSION
 from .cache import GenerationCache, hash_files, image_hash, model_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,9 @@ class SummaryGenerator:
         return text + request.prefix
 
     def key(self, prompt: str, image) -> str:
-        payload = json.dumps([self.fingerprint, PROMPT_VERSION, self.settings.key_fields(), prompt, image_hash(image)])
+        payload = json.dumps(
+            [self.fingerprint, SUMMARY_PROMPT_VERSION, self.settings.key_fields(), prompt, image_hash(image)]
+        )
         return hashlib.sha256(payload.encode()).hexdigest()
 
     # -- generation ---------------------------------------------------------------------------------

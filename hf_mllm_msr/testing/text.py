@@ -20,7 +20,7 @@ _CORPUS = [
     "Title Description Visual cues from the image Item shown in the image untitled",
     "Previous summary of the user's preferences The user then interacted with these items in order",
     "Rewrite the summary Summarize the user's preferences content Start with A user interacted",
-    "User preference summary Candidate item About the item Will the user interact with this candidate item",
+    "User preference summary Candidate item About the item Will the user interact with the candidate item below",
     "Answer Yes or No red green blue yellow purple orange black white grey pink brown",
     "lamp mug chair vase clock bag shoe hat shirt poster book toy circle square triangle stripes dots",
     "modern classic rustic minimal vintage bold soft bright dark light cotton wood metal glass ceramic",
