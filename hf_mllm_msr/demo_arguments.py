@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .models.offline import VISION_MODEL_NAME
+
 VISION_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 # The report row of the text adapter says what it was shown of each candidate (`--candidate_text`)
 CANDIDATE_TEXT_LABELS = {
@@ -51,7 +53,9 @@ class DemoArguments:
         metadata={
             "help": "Base of the MLLM-MSR recommender. None: --model, text-only (it reads the candidate's item "
             "summary + image cues). 'smollm2-135m-vision': EfficientNet-Lite0 -> projector -> SmolLM2, which "
-            "sees the candidate image (LoRA on the LM, the projector trains fully); or any image-text-to-text folder."
+            "sees the candidate image, built here with an unaligned projector that trains fully in SFT; or any "
+            "image-text-to-text folder, e.g. the one recipes/align_vision.py writes (the vision recipe's model), whose "
+            "projector stays frozen (LoRA on the LM only)."
         },
     )
     tiny: bool = field(default=False, metadata={"help": "Use a tiny random model (tests; numbers are meaningless)."})
@@ -183,5 +187,8 @@ def sft_arguments(args: DemoArguments, model_path: str, mode: str, output: Path,
     )
     if mode == "image":  # as recipes/smollm2-135m-vision/sft/config_cpu.yaml: the frozen encoder is never adapted
         model_args.lora_target_modules = [VISION_LORA_TARGETS]
-        model_args.lora_modules_to_save = ["multi_modal_projector"]
+        if args.tiny or args.recommender_model == VISION_MODEL_NAME:
+            # built here with a random projector, which must learn; an aligned (or pretrained) one stays as it is,
+            # since SFT on the Yes/No answer made the aligned projector forget its colour words (README)
+            model_args.lora_modules_to_save = ["multi_modal_projector"]
     return script_args, training_args, model_args

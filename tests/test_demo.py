@@ -10,6 +10,7 @@ import yaml
 from test_builders import INTER_HEADER, ITEM_HEADER
 
 from hf_mllm_msr.demo import DemoArguments, adapter_row_name
+from hf_mllm_msr.demo_arguments import VISION_LORA_TARGETS, sft_arguments
 
 ADAPTER_ROW = adapter_row_name(DemoArguments.candidate_text)  # the default run
 
@@ -40,6 +41,19 @@ def test_report_row_names_what_the_candidate_showed():
     assert adapter_row_name("summary_and_cues") == "MLLM-MSR (user summaries + item summaries + image cues)"
     with pytest.raises(ValueError, match="--candidate_text must be one of .*'cues'.*got 'colour'"):
         DemoArguments(candidate_text="colour")
+
+
+def test_vision_demo_trains_only_a_projector_it_built(tmp_path):
+    """The projector trains in SFT only when the demo built it (random); an aligned folder keeps it frozen."""
+    for recommender_model, tiny, trained in (
+        ("smollm2-135m-vision", False, True),
+        (None, True, True),
+        ("outputs/smollm2-135m-vision/align", False, False),
+    ):
+        args = DemoArguments(recommender_model=recommender_model, tiny=tiny)
+        _, _, model_args = sft_arguments(args, "model", "image", tmp_path / "adapter", {})
+        assert model_args.lora_target_modules == [VISION_LORA_TARGETS]
+        assert model_args.lora_modules_to_save == (["multi_modal_projector"] if trained else None)
 
 
 def test_demo_writes_every_stage(demo_run):
