@@ -17,7 +17,10 @@ the fp32 matmul peak measured in the same run, and against the speed of the mode
 packed sequence's length, measured alone (the shapes' ceiling). The last line is ``ratio=<rows/s packed / rows/s one
 row per candidate, long regime>``.
 
-    python benchmarks/bench_sft.py [--num_users 8] [--threads 2]
+It also times one packed step with PEFT's LoRA update against the packed trainer's (``fused_lora``), and with
+``--profile`` prints where a packed step's time goes, by operator.
+
+    python benchmarks/bench_sft.py [--num_users 8] [--threads 2] [--profile]
 """
 
 from __future__ import annotations
@@ -178,11 +181,11 @@ def count_cpu_attention_flops() -> None:
     )
 
 
-def packed_step_flops(model_path: str, items, examples, item_summaries, user_summaries) -> tuple[float, int]:
-    """(matmul and attention FLOPs, tokens) of one packed training step (forward + backward) on the first user."""
+def packed_step(model_path: str, items, examples, item_summaries, user_summaries):
+    """(step, model, tokens): ``step()`` runs one packed training step (forward + backward, branch attention) on the first
+    user, with a fresh LoRA r 16 model, as the packed trainer computes it."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hf_mllm_msr.recommendation.candidate_prompts import answer_token_ids
@@ -199,20 +202,65 @@ def packed_step_flops(model_path: str, items, examples, item_summaries, user_sum
     batch = SharedPrefixCollator(tokenizer, "summary", attention_rules(model))([groups[0]])
     answers = {k: batch.pop(k) for k in ANSWER_KEYS}
     yes_id, no_id = answer_token_ids(tokenizer)
+
+    def step():
+        model.zero_grad()
+        with branch_attention(model):
+            logits = model(**batch, logits_to_keep=answers["answer_mask"], use_cache=False).logits
+            losses = answer_losses(
+                logits.reshape(-1, logits.shape[-1]),
+                *[answers[k] for k in ANSWER_KEYS[1:]],
+                yes_id=yes_id,
+                no_id=no_id,
+            )
+            losses["both"].backward()
+
+    return step, model, int(batch["input_ids"].shape[1])
+
+
+def step_flops(step) -> float:
+    """Matrix-product and attention FLOPs of one ``step()``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     count_cpu_attention_flops()
-    with branch_attention(model), FlopCounterMode(display=False) as counter:
-        logits = model(**batch, logits_to_keep=answers["answer_mask"], use_cache=False).logits
-        losses = answer_losses(
-            logits.reshape(-1, logits.shape[-1]), *[answers[k] for k in ANSWER_KEYS[1:]], yes_id=yes_id, no_id=no_id
-        )
-        losses["both"].backward()
-    return counter.get_total_flops(), int(batch["input_ids"].shape[1])
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def fused_update_seconds(step, model, repeats: int = 3) -> tuple[float, float]:
+    """Seconds per packed step with PEFT's LoRA update and with the packed trainer's (``fused_lora``), alternated
+    ``repeats`` times in one process, best of each."""
+    import contextlib
+
+    from hf_mllm_msr.recommendation.fused_lora import scaled_before_up_projection
+
+    best = {False: float("inf"), True: float("inf")}
+    for _ in range(repeats):
+        for fused in (False, True):
+            with scaled_before_up_projection(model) if fused else contextlib.nullcontext():
+                start = time.perf_counter()
+                step()
+                best[fused] = min(best[fused], time.perf_counter() - start)
+    return best[False], best[True]
+
+
+def print_profile(step, model) -> None:
+    """Where a packed step's time goes, by operator (``--profile``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from hf_mllm_msr.recommendation.fused_lora import scaled_before_up_projection
+
+    with scaled_before_up_projection(model), profile(activities=[ProfilerActivity.CPU]) as profiler:
+        step()
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=50))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num_users", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="also print where a packed step's time goes")
     args = parser.parse_args()
 
     import torch
@@ -238,7 +286,8 @@ def main():
         )
         unpacked = train_seconds("none", model_path, **data)
         packed = train_seconds("shared_prefix", model_path, **data)
-        flops, tokens = packed_step_flops(model_path, items, train, item_summaries, user_summaries)
+        step, model, tokens = packed_step(model_path, items, train, item_summaries, user_summaries)
+        flops = step_flops(step)
         achieved = flops * args.num_users / packed / 1e9
         ratios[regime] = unpacked / packed
         print(
@@ -253,6 +302,14 @@ def main():
             f"% of the peak; the packed path runs at {100 * achieved / shape_rate:.0f} % of that",
             flush=True,
         )
+        plain, fused = fused_update_seconds(step, model)
+        print(
+            f"  one packed step: {plain:.2f} s with PEFT's LoRA update, {fused:.2f} s with the packed trainer's "
+            f"(recommendation/fused_lora.py): {100 * (1 - fused / plain):.1f} % less",
+            flush=True,
+        )
+        if args.profile:
+            print_profile(step, model)
     print(f"ratio={ratios['long']:.2f}")
 
 

@@ -2,10 +2,10 @@
 
 PEFT adds a LoRA update as ``base(x) + lora_B(lora_A(x)) * scaling``: the scaling multiplies, and the sum adds, a
 full-width output (a packed user of 2,000 tokens through SmolLM2's 1,536-wide MLP: 12 MB each time, forward and
-backward). On 2 CPU cores those passes over memory cost more than their FLOPs suggest (in a profile of a packed
-step with shapes recorded, the scalar multiplies of the MLP's outputs took 11 % of it). :func:`scaled_before_up_projection` scales the rank-r activation
-instead and folds the sum into the up-projection (``addmm``): the same function of the weights, 4-6 % faster
-per packed step (SmolLM2-135M, r 16; README "Speed"). It uses PEFT's own extension point for LoRA variants
+backward). On 2 CPU cores those passes over memory cost more than their FLOPs suggest.
+:func:`scaled_before_up_projection` scales the rank-r activation instead and folds the sum into the up-projection
+(``addmm``): the same function of the weights, in less time per packed step (``benchmarks/bench_sft.py`` prints
+both; README "Speed"). It uses PEFT's own extension point for LoRA variants
 (``LoraLayer.lora_variant``, through which DoRA runs), for the duration of a ``with`` block only, so that saving,
 merging and scoring see plain LoRA.
 """
