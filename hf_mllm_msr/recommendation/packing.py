@@ -172,9 +172,9 @@ def branch_layout(branch: torch.Tensor, valid: torch.Tensor) -> dict:
 
     Returns ``{"segments": {"prefix": ..., "branches": ...}, "output": (B * L,)}``. Each group of segments holds the
     ``row`` (N,), ``query`` (N * Q,) and ``key`` (N * K,) positions of its N segments, padded to the longest (Q
-    queries, K keys), their local ``query_position`` (N, Q) / ``key_position`` (N, K), ``key_valid`` (N, K) and
-    ``kept`` (the unpadded entries of the N * Q queries); ``output`` says where each token's attention output is in
-    the concatenation of every group's kept queries (padding tokens point past its end, at a zero row).
+    queries, K keys), their local ``query_position`` (N, Q) / ``key_position`` (N, K) and ``key_valid`` (N, K);
+    ``output`` says where each token's attention output is in the concatenation of every group's N * Q queries
+    (padding tokens point past its end, at a zero row).
     """
     length = branch.shape[1]
     groups = {"prefix": [], "branches": []}
@@ -184,7 +184,7 @@ def branch_layout(branch: torch.Tensor, valid: torch.Tensor) -> dict:
         for b in branch[row][valid[row] & (branch[row] >= 0)].unique().tolist():
             own = (branch[row] == b).nonzero()[:, 0]
             groups["branches"].append((row, own, torch.cat([prefix, own])))
-    layout, order = {}, []
+    layout, order, offset = {}, [], 0
     for name, items in groups.items():
         queries, keys = max(len(q) for _, q, _ in items), max(len(k) for _, _, k in items)
         query, key = (
@@ -198,7 +198,9 @@ def branch_layout(branch: torch.Tensor, valid: torch.Tensor) -> dict:
             key[i, : len(k)], key_valid[i, : len(k)] = k, True
         rows = torch.tensor([row for row, _, _ in items])
         flat_query = (rows[:, None] * length + query).flatten()
-        order.append(flat_query[query_valid.flatten()])
+        kept = query_valid.flatten().nonzero()[:, 0]
+        order.append((flat_query[kept], offset + kept))
+        offset += flat_query.numel()
         layout[name] = dict(
             row=rows,
             query=flat_query,
@@ -206,11 +208,10 @@ def branch_layout(branch: torch.Tensor, valid: torch.Tensor) -> dict:
             query_position=query,
             key_position=key,
             key_valid=key_valid,
-            kept=query_valid.flatten().nonzero()[:, 0],
         )
-    order = torch.cat(order)
-    output = torch.full((branch.numel(),), len(order), dtype=torch.long)
-    output[order] = torch.arange(len(order))
+    output = torch.full((branch.numel(),), offset, dtype=torch.long)
+    for tokens, computed in order:
+        output[tokens] = computed
     return {"segments": layout, "output": output}
 
 
@@ -220,30 +221,39 @@ def branch_sdpa_attention(
     """A transformers attention function (``AttentionInterface``): SDPA per segment of a packed sequence when the
     forward gets a ``branch_layout``; plain SDPA otherwise (scoring, generation, the vision tower).
 
-    Gathers go through ``index_select``, whose backward is a fast ``index_add``."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    Keys and values keep their own (grouped) heads, so they are gathered before SDPA broadcasts them to the query
+    heads (``enable_gqa``): SmolLM2's 3 key-value heads are a third of the copies. Gathers go through
+    ``index_select``, whose backward is a fast ``index_add``."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if branch_layout is None or not torch.is_tensor(attention_mask) or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
     batch, heads, length, dim = query.shape
-    key, value = repeat_kv(key, heads // key.shape[1]), repeat_kv(value, heads // value.shape[1])
-    flat = [t.transpose(1, 2).reshape(batch * length, heads, dim) for t in (query, key, value)]
+    kv_heads = key.shape[1]
+    flat_query = query.transpose(1, 2).reshape(batch * length, heads, dim)
+    flat_key, flat_value = (t.transpose(1, 2).reshape(batch * length, kv_heads, dim) for t in (key, value))
     outputs = []
     for segment in branch_layout["segments"].values():
         n, q_len = segment["query_position"].shape
         k_len = segment["key_position"].shape[1]
-        q = flat[0].index_select(0, segment["query"]).view(n, q_len, heads, dim).transpose(1, 2)
-        k = flat[1].index_select(0, segment["key"]).view(n, k_len, heads, dim).transpose(1, 2)
-        v = flat[2].index_select(0, segment["key"]).view(n, k_len, heads, dim).transpose(1, 2)
+        q = flat_query.index_select(0, segment["query"]).view(n, q_len, heads, dim).transpose(1, 2)
+        k = flat_key.index_select(0, segment["key"]).view(n, k_len, kv_heads, dim).transpose(1, 2)
+        v = flat_value.index_select(0, segment["key"]).view(n, k_len, kv_heads, dim).transpose(1, 2)
         rows = segment["row"][:, None, None]
         mask = attention_mask[rows, 0, segment["query_position"][:, :, None], segment["key_position"][:, None, :]]
         mask = mask.masked_fill(~segment["key_valid"][:, None, :], torch.finfo(mask.dtype).min)[:, None]
         attended = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout if module.training else 0.0, scale=scaling
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=dropout if module.training else 0.0,
+            scale=scaling,
+            enable_gqa=kv_heads != heads,
         )
-        outputs.append(attended.transpose(1, 2).reshape(n * q_len, heads, dim).index_select(0, segment["kept"]))
+        outputs.append(attended.transpose(1, 2).reshape(n * q_len, heads, dim))
     outputs.append(query.new_zeros(1, heads, dim))  # what padding tokens get
     output = torch.cat(outputs).index_select(0, branch_layout["output"])
     return output.view(batch, length, heads, dim), None
