@@ -22,6 +22,7 @@ import torch
 from trl import SFTTrainer
 
 from .candidate_prompts import render_prompts
+from .compiled_mlp import compiled_gated_activation
 from .fused_lora import scaled_before_up_projection
 from .packing import (
     PER_ROW_IMAGE_KEYS,
@@ -204,9 +205,13 @@ class SharedPrefixSFTTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
 
     def train(self, *args, **kwargs):
-        # Attention per branch instead of over the dense mask, and LoRA updates with fewer passes over the
-        # activations: the same results, at less cost.
-        with branch_attention(self.model) as used, scaled_before_up_projection(self.model):
+        # Attention per branch instead of over the dense mask, LoRA updates and the MLP's activation product with
+        # fewer passes over the activations: the same results, at less cost.
+        with (
+            branch_attention(self.model) as used,
+            scaled_before_up_projection(self.model),
+            compiled_gated_activation(self.model),
+        ):
             if not used:
                 logger.info("The language model does not run SDPA: packed sequences attend over the dense mask.")
             return super().train(*args, **kwargs)
