@@ -55,8 +55,12 @@ def compiled_gated_activation(model):
                 return compiled_silu_product(gate, up)
             except torch._dynamo.exc.TorchDynamoException as error:
                 state["compiled"] = False
+                cause = getattr(error, "inner_exception", None) or error  # what the backend itself raised
                 logger.warning(
-                    "torch.compile could not build the MLP's activation product; running it eager: %s", error
+                    "torch.compile could not build the MLP's activation product, so it runs eager (same results, "
+                    "slower; on CPU torch.compile needs a C++ compiler such as g++): %s: %s",
+                    type(cause).__name__,
+                    (str(cause).strip().splitlines() or [""])[0],
                 )
         return silu_product(gate, up)
 
