@@ -15,8 +15,9 @@ for a user, ~60 for an item). For the packed path it also prints the achieved GF
 counted by ``torch.utils.flop_counter`` over one training step; elementwise work not counted) against
 the fp32 matmul peak measured in the same run, and against the speed of the model's own linear products at the
 packed sequence's length, measured alone (the shapes' ceiling). Speed and GFLOP/s are printed over the whole run
-and again after its first step: that step's one-off warm-up (fresh pages for every activation) is an eighth of this
-run's steps but a 160th of a recipe's, so the second figure is what a real training run sees. The last line is
+and again after its first step: that step's one-off warm-up (fresh pages for every activation; on the packed path
+also building the compiled activation product) is an eighth of this run's steps but a 160th of a recipe's, so the
+second figure is what a real training run sees. The last line is
 ``ratio=<rows/s packed / rows/s one row per candidate, long regime, whole run>``.
 
 It also times one packed step with and without each of the packed trainer's speed-ups that change no result (its
