@@ -67,7 +67,7 @@ def test_runs_eager_and_logs_once_where_compile_cannot_build(llama_path, monkeyp
     def cannot_build(gate, up):
         raise torch._dynamo.exc.BackendCompilerFailed(cannot_build, RuntimeError("no C++ compiler"), None)
 
-    monkeypatch.setattr(compiled_mlp, "compiled_silu_product", cannot_build)
+    monkeypatch.setattr(compiled_mlp, "compiled_silu_product", lambda: cannot_build)
     model = lora_model(llama_path)
     input_ids = torch.randint(3, 200, (1, 19))
     eager_logits, _ = logits_and_grads(model, input_ids)

@@ -13,6 +13,7 @@ block logs it once and runs eager.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import types
 
@@ -31,7 +32,10 @@ def silu_product(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return nn.functional.silu(gate) * up
 
 
-compiled_silu_product = torch.compile(silu_product, dynamic=True)
+@functools.cache
+def compiled_silu_product():
+    # built on first use: importing torch.compile's machinery costs seconds that scoring and the CLI need not pay
+    return torch.compile(silu_product, dynamic=True)
 
 
 def is_silu_gated_mlp(module: nn.Module) -> bool:
@@ -52,7 +56,7 @@ def compiled_gated_activation(model):
     def product(gate, up):
         if state["compiled"]:
             try:
-                return compiled_silu_product(gate, up)
+                return compiled_silu_product()(gate, up)
             except torch._dynamo.exc.TorchDynamoException as error:
                 state["compiled"] = False
                 cause = getattr(error, "inner_exception", None) or error  # what the backend itself raised
