@@ -44,7 +44,7 @@ def test_same_logits_and_lora_gradients_inside_the_block_only(llama_path, caplog
         assert changed == len(mlps) > 0
         assert all("forward" in vars(m) for m in mlps)
         compiled_logits, compiled_grads = logits_and_grads(model, input_ids)
-        # another length reuses the dynamic-shape kernel; its results are checked against eager below
+        # another sequence length, checked against eager below
         other_ids = torch.randint(3, 200, (1, 31))
         other_logits, _ = logits_and_grads(model, other_ids)
     assert not [r for r in caplog.records if "could not build" in r.getMessage()]  # it did run compiled

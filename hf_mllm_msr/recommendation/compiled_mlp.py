@@ -3,11 +3,11 @@
 Eager PyTorch runs a SwiGLU MLP's activation product as separate passes over 1,536-wide activations: SiLU and the
 product forward, two products and ``silu_backward`` backward. In a profiled packed SmolLM2 step (2,000 tokens, 30
 layers, 2 CPU cores) those passes took a fifth of the step, ten times what the same operations take alone on warm
-data, while the matrix products ran near the cores' peak. ``torch.compile`` fuses each
-direction into one loop over the data: 7 % less time per packed step with SmolLM2-length summaries, nothing
-measurable with one-sentence ones (``benchmarks/bench_sft.py`` prints both; README "Speed"). Only the product is compiled, once for every sequence length (``dynamic=True``), so that it costs
-seconds, not the minutes a whole decoder layer takes; where ``torch.compile`` cannot build (no C++ compiler), the
-block logs it once and runs eager.
+data, while the matrix products ran near the cores' peak. ``torch.compile`` fuses each direction into one
+loop over the data: 7-17 % less time per packed step with SmolLM2-length summaries in two runs, nothing measurable
+with one-sentence ones (``benchmarks/bench_sft.py`` prints both; README "Speed"). Only the product is compiled, with
+dynamic shapes, so that it costs seconds, not the minutes a whole decoder layer takes; where ``torch.compile``
+cannot build (no C++ compiler), the block logs it once and runs eager.
 """
 
 from __future__ import annotations
