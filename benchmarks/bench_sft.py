@@ -116,8 +116,10 @@ def summaries(items, examples, regime: str, seed: int = 0):
 
 def train_seconds(
     packing_mode: str, model_path: str, items, examples, item_summaries, user_summaries
-) -> tuple[float, float]:
-    """Wall time of ``trainer.train()`` alone (model loading and data preparation excluded), and of its first step.
+) -> tuple[float, float, dict]:
+    """Wall time of ``trainer.train()`` alone (model loading and data preparation excluded), of its first step, and
+    the minor page faults and system seconds of the first step and of each later one (``first_faults``,
+    ``first_system``, ``later_faults``, ``later_system``).
 
     The first step of a process pays a one-off warm-up: the kernel hands it fresh pages for every activation, so in a
     short run it weighs far more than in a real one. The minor page faults and system time of the first step and of
@@ -147,10 +149,16 @@ def train_seconds(
             self.seconds = time.perf_counter() - self.start
             self.usage.append(resource.getrusage(resource.RUSAGE_SELF))
             (begin, first, end), later = self.usage, max(args[1].global_step - 1, 1)
+            self.faults = {
+                "first_faults": first.ru_minflt - begin.ru_minflt,
+                "first_system": first.ru_stime - begin.ru_stime,
+                "later_faults": (end.ru_minflt - first.ru_minflt) / later,
+                "later_system": (end.ru_stime - first.ru_stime) / later,
+            }
             print(
-                f"  {packing_mode}: first step {first.ru_minflt - begin.ru_minflt} minor page faults, "
-                f"{first.ru_stime - begin.ru_stime:.1f} s system time; later steps "
-                f"{(end.ru_minflt - first.ru_minflt) / later:.0f} and {(end.ru_stime - first.ru_stime) / later:.2f} s each",
+                f"  {packing_mode}: first step {self.faults['first_faults']} minor page faults, "
+                f"{self.faults['first_system']:.1f} s system time; later steps {self.faults['later_faults']:.0f} and "
+                f"{self.faults['later_system']:.2f} s each",
                 flush=True,
             )
 
@@ -188,7 +196,7 @@ def train_seconds(
         user_summaries=user_summaries,
         callbacks=[clock],
     )
-    return clock.seconds, clock.first_step
+    return clock.seconds, clock.first_step, clock.faults
 
 
 def count_cpu_attention_flops() -> None:
@@ -317,8 +325,8 @@ def main():
         data = dict(
             items=items, examples={"train": train}, item_summaries=item_summaries, user_summaries=user_summaries
         )
-        unpacked, unpacked_first = train_seconds("none", model_path, **data)
-        packed, packed_first = train_seconds("shared_prefix", model_path, **data)
+        unpacked, unpacked_first, _ = train_seconds("none", model_path, **data)
+        packed, packed_first, _ = train_seconds("shared_prefix", model_path, **data)
         step, model, tokens = packed_step(model_path, items, train, item_summaries, user_summaries)
         flops = step_flops(step)
         achieved = flops * args.num_users / packed / 1e9
