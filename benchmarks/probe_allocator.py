@@ -36,8 +36,8 @@ PATHS = {"none": "one row per candidate", "shared_prefix": "packed"}
 def measure(packing_mode: str, num_users: int, threads: int) -> dict:
     """One training run in this process: seconds per later step and the allocator's cost (bench_sft.train_seconds)."""
     import torch
-
     from bench_sft import PROTOCOL, summaries, train_seconds
+
     from hf_mllm_msr import load_msr_dataset
     from hf_mllm_msr.models.offline import smollm2_path
     from hf_mllm_msr.recommendation.validation import first_users
