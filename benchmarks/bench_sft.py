@@ -20,6 +20,10 @@ also building the compiled activation product) is an eighth of this run's steps 
 second figure is what a real training run sees. The last line is
 ``ratio=<rows/s packed / rows/s one row per candidate, long regime, whole run>``.
 
+The one-row-per-candidate path allocates full-vocabulary logits every step, which glibc as it comes unmaps and
+faults in again: that baseline runs 1.6x faster with glibc's tunables keeping freed memory (``probe_allocator.py``),
+the packed path does not change. The first line says which footing this run is on; the README has both.
+
 It also times one packed step with and without each of the packed trainer's speed-ups that change no result (its
 LoRA update, ``fused_lora``; its compiled MLP activation product, ``compiled_mlp``), and with ``--profile`` prints
 where a packed step's time goes, by operator.
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import random
 import tempfile
 import time
@@ -318,7 +323,12 @@ def main():
     train = first_users(examples["train"], args.num_users)
     rows = len(train)
     peak = matmul_peak(args.threads)
-    print(f"{args.num_users} users x 21 candidates = {rows} rows; fp32 matmul peak {peak:.0f} GFLOP/s", flush=True)
+    tunables = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") and k.endswith("_")}
+    print(
+        f"{args.num_users} users x 21 candidates = {rows} rows; fp32 matmul peak {peak:.0f} GFLOP/s; glibc allocator "
+        + (" ".join(f"{k}={v}" for k, v in sorted(tunables.items())) if tunables else "as it comes"),
+        flush=True,
+    )
     ratios = {}
     for regime in ("short", "long"):
         item_summaries, user_summaries = summaries(items, train, regime)
