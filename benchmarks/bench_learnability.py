@@ -93,7 +93,8 @@ def world_scores(split, sequences, world, known):
       saw: the best scores any model can give, the split's Bayes ceiling.
     - ``"summary"``: only what the oracle user summary states (the favourite category, the recent colour, taken as
       the favourite) and the items' own attributes (popularity, how many items share a colour and category), the
-      history unseen: what a recommender that reads the summary and learns the catalogue perfectly can reach.
+      history unseen: about what a recommender that reads the summary and learns the catalogue perfectly can reach
+      (it takes the stated colour for the favourite; the exact bound would average over the drift it does not state).
     """
     import numpy as np
 
