@@ -288,21 +288,25 @@ def main():
     test = examples["test"]
     labels, users = np.asarray(test["label"]), np.asarray(test["user_id"])
     sequences = load_msr_dataset("synthetic", "sequences", **protocol)
-    ceilings = {
-        "word match of the summaries (2 points colour, 1 category)": word_match_scores(test, items, user_summaries),
-        "what the summaries allow (the world's rule from the stated category and recent colour, every item's "
-        "popularity and colour-category group known)": world_scores(test, sequences, world, known="summary"),
-        "Bayes (the hidden taste and the whole history known)": world_scores(test, sequences, world, known="taste"),
-    }
+    summaries_rule = world_scores(test, sequences, world, known="summary")
+    bayes_rule = world_scores(test, sequences, world, known="taste")
     print(
         f"world {args.world_seed}, test rows: AUC of the scores (and of their shares of each user's list)", flush=True
     )
-    plain_auc = {}
-    for name, scores in ceilings.items():
-        plain_auc[name] = ranking_metrics(np.asarray(scores), labels, users)["auc"]
+    plain_auc = []
+    for name, scores in (
+        ("word match of the summaries (2 points colour, 1 category)", word_match_scores(test, items, user_summaries)),
+        (
+            "what the summaries allow (the world's rule from the stated category and recent colour, every item's "
+            "popularity and colour-category group known)",
+            summaries_rule,
+        ),
+        ("Bayes (the hidden taste and the whole history known)", bayes_rule),
+    ):
+        plain_auc.append(ranking_metrics(np.asarray(scores), labels, users)["auc"])
         shared = ranking_metrics(share_of_list(scores, users), labels, users)["auc"]
-        print(f"  {name}: {plain_auc[name]:.3f} ({shared:.3f})", flush=True)
-    summaries_allow, bayes = list(plain_auc.values())[1:]
+        print(f"  {name}: {plain_auc[-1]:.3f} ({shared:.3f})", flush=True)
+    _, summaries_allow, bayes = plain_auc
     first, total = colour_named_first(items, item_summaries, args.candidate_text)
     print(
         f"item text ({args.candidate_text}) names the item's true colour first for {first}/{total} items", flush=True

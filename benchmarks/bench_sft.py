@@ -123,8 +123,8 @@ def train_seconds(
     packing_mode: str, model_path: str, items, examples, item_summaries, user_summaries
 ) -> tuple[float, float, dict]:
     """Wall time of ``trainer.train()`` alone (model loading and data preparation excluded), of its first step, and
-    the minor page faults and system seconds of the first step and of each later one (``first_faults``,
-    ``first_system``, ``later_faults``, ``later_system``).
+    per step after it (``later_step``) with the minor page faults and system seconds of the first step and of each
+    later one (``first_faults``, ``first_system``, ``later_faults``, ``later_system``).
 
     The first step of a process pays a one-off warm-up: the kernel hands it fresh pages for every activation, so in a
     short run it weighs far more than in a real one. The minor page faults and system time of the first step and of
@@ -155,6 +155,7 @@ def train_seconds(
             self.usage.append(resource.getrusage(resource.RUSAGE_SELF))
             (begin, first, end), later = self.usage, max(args[1].global_step - 1, 1)
             self.faults = {
+                "later_step": (self.seconds - self.first_step) / later,
                 "first_faults": first.ru_minflt - begin.ru_minflt,
                 "first_system": first.ru_stime - begin.ru_stime,
                 "later_faults": (end.ru_minflt - first.ru_minflt) / later,

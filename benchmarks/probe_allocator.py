@@ -46,13 +46,7 @@ def measure(packing_mode: str, num_users: int, threads: int) -> dict:
     items = load_msr_dataset("synthetic", "items", **PROTOCOL)
     train = first_users(load_msr_dataset("synthetic", "examples", **PROTOCOL)["train"], num_users)
     item_summaries, user_summaries = summaries(items, train, "long")
-    seconds, first, usage = train_seconds(
-        packing_mode, smollm2_path(), items, {"train": train}, item_summaries, user_summaries
-    )
-    rows_per_step = 1 if packing_mode == "shared_prefix" else 8  # users packed, rows unpacked (bench_sft's batches)
-    units = num_users if packing_mode == "shared_prefix" else len(train)
-    steps = -(-units // rows_per_step)
-    return {"later_step": (seconds - first) / max(steps - 1, 1), **usage}
+    return train_seconds(packing_mode, smollm2_path(), items, {"train": train}, item_summaries, user_summaries)[2]
 
 
 def main():
@@ -61,6 +55,10 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", choices=list(PATHS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.num_users < 2:
+        parser.error(
+            "--num_users must be at least 2: the packed path trains one user per step, and later steps are timed"
+        )
     if args.child:
         print("RESULT " + json.dumps(measure(args.child, args.num_users, args.threads)), flush=True)
         return
