@@ -192,27 +192,44 @@ def cue_colours(cues: str | None) -> list[str]:
 RECOMMEND_QUESTION = "Will the user interact with the candidate item below? Answer Yes or No."
 
 
-def recommend_user_text(user_summary: str) -> str:
+def recommend_user_text(user_summary: str, item_tokens: str = "") -> str:
     """The part of the question that is the same for all of a user's candidates (the shared prefix).
 
     The question comes before the candidate (since msr-prompts-v4; v3 asked it after each candidate): a packed training
     sequence then holds it once per user instead of once per candidate, 15 fewer tokens in each of the 21 branches.
+    ``item_tokens``: the history's collaborative tokens (one placeholder per item, added after cleaning, so a data
+    field can never forge one; `hf_mllm_msr.recommendation.collaborative`).
     """
-    return f'User preference summary: "{clean_field(user_summary, 2000)}"\n\n{RECOMMEND_QUESTION}\n\nCandidate item:'
+    history = f"\nHistory item tokens: {item_tokens}" if item_tokens else ""
+    return (
+        f'User preference summary: "{clean_field(user_summary, 2000)}"{history}\n\n{RECOMMEND_QUESTION}\n\n'
+        "Candidate item:"
+    )
 
 
-def recommend_candidate_text(title: str, item_summary: str = "") -> str:
-    """The candidate-specific part: its title and, when given, its summary (each capped by :func:`clean_field`)."""
-    lines = [f'Title: "{clean_field(title) or "(untitled)"}"']
+def recommend_candidate_text(title: str, item_summary: str = "", item_token: str = "") -> str:
+    """The candidate-specific part: its title (then its collaborative token, if any) and, when given, its summary
+    (each capped by :func:`clean_field`)."""
+    lines = [f'Title: "{clean_field(title) or "(untitled)"}"' + (f" {item_token}" if item_token else "")]
     if item_summary:
         lines.append(f'About the item: "{clean_field(item_summary, 1000)}"')
     return "\n".join(lines)
 
 
-def recommend_messages(user_summary: str, title: str, item_summary: str = "", *, with_image: bool) -> list[dict]:
+def recommend_messages(
+    user_summary: str,
+    title: str,
+    item_summary: str = "",
+    *,
+    with_image: bool,
+    history_item_tokens: str = "",
+    candidate_item_token: str = "",
+) -> list[dict]:
     """User turn of the Yes/No recommender; the candidate image (if any) sits right before its title,
-    after the user part, so every candidate of a user shares the same prefix."""
-    user_text, cand_text = recommend_user_text(user_summary), recommend_candidate_text(title, item_summary)
+    after the user part, so every candidate of a user shares the same prefix. The item tokens are the collaborative
+    placeholders (`hf_mllm_msr.recommendation.collaborative`), empty without them."""
+    user_text = recommend_user_text(user_summary, history_item_tokens)
+    cand_text = recommend_candidate_text(title, item_summary, candidate_item_token)
     if with_image:
         content = [
             {"type": "text", "text": user_text + "\n"},

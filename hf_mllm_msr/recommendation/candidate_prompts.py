@@ -59,13 +59,24 @@ def fit_user_summary(user_summary: str, tokenizer=None, max_tokens: int | None =
     return "..." + tokenizer.decode(ids[-max_tokens:], skip_special_tokens=True).lstrip()
 
 
-def recommend_prompt(mode: str, user_summary: str, candidate: dict) -> list[dict]:
+def recommend_prompt(
+    mode: str, user_summary: str, candidate: dict, item_token: str = "", num_history_items: int = 0
+) -> list[dict]:
     """The user turn for one candidate. Text modes use string content (every text chat template reads it);
-    image mode uses content parts with the image placeholder between the user part and the candidate."""
+    image mode uses content parts with the image placeholder between the user part and the candidate.
+    ``item_token``: the collaborative placeholder, once per history item (``num_history_items``) and after the
+    candidate's title; empty for a model without collaborative tokens."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     item_text = item_summary_text(candidate.get("summary"), candidate.get("visual_cues")) if mode == "summary" else ""
-    messages = recommend_messages(user_summary, candidate["title"], item_text, with_image=mode == "image")
+    messages = recommend_messages(
+        user_summary,
+        candidate["title"],
+        item_text,
+        with_image=mode == "image",
+        history_item_tokens=item_token * num_history_items,
+        candidate_item_token=item_token,
+    )
     if mode != "image":
         messages[0]["content"] = messages[0]["content"][0]["text"]
     return messages
@@ -104,14 +115,24 @@ def answer_token_ids(processing_class, mode: str = "summary") -> tuple[int, int]
     return yes_id, no_id
 
 
-def render_prompts(processing_class, mode: str, user_summary: str, candidates: Sequence[dict]) -> list[str]:
+def render_prompts(
+    processing_class,
+    mode: str,
+    user_summary: str,
+    candidates: Sequence[dict],
+    item_token: str = "",
+    num_history_items: int = 0,
+) -> list[str]:
     """One user's candidate prompts rendered with the chat template and the generation prompt (training and scoring
-    tokenize exactly these texts, without adding special tokens)."""
+    tokenize exactly these texts, without adding special tokens). ``item_token``, ``num_history_items``: the
+    collaborative placeholders (:func:`recommend_prompt`)."""
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
     template_owner = processing_class if getattr(processing_class, "chat_template", None) else tokenizer
     return [
         template_owner.apply_chat_template(
-            recommend_prompt(mode, user_summary, c), add_generation_prompt=True, tokenize=False
+            recommend_prompt(mode, user_summary, c, item_token, num_history_items),
+            add_generation_prompt=True,
+            tokenize=False,
         )
         for c in candidates
     ]

@@ -233,12 +233,14 @@ def build_group_dataset(
     max_user_tokens: int | None = None,
     require_positive: bool = False,
     candidate_text: str = "summary_and_cues",
+    history_items: bool = False,
 ) -> datasets.Dataset:
     """One row per user and history, with all of their candidates: the groups of shared-prefix packed SFT
     (:mod:`hf_mllm_msr.recommendation.packed_trainer`). Arguments as :func:`build_sft_dataset`, plus:
 
     Args:
         require_positive: raise for a group without a positive candidate (the listwise loss ranks one).
+        history_items: add a ``history_items`` column (the history's item ids: their collaborative tokens).
 
     Returns:
         A dataset with ``user_id``, ``user_text`` (cut to ``max_user_tokens``), ``candidates`` (``item_id``,
@@ -264,6 +266,8 @@ def build_group_dataset(
     columns: dict[str, list] = {"user_id": [], "user_text": [], "candidates": [], "labels": [], "answer_weights": []}
     if mode == "image":
         columns["images"] = []
+    if history_items:
+        columns["history_items"], histories = [], examples["history"]
     no_negative = 0
     for (user_id, _), indices in groups.items():
         group_labels = [int(labels[i]) for i in indices]
@@ -280,6 +284,8 @@ def build_group_dataset(
         )
         columns["labels"].append(group_labels)
         columns["answer_weights"].append([1.0] * len(indices))
+        if history_items:
+            columns["history_items"].append(list(histories[indices[0]]))
         if mode == "image":
             columns["images"].append([rows[i][1]["image"] for i in indices])
     if no_negative:
@@ -295,4 +301,6 @@ def build_group_dataset(
     }
     if mode == "image":
         features["images"] = datasets.List(datasets.Image())
+    if history_items:
+        features["history_items"] = datasets.List(datasets.Value("string"))
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))

@@ -51,20 +51,27 @@ class SharedPrefixCollator:
         mode: ``"image"``, ``"summary"`` or ``"title"``.
         rules: the model's :class:`~hf_mllm_msr.packing.AttentionRules`.
         image_ids: the model's image placeholder token ids (``scoring.image_token_ids``).
+        items: the model's `hf_mllm_msr.recommendation.collaborative.CollaborativeEmbedding`, or None; with it, groups
+            carry ``history_items`` and every item placeholder becomes its item's id.
     """
 
-    def __init__(self, processing_class, mode: str, rules: AttentionRules | None = None, image_ids=frozenset()):
+    def __init__(
+        self, processing_class, mode: str, rules: AttentionRules | None = None, image_ids=frozenset(), items=None
+    ):
         self.processor, self.mode = processing_class, mode
         self.tokenizer = getattr(processing_class, "tokenizer", processing_class)
         self.rules, self.image_ids = rules or AttentionRules(), set(image_ids)
+        self.items = items
 
     def encode(self, features: Sequence[dict]) -> tuple[list[dict], dict]:
         """The unpacked rows of every group (``input_ids``, ``position_ids``, token types; no padding) and the image
         tensors of all rows, in order."""
+        item_token = self.items.item_token if self.items is not None else ""
+        history = [f["history_items"] if self.items is not None else [] for f in features]
         texts = [
             text
-            for f in features
-            for text in render_prompts(self.processor, self.mode, f["user_text"], f["candidates"])
+            for f, h in zip(features, history)
+            for text in render_prompts(self.processor, self.mode, f["user_text"], f["candidates"], item_token, len(h))
         ]
         kwargs = dict(padding=True, padding_side="right", return_tensors="pt", add_special_tokens=False)
         if self.mode == "image":
@@ -72,6 +79,9 @@ class SharedPrefixCollator:
             encoding = self.processor(text=texts, images=images, **kwargs)
         else:
             encoding = self.tokenizer(texts, **kwargs)
+        if self.items is not None:
+            row_items = [[*h, c["item_id"]] for f, h in zip(features, history) for c in f["candidates"]]
+            encoding["input_ids"] = self.items.item_token_ids(encoding["input_ids"], row_items)
         lengths = encoding["attention_mask"].sum(1).tolist()
         token_keys = {"input_ids", "attention_mask", *TOKEN_TYPE_KEYS}
         image_inputs = {k: v for k, v in encoding.items() if k not in token_keys}

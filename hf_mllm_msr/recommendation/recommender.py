@@ -18,6 +18,7 @@ import torch
 
 from ..data.schema import history_key
 from ..prompts import RECOMMEND_PROMPT_VERSION
+from .collaborative import load_collaborative_tokens
 from .examples import resolve_examples
 from .scoring import MSR_CONFIG_NAME, YesNoScorer
 
@@ -44,7 +45,8 @@ class MsrRecommender(YesNoScorer):
         **kwargs,
     ) -> MsrRecommender:
         """Loads a base model, or a PEFT adapter folder (its base from ``adapter_config.json``; its mode,
-        ``max_user_tokens`` and ``candidate_text`` from ``msr_config.json``)."""
+        ``max_user_tokens`` and ``candidate_text`` from ``msr_config.json``; its collaborative tokens, if it has them,
+        from ``collaborative.safetensors``)."""
         from transformers import (
             AutoConfig,
             AutoModelForCausalLM,
@@ -73,11 +75,13 @@ class MsrRecommender(YesNoScorer):
             )
         model_class = AutoModelForImageTextToText if mode == "image" else AutoModelForCausalLM
         model = model_class.from_pretrained(base, dtype=torch.float32)
+        processor = (AutoProcessor if mode == "image" else AutoTokenizer).from_pretrained(str(folder))
+        # before the adapter: its projector weights load into the collaborative embedding
+        load_collaborative_tokens(model, processor, folder)
         if adapter:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
-        processor = (AutoProcessor if mode == "image" else AutoTokenizer).from_pretrained(str(folder))
         kwargs.setdefault("max_user_tokens", msr_config.get("max_user_tokens"))
         kwargs.setdefault("candidate_text", msr_config.get("candidate_text", "summary_and_cues"))
         return cls(model.to(device).eval(), processor, mode=mode, **kwargs)
@@ -112,9 +116,12 @@ class MsrRecommender(YesNoScorer):
             if resolved is not None:
                 groups.setdefault((user_id, history_key(history)), []).append(i)
         scores = np.full(len(rows), np.nan)
+        histories = examples["history"]
         for indices in tqdm(groups.values(), desc="scoring users", disable=not progress):
             user_text = rows[indices[0]][0]
-            scores[indices] = self.score(user_text, [rows[i][1] for i in indices], batch_size=batch_size)
+            scores[indices] = self.score(
+                user_text, [rows[i][1] for i in indices], batch_size=batch_size, history_items=histories[indices[0]]
+            )
         return scores
 
 

@@ -131,19 +131,27 @@ class YesNoScorer:
                 "%s uses multimodal rotary positions: scoring one forward per candidate.", type(model).__name__
             )
         self._image_token_ids = image_token_ids(model, self.tokenizer)
+        # Collaborative tokens (`hf_mllm_msr.recommendation.collaborative`), found on the model by duck typing: this
+        # module is copied as remote code and imports nothing of the package beyond the prompts.
+        embedding = model.get_input_embeddings()
+        self._items = embedding if hasattr(embedding, "item_token_ids") else None
 
     @property
     def device(self):
         return next(self.model.parameters()).device
 
-    def _encode(self, user_summary: str, candidates: Sequence[dict]):
+    def _encode(self, user_summary: str, candidates: Sequence[dict], history_items: Sequence = ()):
         candidates = [candidate_text_fields(c, self.candidate_text) for c in candidates]
-        texts = render_prompts(self.processor, self.mode, user_summary, candidates)
+        item_token = self._items.item_token if self._items is not None else ""
+        texts = render_prompts(self.processor, self.mode, user_summary, candidates, item_token, len(history_items))
         kwargs = dict(padding=True, padding_side="right", return_tensors="pt", add_special_tokens=False)
         if self.mode == "image":
             enc = self.processor(text=texts, images=[[c["image"]] for c in candidates], **kwargs)
         else:
             enc = self.tokenizer(texts, **kwargs)
+        if self._items is not None:
+            items = [[*history_items, c.get("item_id")] for c in candidates]
+            enc["input_ids"] = self._items.item_token_ids(enc["input_ids"], items)
         return enc.to(self.device)
 
     def _p_yes(self, logits: torch.Tensor) -> list[float]:
@@ -151,12 +159,12 @@ class YesNoScorer:
         return torch.softmax(pair, dim=-1)[:, 0].tolist()
 
     @torch.no_grad()
-    def score_naive(self, user_summary: str, candidates: Sequence[dict]) -> list[float]:
+    def score_naive(self, user_summary: str, candidates: Sequence[dict], history_items: Sequence = ()) -> list[float]:
         """One full forward per candidate (the reference the shared-prefix path must equal)."""
         user_summary = fit_user_summary(user_summary, self.tokenizer, self.max_user_tokens)
         scores = []
         for candidate in candidates:
-            enc = self._encode(user_summary, [candidate])
+            enc = self._encode(user_summary, [candidate], history_items)
             scores += self._p_yes(self.model(**enc, logits_to_keep=1).logits[:, -1])
         return scores
 
@@ -169,25 +177,32 @@ class YesNoScorer:
         return shared_prefix_length(rows, blocked)
 
     @torch.no_grad()
-    def score(self, user_summary: str, candidates: Sequence[dict], batch_size: int = 16) -> list[float]:
+    def score(
+        self, user_summary: str, candidates: Sequence[dict], batch_size: int = 16, history_items: Sequence = ()
+    ) -> list[float]:
         """p(Yes) for each candidate of one user.
 
         Args:
             user_summary: the user's preference summary (mode "title": their title-history summary).
-            candidates: dicts with ``title`` and, per mode, ``summary``/``visual_cues`` or ``image``.
+            candidates: dicts with ``title`` and, per mode, ``summary``/``visual_cues`` or ``image`` (and ``item_id``
+                for a model with collaborative tokens; without one a candidate gets the unknown item's token).
             batch_size: candidates per suffix batch.
+            history_items: the ids of the user's history items, oldest first: their collaborative tokens (ignored by
+                a model without them).
         """
         if not candidates:
             return []
+        history_items = list(history_items) if self._items is not None else []
         if not self.shared_prefix:
-            return self.score_naive(user_summary, candidates)
+            return self.score_naive(user_summary, candidates, history_items)
         user_summary = fit_user_summary(user_summary, self.tokenizer, self.max_user_tokens)
         encodings = [
-            self._encode(user_summary, candidates[i : i + batch_size]) for i in range(0, len(candidates), batch_size)
+            self._encode(user_summary, candidates[i : i + batch_size], history_items)
+            for i in range(0, len(candidates), batch_size)
         ]
         prefix_len = self._prefix_length(encodings)
         if prefix_len == 0:
-            return self.score_naive(user_summary, candidates)
+            return self.score_naive(user_summary, candidates, history_items)
         prefix_ids = encodings[0]["input_ids"][:1, :prefix_len]
         prefix = self.model(
             input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), use_cache=True, logits_to_keep=1

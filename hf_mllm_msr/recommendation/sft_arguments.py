@@ -30,6 +30,9 @@ class MsrSftArguments(ScriptArguments):
         max_user_tokens: user summaries longer than this are cut from their start (the oldest history).
         prefix_examples: also train on the earlier steps of the recurrent user summaries (`prefix_examples`).
         summary_block_size: the summarize run's ``block_size``, for ``prefix_examples``.
+        history_windows: mode ``title``: up to N more targets per user from their whole training sequence.
+        collaborative_tokens: one SASRec item vector per history item and candidate, projected into the LM.
+        collaborative_hidden_size: the projector's hidden width.
         packing_mode: ``none`` (one row per candidate, TRL's completion loss: the paper) or ``shared_prefix`` (one
             sequence per user with all their candidates, `hf_mllm_msr.recommendation.packed_trainer`).
         answer_loss: with ``shared_prefix``: ``pointwise``, ``listwise`` or ``both``.
@@ -54,6 +57,25 @@ class MsrSftArguments(ScriptArguments):
             "help": "Also train on every earlier step of the recurrent user summaries: the summary after each block, "
             "with the next history item as the positive (about 3x the rows for histories of 10 in blocks of 3)."
         },
+    )
+    history_windows: int = field(
+        default=0,
+        metadata={
+            "help": "Mode title: also train each user on up to N earlier targets of their whole training sequence "
+            "(windows of max_history items before each target, as many sampled negatives as the examples give a "
+            "positive; `hf_mllm_msr.recommendation.windows`). 0: the protocol's one target per user."
+        },
+    )
+    collaborative_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "Give every history item and candidate one more input embedding: its vector from the SASRec trained "
+            "on the same train split, through a small projector trained with LoRA (after LLaRA/CoLLM; "
+            "`hf_mllm_msr.recommendation.collaborative`). Needs packing_mode shared_prefix."
+        },
+    )
+    collaborative_hidden_size: int = field(
+        default=256, metadata={"help": "Hidden width of the collaborative tokens' 2-layer projector."}
     )
     summary_block_size: int = field(default=3, metadata={"help": "block_size of the summarize run (prefix_examples)."})
     packing_mode: str = field(
@@ -89,5 +111,17 @@ class MsrSftArguments(ScriptArguments):
             raise ValueError(f"packing_mode must be one of {PACKING_MODES}, got {self.packing_mode!r}.")
         if self.answer_loss not in ANSWER_LOSSES:
             raise ValueError(f"answer_loss must be one of {ANSWER_LOSSES}, got {self.answer_loss!r}.")
+        if self.collaborative_tokens and self.packing_mode != "shared_prefix":
+            raise ValueError(
+                "collaborative_tokens needs packing_mode: shared_prefix (its collator maps each item placeholder to "
+                "its item; TRL's one-row-per-candidate path tokenizes rows itself and cannot)."
+            )
+        if self.history_windows < 0:
+            raise ValueError(f"history_windows must be >= 0, got {self.history_windows}.")
+        if self.history_windows and self.mode != "title":
+            raise ValueError(
+                "history_windows needs mode 'title': the windows' histories have no generated user summaries. "
+                "For the summary and image modes use prefix_examples (the recurrent summarizer's earlier steps)."
+            )
         if self.candidate_text not in CANDIDATE_TEXTS:
             raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {self.candidate_text!r}.")

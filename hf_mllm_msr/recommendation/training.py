@@ -21,6 +21,7 @@ import yaml
 from .. import prompts
 from ..models.offline import SMOLLM2_HUB_ID, SMOLLM2_SOURCE, portable_model_name, resolve_model_path
 from .candidate_prompts import answer_token_ids
+from .collaborative import PROJECTOR_NAME, add_collaborative_tokens, sasrec_item_table
 from .examples import build_group_dataset, build_sft_dataset, prefix_examples
 from .packed_trainer import SharedPrefixCollator, SharedPrefixSFTTrainer, split_groups
 from .packing import attention_rules
@@ -28,6 +29,7 @@ from .recommender import _resolve
 from .scoring import MSR_CONFIG_NAME, image_token_ids
 from .sft_arguments import MsrSftArguments
 from .validation import ValidationAucCallback, first_users
+from .windows import history_windows
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +124,7 @@ def train_recommender(
     examples=None,
     item_summaries=None,
     user_summaries=None,
+    sequences=None,
     processing_class=None,
     callbacks=None,
 ) -> str:
@@ -131,8 +134,9 @@ def train_recommender(
         script_args: an ``MsrSftArguments``.
         training_args: a TRL ``SFTConfig`` (on CPU: ``bf16=False``, ``use_cpu=True``).
         model_args: a TRL ``ModelConfig`` (``model_name_or_path``, ``lora_*``).
-        items, examples, item_summaries, user_summaries: datasets already in memory; when None they are
-            loaded from ``script_args`` (``load_msr_dataset`` and the summaries' ``save_to_disk`` folders).
+        items, examples, item_summaries, user_summaries, sequences: datasets already in memory; when None they are
+            loaded from ``script_args`` (``load_msr_dataset`` and the summaries' ``save_to_disk`` folders; the
+            ``sequences`` only for ``collaborative_tokens`` and ``history_windows``).
         processing_class: a tokenizer/processor to use instead of loading one (e.g. one ``AutoProcessor`` cannot load).
         callbacks: extra ``TrainerCallback``s (progress reporting).
     """
@@ -161,6 +165,11 @@ def train_recommender(
         options = dict(script_args.dataset_options or {})
         items = load_msr_dataset(script_args.dataset_name, "items", data_dir=script_args.data_dir, **options)
         examples = load_msr_dataset(script_args.dataset_name, "examples", data_dir=script_args.data_dir, **options)
+    if sequences is None and (script_args.collaborative_tokens or script_args.history_windows):
+        from ..data.loading import load_msr_dataset
+
+        options = dict(script_args.dataset_options or {})
+        sequences = load_msr_dataset(script_args.dataset_name, "sequences", data_dir=script_args.data_dir, **options)
     if item_summaries is None and script_args.item_summaries_path:
         item_summaries = datasets.load_from_disk(script_args.item_summaries_path)
     if user_summaries is None and script_args.user_summaries_path:
@@ -175,12 +184,19 @@ def train_recommender(
     # the model's own attribute, set once at load): the portable name, not the local folder.
     base_model = portable_model_name(model_args.model_name_or_path)
     model.config._name_or_path = model.name_or_path = base_model
+    collaborative = None
+    if script_args.collaborative_tokens:
+        table, item_ids = sasrec_item_table(sequences, examples, items, seed=training_args.seed)
+        collaborative = add_collaborative_tokens(
+            model, tokenizer, table, item_ids, script_args.collaborative_hidden_size
+        )
     summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
     train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
     scorer_options = dict(max_user_tokens=script_args.max_user_tokens, candidate_text=script_args.candidate_text)
     row_options = dict(mode=mode, on_missing=script_args.on_missing, tokenizer=tokenizer, **scorer_options)
     if packed:  # one row per user and history, all their candidates in it
         row_options["require_positive"] = script_args.answer_loss != "pointwise"
+        row_options["history_items"] = collaborative is not None
     build_rows = build_group_dataset if packed else build_sft_dataset
     train_dataset = build_rows(train_examples, items, **row_options, **summaries)
     if script_args.prefix_examples:
@@ -195,6 +211,19 @@ def train_recommender(
             extra, items, **row_options, item_summaries=item_summaries, user_summaries=extra_summaries
         )
         logger.info("prefix_examples: %d more training rows from earlier summary steps.", len(extra_rows))
+        train_dataset = datasets.concatenate_datasets([train_dataset, extra_rows])
+    if script_args.history_windows:
+        options = dict(script_args.dataset_options or {})
+        windows = history_windows(
+            sequences,
+            train_examples,
+            items["item_id"],
+            windows_per_user=script_args.history_windows,
+            max_history=options.get("max_history", 10),  # the builder's default
+            seed=options.get("seed", 0),
+        )
+        extra_rows = build_rows(windows, items, **row_options)
+        logger.info("history_windows: %d more training rows from the users' whole sequences.", len(extra_rows))
         train_dataset = datasets.concatenate_datasets([train_dataset, extra_rows])
     callbacks, eval_dataset = list(callbacks or []), None
     if "validation" in examples and script_args.max_eval_users != 0:
@@ -214,14 +243,18 @@ def train_recommender(
             lora_alpha=model_args.lora_alpha,
             lora_dropout=model_args.lora_dropout,
             target_modules=lora_targets(model_args, mode),
-            modules_to_save=model_args.lora_modules_to_save,
+            modules_to_save=(model_args.lora_modules_to_save or [])
+            + ([PROJECTOR_NAME] if collaborative is not None else [])
+            or None,
             task_type="CAUSAL_LM",
         )
 
     # --- trainer ---
     trainer_kwargs = dict(processing_class=processor, peft_config=peft_config, callbacks=callbacks)
     if packed:
-        collator = SharedPrefixCollator(processor, mode, attention_rules(model), image_token_ids(model, tokenizer))
+        collator = SharedPrefixCollator(
+            processor, mode, attention_rules(model), image_token_ids(model, tokenizer), items=collaborative
+        )
         train_dataset = split_groups(train_dataset, collator, training_args.max_length)
         eval_dataset = None if eval_dataset is None else split_groups(eval_dataset, collator, training_args.max_length)
         # The groups are tokenized by the collator, and it needs every column.
@@ -255,6 +288,8 @@ def train_recommender(
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(output_dir))
+        if collaborative is not None:
+            collaborative.save(output_dir)
         recipe = {**dataclasses.asdict(model_args), **dataclasses.asdict(script_args), **training_args.to_dict()}
         recipe["model_name_or_path"] = portable_model_name(model_args.model_name_or_path)
         (output_dir / "recipe.yaml").write_text(
@@ -274,6 +309,7 @@ def train_recommender(
             "base_model_revision": model_args.model_revision,
             "max_user_tokens": script_args.max_user_tokens,
             "candidate_text": script_args.candidate_text,
+            "collaborative_tokens": collaborative.record() if collaborative is not None else None,
             "protocol": portable_paths(
                 {
                     "dataset": script_args.dataset_name,

@@ -1,0 +1,213 @@
+"""Collaborative tokens: each history item and candidate also gets its SASRec vector as one input embedding (stage 3).
+
+Beyond the paper, after LLaRA's "hybrid item representation" (Liao et al., SIGIR 2024) and CoLLM (Zhang et al.): a
+text LLM recommender sees titles but not what the interaction logs know about an item. Here every history item and
+every candidate also gets one placeholder token, :data:`ITEM_TOKEN`, in the prompt; the model's input embedding
+replaces it by ``projector(sasrec_item_vector)``, as MsrVision's image tokens are its projected image cells.
+
+How the ids travel: the tokenizer knows :data:`ITEM_TOKEN` as one added special token (id ``placeholder_id``). After
+tokenizing, :meth:`CollaborativeEmbedding.item_token_ids` turns the k-th placeholder of a row into ``offset + row`` of
+the row's k-th item (``offset``: past the embedding table and the placeholder), so packed training, the shared-prefix
+scorer and plain forwards all carry item identities in ``input_ids`` and need no extra model input. A placeholder left
+unmapped is an error, never a silent unknown item.
+
+The SASRec item table is frozen; the projector (2-layer MLP) is trained in SFT next to LoRA and saved by PEFT
+(``modules_to_save``: :data:`PROJECTOR_NAME`); the table and the item-id order are saved as ``collaborative.safetensors`` next to the adapter.
+An item SASRec never saw (not in its training catalogue) maps to SASRec's UNKNOWN row, a defined embedding: a cold
+candidate is still scored, from its title.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+ITEM_TOKEN = "<|msr_item|>"
+COLLABORATIVE_FILE = "collaborative.safetensors"
+PROJECTOR_NAME = "collaborative_projector"  # unique, so PEFT's modules_to_save matches nothing else
+UNKNOWN_ROW = 1  # SASRec's UNKNOWN item (hf_mllm_msr.evaluation.encoders.UNKNOWN)
+
+
+class CollaborativeProjector(nn.Module):
+    """SASRec vector -> LM embedding: a 2-layer MLP, as MsrVision's projector, but on inputs scaled by one fixed
+    factor (the table's standard deviation) instead of a LayerNorm: an item vector's norm carries how often SASRec
+    saw it as a target, and a per-vector norm would erase that."""
+
+    def __init__(self, in_size: int, hidden_size: int, out_size: int, input_scale: float = 1.0, out_std: float = 0.02):
+        super().__init__()
+        self.register_buffer("input_scale", torch.tensor(float(input_scale)))
+        self.linear_1 = nn.Linear(in_size, hidden_size)
+        self.act = nn.GELU()
+        self.linear_2 = nn.Linear(hidden_size, out_size)
+        # Start at the scale of the LM's own token embeddings, so a fresh projector neither drowns nor vanishes.
+        nn.init.normal_(self.linear_2.weight, std=out_std / max(hidden_size, 1) ** 0.5 * 2)
+        nn.init.zeros_(self.linear_2.bias)
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(vectors * self.input_scale)))
+
+
+class CollaborativeEmbedding(nn.Module):
+    """The LM's token embedding plus one embedding per known item (ids from ``offset`` on).
+
+    Args:
+        token_embedding: the LM's own input embedding (kept, and frozen as before).
+        item_table: (rows, d) SASRec item vectors; row ``UNKNOWN_ROW`` stands for every item not in ``item_ids``.
+        item_ids: the item id of each row (rows without one, e.g. padding, are None).
+        placeholder_id: the tokenizer's id of :data:`ITEM_TOKEN`.
+        hidden_size: the projector's hidden width.
+    """
+
+    item_token = ITEM_TOKEN
+
+    def __init__(
+        self,
+        token_embedding: nn.Module,
+        item_table: torch.Tensor,
+        item_ids: Sequence[str | None],
+        placeholder_id: int,
+        hidden_size: int = 256,
+    ):
+        super().__init__()
+        if len(item_ids) != len(item_table):
+            raise ValueError(f"{len(item_ids)} item ids for an item table of {len(item_table)} rows.")
+        self.token_embedding = token_embedding
+        self.register_buffer("item_table", item_table.detach().float().clone(), persistent=False)
+        self.item_ids = list(item_ids)
+        self.item_rows = {item: row for row, item in enumerate(self.item_ids) if item is not None}
+        weight = token_embedding.weight
+        # Item ids come after both the embedding table and the tokenizer's added tokens (some models pad their table).
+        self.placeholder_id, self.offset = int(placeholder_id), max(int(placeholder_id) + 1, weight.shape[0])
+        self.collaborative_projector = CollaborativeProjector(
+            item_table.shape[1],
+            hidden_size,
+            weight.shape[1],
+            input_scale=1.0 / float(item_table.float().std().clamp(min=1e-6)),
+            out_std=float(weight.detach().float().std()),
+        ).to(weight.device)
+
+    @property
+    def weight(self):  # transformers and PEFT read the token table through the input embedding
+        return self.token_embedding.weight
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if (input_ids == self.placeholder_id).any():
+            raise ValueError(
+                f"{ITEM_TOKEN} reached the model unmapped: map prompts with item_token_ids() before the forward."
+            )
+        is_item = input_ids >= self.offset
+        embeds = self.token_embedding(input_ids.masked_fill(is_item, 0))
+        if is_item.any():
+            vectors = self.item_table[input_ids[is_item] - self.offset]
+            embeds = embeds.masked_scatter(
+                is_item.unsqueeze(-1), self.collaborative_projector(vectors).to(embeds.dtype)
+            )
+        return embeds
+
+    def row_of(self, item_id) -> int:
+        return self.item_rows.get(str(item_id) if item_id is not None else None, UNKNOWN_ROW)
+
+    def item_token_ids(self, input_ids: torch.Tensor, items_per_row: Sequence[Sequence]) -> torch.Tensor:
+        """``input_ids`` (rows, L) with the k-th :data:`ITEM_TOKEN` of each row replaced by its k-th item's id."""
+        out = input_ids.clone()
+        for row, items in enumerate(items_per_row):
+            positions = (input_ids[row] == self.placeholder_id).nonzero().flatten()
+            if len(positions) != len(items):
+                raise ValueError(
+                    f"Row {row} of the prompt batch has {len(positions)} item tokens for {len(items)} items; a prompt "
+                    f"gets one {ITEM_TOKEN} per history item and candidate (a user text that already holds the token?)."
+                )
+            rows = torch.tensor([self.row_of(item) for item in items], dtype=out.dtype)
+            out[row, positions] = self.offset + rows.to(out.device)
+        return out
+
+    def record(self) -> dict:
+        """What ``msr_config.json`` and the model card say of these tokens."""
+        return {
+            "file": COLLABORATIVE_FILE,
+            "source": "SASRec item vectors (hf_mllm_msr.evaluation.baselines, default config) trained on the train split",
+            "items": len(self.item_rows),
+            "dim": int(self.item_table.shape[1]),
+            "projector": PROJECTOR_NAME,
+            "projector_hidden_size": self.collaborative_projector.linear_1.out_features,
+            "token": self.item_token,
+        }
+
+    def save(self, folder) -> None:
+        """``collaborative.safetensors``: the item table and the row order (the projector is in the adapter)."""
+        from safetensors.torch import save_file
+
+        metadata = {
+            "item_ids": json.dumps(self.item_ids),
+            "hidden_size": str(self.collaborative_projector.linear_1.out_features),
+        }
+        save_file({"item_table": self.item_table.contiguous()}, str(Path(folder) / COLLABORATIVE_FILE), metadata)
+
+
+def collaborative_embedding(model) -> CollaborativeEmbedding | None:
+    """The model's :class:`CollaborativeEmbedding`, or None (a ``PeftModel`` works too)."""
+    embedding = model.get_input_embeddings()
+    return embedding if isinstance(embedding, CollaborativeEmbedding) else None
+
+
+def add_collaborative_tokens(model, tokenizer, item_table, item_ids, hidden_size: int = 256) -> CollaborativeEmbedding:
+    """Installs a :class:`CollaborativeEmbedding` as ``model``'s input embedding and :data:`ITEM_TOKEN` in the tokenizer.
+
+    The tokenizer gains one special token; the LM's vocabulary (and output head) stays as it was, because the token
+    never reaches the embedding table unmapped."""
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    if ITEM_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_tokens([ITEM_TOKEN], special_tokens=True)
+    placeholder_id = tokenizer.convert_tokens_to_ids(ITEM_TOKEN)
+    embedding = CollaborativeEmbedding(model.get_input_embeddings(), item_table, item_ids, placeholder_id, hidden_size)
+    model.set_input_embeddings(embedding)
+    return embedding
+
+
+def load_collaborative_tokens(model, tokenizer, folder) -> CollaborativeEmbedding | None:
+    """Installs the collaborative tokens saved in ``folder`` (before the adapter, whose projector weights then load
+    into it); None when the folder has none."""
+    path = Path(folder) / COLLABORATIVE_FILE
+    if not path.exists():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        table, metadata = f.get_tensor("item_table"), f.metadata()
+    return add_collaborative_tokens(
+        model, tokenizer, table, json.loads(metadata["item_ids"]), hidden_size=int(metadata["hidden_size"])
+    )
+
+
+def sasrec_item_table(sequences, examples, items, seed: int = 0):
+    """``(item_table, item_ids)`` of the SASRec that the evaluation trains on the same split (same config and seed:
+    the baseline's own model), for :func:`add_collaborative_tokens`.
+
+    Args:
+        sequences: the protocol's ``sequences``.
+        examples: the protocol's splits (train users are learned from; validation positives stop early).
+        items: the items dataset (every catalogue item gets a row, as in the baseline).
+        seed: SASRec's seed.
+    """
+    from ..evaluation.baseline_scoring import training_sequences
+    from ..evaluation.baselines import SASRec
+    from ..evaluation.encoders import SASRecConfig
+
+    start = time.perf_counter()
+    model = SASRec(SASRecConfig(seed=seed)).fit(
+        training_sequences(sequences, examples), examples.get("validation"), catalogue=items["item_id"]
+    )
+    logger.info("Collaborative tokens: SASRec trained in %.0f s.", time.perf_counter() - start)
+    table = model.model.item_embedding.weight.detach().clone()
+    item_ids: list = [None] * len(table)
+    for item, row in model.item_index.items():
+        item_ids[row] = item
+    return table, item_ids

@@ -1,0 +1,233 @@
+"""Collaborative tokens: item placeholders become projected SASRec vectors, packed equals unpacked, shared-prefix scores
+equal one forward per candidate, a cold item gets a defined embedding, and training + saving + loading under another
+HOME round-trips (tiny random Llama, CPU, offline)."""
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from hf_mllm_msr.recommendation.collaborative import (
+    COLLABORATIVE_FILE,
+    ITEM_TOKEN,
+    UNKNOWN_ROW,
+    add_collaborative_tokens,
+    collaborative_embedding,
+)
+from hf_mllm_msr.recommendation.examples import build_group_dataset
+from hf_mllm_msr.recommendation.packed_trainer import SharedPrefixCollator
+from hf_mllm_msr.recommendation.packing import attention_rules
+from hf_mllm_msr.recommendation.recommender import MsrRecommender
+from hf_mllm_msr.recommendation.scoring import YesNoScorer
+from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
+from hf_mllm_msr.recommendation.training import train_recommender
+from hf_mllm_msr.testing import text as testing
+
+NUM_ITEMS = 12
+
+
+def _table(rows: int = NUM_ITEMS + 3, dim: int = 8, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    ids = [None, None, None] + [f"i{k}" for k in range(rows - 3)]  # SASRec's rows: PAD, UNKNOWN, BOS, then items
+    return torch.randn(rows, dim, generator=generator), ids
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return testing.tiny_llama(tmp_path_factory.mktemp("collab") / "tiny_llama")
+
+
+def collaborative_model(base):
+    model = AutoModelForCausalLM.from_pretrained(base).eval()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    table, ids = _table()
+    torch.manual_seed(1)
+    add_collaborative_tokens(model, tokenizer, table, ids, hidden_size=16)
+    return model, tokenizer
+
+
+def test_placeholders_become_projected_item_vectors(base):
+    model, tokenizer = collaborative_model(base)
+    embedding = collaborative_embedding(model)
+    assert embedding is not None and ITEM_TOKEN in tokenizer.get_vocab()
+    ids = tokenizer([f"liked {ITEM_TOKEN} and {ITEM_TOKEN} then {ITEM_TOKEN}"], return_tensors="pt")["input_ids"]
+    mapped = embedding.item_token_ids(ids, [["i3", "never-seen", "i0"]])
+    positions = (ids[0] == embedding.placeholder_id).nonzero().flatten()
+    assert mapped[0, positions].tolist() == [
+        embedding.offset + 3 + 3,
+        embedding.offset + UNKNOWN_ROW,
+        embedding.offset + 3,
+    ]
+    out = embedding(mapped)
+    expected = embedding.collaborative_projector(embedding.item_table[[6, UNKNOWN_ROW, 3]])
+    torch.testing.assert_close(out[0, positions], expected)
+    others = torch.ones_like(ids[0], dtype=torch.bool)
+    others[positions] = False
+    torch.testing.assert_close(out[0, others], embedding.token_embedding(ids[0, others]))
+    with pytest.raises(ValueError, match="unmapped"):
+        embedding(ids)
+    with pytest.raises(ValueError, match="3 item tokens for 2 items"):
+        embedding.item_token_ids(ids, [["i1", "i2"]])
+
+
+def test_a_title_cannot_forge_an_item_token(base):
+    """Data fields are cleaned before the placeholders are added: a title holding the token string gives none."""
+    model, tokenizer = collaborative_model(base)
+    scorer = YesNoScorer(model, tokenizer, mode="title")
+    forged = {"item_id": "i1", "title": f"Evil {ITEM_TOKEN} {ITEM_TOKEN}"}
+    enc = scorer._encode(f"The user recently interacted with: A {ITEM_TOKEN}.", [forged], history_items=["i2"])
+    assert int((enc["input_ids"] >= collaborative_embedding(model).offset).sum()) == 2  # one history + one candidate
+
+
+def test_shared_prefix_scores_equal_one_forward_per_candidate(base):
+    model, tokenizer = collaborative_model(base)
+    scorer = YesNoScorer(model, tokenizer, mode="title")
+    user = "The user recently interacted with: item 1; item 2; item 3."
+    candidates = [{"item_id": f"i{k}", "title": f"item {k}"} for k in (4, 5, 6)] + [{"item_id": "cold", "title": "x"}]
+    shared = scorer.score(user, candidates, batch_size=3, history_items=["i1", "i2", "i3"])
+    naive = scorer.score_naive(user, candidates, history_items=["i1", "i2", "i3"])
+    np.testing.assert_allclose(shared, naive, atol=1e-5)
+    # the tokens change the scores (the same text with other history items scores differently)
+    other = scorer.score(user, candidates, batch_size=3, history_items=["i7", "i8", "i9"])
+    assert not np.allclose(shared, other, atol=1e-4)
+
+
+def test_packed_logits_equal_unpacked_rows(base):
+    model, tokenizer = collaborative_model(base)
+    items = datasets.Dataset.from_dict(
+        {"item_id": [f"i{k}" for k in range(NUM_ITEMS)], "title": [f"film {k}" for k in range(NUM_ITEMS)]}
+    )
+    examples = datasets.Dataset.from_dict(
+        {"user_id": ["u1"] * 3, "history": [["i1", "i2"]] * 3, "candidate": ["i3", "i4", "i5"], "label": [1, 0, 0]}
+    )
+    groups = build_group_dataset(examples, items, mode="title", history_items=True)
+    assert groups[0]["history_items"] == ["i1", "i2"]
+    collator = SharedPrefixCollator(tokenizer, "title", attention_rules(model), items=collaborative_embedding(model))
+    batch = collator([groups[0]])
+    answer_mask = batch.pop("answer_mask")
+    for key in ("answer_labels", "answer_groups", "answer_weights", "branch_layout"):
+        batch.pop(key)
+    with torch.no_grad():
+        packed = model(**batch).logits[answer_mask]
+        scorer = YesNoScorer(model, tokenizer, mode="title", shared_prefix=False)
+        for row, candidate in enumerate(groups[0]["candidates"]):
+            enc = scorer._encode(groups[0]["user_text"], [candidate], history_items=["i1", "i2"])
+            torch.testing.assert_close(packed[row], model(**enc).logits[0, -1], atol=1e-4, rtol=1e-4)
+
+
+def _collaborative_world():
+    """Titles say nothing ("film k"); who likes what is in the interaction logs only: even users take even items."""
+    items = datasets.Dataset.from_dict(
+        {"item_id": [f"i{k}" for k in range(NUM_ITEMS)], "title": ["film"] * NUM_ITEMS, "text": [""] * NUM_ITEMS}
+    )
+    rng = np.random.default_rng(0)
+    sequences, splits = {"user_id": [], "item_ids": []}, {}
+    for split, users in (("train", range(16)), ("validation", range(16, 20))):
+        rows = {"user_id": [], "history": [], "candidate": [], "label": []}
+        for u in users:
+            own = [f"i{k}" for k in range(u % 2, NUM_ITEMS, 2)]
+            sequence = [own[k] for k in rng.permutation(len(own))]
+            sequences["user_id"].append(f"u{u}")
+            sequences["item_ids"].append(sequence)
+            others = [f"i{k}" for k in range(1 - u % 2, NUM_ITEMS, 2)]
+            for candidate, label in [(sequence[-1], 1)] + [(c, 0) for c in others[:3]]:
+                rows["user_id"].append(f"u{u}")
+                rows["history"].append(sequence[:-1][-4:])
+                rows["candidate"].append(candidate)
+                rows["label"].append(label)
+        splits[split] = datasets.Dataset.from_dict(rows)
+    return items, datasets.DatasetDict(splits), datasets.Dataset.from_dict(sequences)
+
+
+def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypatch):
+    from trl import ModelConfig, SFTConfig
+
+    items, examples, sequences = _collaborative_world()
+    script = MsrSftArguments(
+        dataset_name="toy",
+        mode="title",
+        packing_mode="shared_prefix",
+        collaborative_tokens=True,
+        collaborative_hidden_size=16,
+        max_eval_users=4,
+    )
+    training = SFTConfig(
+        output_dir=str(tmp_path / "adapter"),
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        max_steps=6,
+        per_device_train_batch_size=2,
+        logging_steps=1,
+        save_strategy="no",
+        learning_rate=3e-2,
+        seed=0,
+        max_length=2048,
+    )
+    model_args = ModelConfig(model_name_or_path=base, use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    out = train_recommender(script, training, model_args, items=items, examples=examples, sequences=sequences)
+    folder = tmp_path / "adapter"
+    assert (folder / COLLABORATIVE_FILE).exists()
+    record = json.loads((folder / "msr_config.json").read_text())["collaborative_tokens"]
+    assert (
+        record["file"] == COLLABORATIVE_FILE and record["items"] == NUM_ITEMS and record["projector_hidden_size"] == 16
+    )
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "adapter_model.safetensors"), framework="pt") as f:
+        assert any("collaborative_projector" in key for key in f.keys())  # the trained projector is in the adapter
+
+    monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))
+    recommender = MsrRecommender.from_pretrained(out)
+    embedding = collaborative_embedding(recommender.model)
+    assert embedding is not None and embedding.item_table.shape[0] == NUM_ITEMS + 3
+    # the loaded projector is the trained one, not a fresh random one
+    fresh, _ = collaborative_model(base)
+    assert not torch.allclose(
+        embedding.collaborative_projector.linear_2.weight,
+        collaborative_embedding(fresh).collaborative_projector.linear_2.weight,
+    )
+    scores = recommender.score_examples(examples["validation"], items, progress=False)
+    assert scores.shape == (16,) and np.all((scores > 0) & (scores < 1))
+    again = MsrRecommender.from_pretrained(out).score_examples(examples["validation"], items, progress=False)
+    np.testing.assert_allclose(scores, again, atol=1e-6)
+
+
+def test_collaborative_tokens_need_packing():
+    with pytest.raises(ValueError, match="shared_prefix"):
+        MsrSftArguments(dataset_name="toy", mode="title", collaborative_tokens=True)
+
+
+def test_history_windows_cut_each_train_users_sequence():
+    from hf_mllm_msr.recommendation.windows import history_windows, window_targets
+
+    assert window_targets(12, 3, 3) == [3, 6, 10]  # spread from the item before the last back to the 4th
+    assert window_targets(4, 3, 3) == []  # too short: the last item is the protocol's own target
+    items, examples, sequences = _collaborative_world()
+    rows = history_windows(
+        sequences, examples["train"], items["item_id"], windows_per_user=2, max_history=3, num_negatives=2, seed=0
+    )
+    users = set(examples["train"]["user_id"])
+    seq_of = dict(zip(sequences["user_id"], sequences["item_ids"]))
+    assert {u.split("@")[0] for u in rows["user_id"]} == users  # train users only, never validation ones
+    for user, history, candidate, label in zip(rows["user_id"], rows["history"], rows["candidate"], rows["label"]):
+        name, position = user.split("@")
+        sequence = seq_of[name]
+        assert history == sequence[max(0, int(position) - 3) : int(position)]
+        if label == 1:
+            assert candidate == sequence[int(position)]
+        else:
+            assert candidate not in sequence  # negatives: never interacted with
+    assert len(rows) == len(users) * 2 * 3
+    again = history_windows(
+        sequences, examples["train"], items["item_id"], windows_per_user=2, max_history=3, num_negatives=2, seed=0
+    )
+    assert again["candidate"] == rows["candidate"]
+
+
+def test_history_windows_need_mode_title():
+    with pytest.raises(ValueError, match="mode 'title'"):
+        MsrSftArguments(dataset_name="toy", mode="summary", history_windows=2)
