@@ -27,6 +27,7 @@ from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
 from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing
 from hf_mllm_msr.testing import vlm as testing_vlm
+from hf_mllm_msr.testing.worlds import colour_shop
 
 # (factory, mode): every architecture the tests build, each in the mode it is used in
 ARCHITECTURES = [
@@ -268,50 +269,6 @@ def test_bad_groups_get_clear_errors(model_dir):
     assert rows["user_id"] == ["u1", "u2"] and rows["labels"] == [[1, 0], [0, 0]]
 
 
-def toy_world():
-    """Users like one colour; positives have it. 3 negatives per user, so each user is a group of 4."""
-    colors, objects = ["red", "blue", "green", "yellow"], ["lamp", "mug", "chair", "vase", "clock"]
-    item_ids = [f"{c}-{o}" for c in colors for o in objects]
-    from PIL import Image
-
-    items = datasets.Dataset.from_dict(
-        {
-            "item_id": item_ids,
-            "title": [i.replace("-", " ") for i in item_ids],
-            "text": [""] * len(item_ids),
-            "image": [Image.new("RGB", (24, 24), i.split("-")[0]) for i in item_ids],
-        },
-        features=datasets.Features(
-            {
-                "item_id": datasets.Value("string"),
-                "title": datasets.Value("string"),
-                "text": datasets.Value("string"),
-                "image": datasets.Image(),
-            }
-        ),
-    )
-    splits, summaries = {}, {"history_key": [], "summary": []}
-    from hf_mllm_msr.data.schema import history_key
-
-    for split, users in (("train", range(12)), ("validation", range(12, 16))):
-        rows = {"user_id": [], "history": [], "candidate": [], "label": []}
-        for u in users:
-            color = colors[u % 4]
-            history = [f"{color}-{objects[(u + k) % 5]}" for k in range(3)]
-            candidates = [(f"{color}-{objects[(u + 3) % 5]}", 1)] + [
-                (f"{colors[(u + d) % 4]}-{objects[(u + d) % 5]}", 0) for d in (1, 2, 3)
-            ]
-            for candidate, label in candidates:
-                rows["user_id"].append(f"u{u:02d}")
-                rows["history"].append(history)
-                rows["candidate"].append(candidate)
-                rows["label"].append(label)
-            summaries["history_key"].append(history_key(history))
-            summaries["summary"].append(f"The user appears to have a preference for {color} items.")
-        splits[split] = datasets.Dataset.from_dict(rows)
-    return items, datasets.DatasetDict(splits), datasets.Dataset.from_dict(summaries)
-
-
 @pytest.mark.parametrize(
     "name,mode,answer_loss",
     [("tiny_llama", "title", "both"), ("tiny_llama", "summary", "both"), ("tiny_msr_vision", "image", "listwise")],
@@ -319,15 +276,9 @@ def toy_world():
 def test_packed_training_end_to_end(model_dir, tmp_path, name, mode, answer_loss):
     from trl import ModelConfig, SFTConfig
 
-    items, examples, user_summaries = toy_world()
-    # The paragraphs say nothing of the colour, the cues do: mode summary trains on the cues alone.
-    item_summaries = datasets.Dataset.from_dict(
-        {
-            "item_id": items["item_id"],
-            "summary": [f"A {i.split('-')[1]} for the home." for i in items["item_id"]],
-            "visual_cues": [f"{i.split('-')[0]} colour" for i in items["item_id"]],
-        }
-    )
+    world = colour_shop(negatives_per_user=3)
+    items, examples, user_summaries = world["items"], world["examples"], world["user_summaries"]
+    item_summaries = world["item_summaries"]  # the paragraphs say nothing of the colour, the cues do
     candidate_text = "cues" if mode == "summary" else "summary_and_cues"
     script = MsrSftArguments(
         dataset_name="toy",

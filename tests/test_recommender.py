@@ -6,7 +6,6 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoProcessor, TrainerCallback, pipeline
 from trl import ModelConfig, SFTConfig, SFTTrainer
@@ -20,62 +19,13 @@ from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
 from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing
 from hf_mllm_msr.testing import vlm as testing_vlm
-
-COLORS = ["red", "blue", "green", "yellow"]
-OBJECTS = ["lamp", "mug", "chair", "vase", "clock"]
+from hf_mllm_msr.testing.worlds import colour_shop
 
 
 @pytest.fixture(scope="module")
 def world():
     """A learnable toy shop: each user likes one colour; the positive candidate has it, the negative does not."""
-    item_ids = [f"{c}-{o}" for c in COLORS for o in OBJECTS]
-    items = datasets.Dataset.from_dict(
-        {
-            "item_id": item_ids,
-            "title": [i.replace("-", " ") for i in item_ids],
-            "text": [""] * len(item_ids),
-            "image": [Image.new("RGB", (24, 24), i.split("-")[0]) for i in item_ids],
-        },
-        features=datasets.Features(
-            {
-                "item_id": datasets.Value("string"),
-                "title": datasets.Value("string"),
-                "text": datasets.Value("string"),
-                "image": datasets.Image(),
-            }
-        ),
-    )
-    splits = {}
-    for split, users in (("train", range(12)), ("validation", range(12, 16))):
-        rows = {"user_id": [], "history": [], "candidate": [], "label": []}
-        for u in users:
-            color, other = COLORS[u % 4], COLORS[(u + 1 + u // 4) % 4]
-            history = [f"{color}-{OBJECTS[(u + k) % 5]}" for k in range(3)]
-            for candidate, label in ((f"{color}-{OBJECTS[(u + 3) % 5]}", 1), (f"{other}-{OBJECTS[u % 5]}", 0)):
-                rows["user_id"].append(f"u{u:02d}")
-                rows["history"].append(history)
-                rows["candidate"].append(candidate)
-                rows["label"].append(label)
-        splits[split] = datasets.Dataset.from_dict(rows)
-    examples = datasets.DatasetDict(splits)
-    histories = {history_key(h): (u, h) for s in splits.values() for u, h in zip(s["user_id"], s["history"])}
-    user_summaries = datasets.Dataset.from_dict(
-        {
-            "user_id": [u for u, _ in histories.values()],
-            "history_key": list(histories),
-            "summary": [
-                f"The user appears to have a preference for {h[0].split('-')[0]} items." for _, h in histories.values()
-            ],
-        }
-    )
-    item_summaries = datasets.Dataset.from_dict(
-        {
-            "item_id": item_ids,
-            "summary": [f"A {i.split('-')[1]} for the home." for i in item_ids],
-            "visual_cues": [f"{i.split('-')[0]} colour" for i in item_ids],
-        }
-    )
-    return {"items": items, "examples": examples, "user_summaries": user_summaries, "item_summaries": item_summaries}
+    return colour_shop(negatives_per_user=1)
 
 
 @pytest.fixture(scope="module")
