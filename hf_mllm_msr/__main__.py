@@ -1,4 +1,4 @@
-"""`python -m hf_mllm_msr demo ...` is the same as `mllm-msr demo ...`."""
+"""`python -m hf_mllm_msr <stage> ...` is the same as `mllm-msr <stage> ...`."""
 
 from .cli import main
 

@@ -1,26 +1,31 @@
-"""The `mllm-msr` command: `demo` runs the whole method end to end, `push` uploads an adapter.
+"""The `mllm-msr` command: one sub-command per stage, each running the same `main` as `recipes/<stage>.py`.
 
-Each sub-command parses its own flags (so `mllm-msr demo --help` lists the demo's options) and calls
-a library function; heavy imports happen inside those functions so `--help` is instant.
+    mllm-msr summarize | sft | evaluate | align | demo | push  [--config recipe.yaml] [--flag value ...]
+
+Each sub-command parses the stage's own dataclasses (so `mllm-msr sft --help` lists the SFT options and every
+flag is also a YAML key of `--config`) with `hf_mllm_msr.scripts.<stage>.make_parser`, then calls
+`hf_mllm_msr.scripts.<stage>.main`; the stage module is imported only then, so `mllm-msr --help` is instant.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-COMMANDS = {
-    "demo": ("hf_mllm_msr.demo", "main", "run the whole method end to end on the embedded synthetic data"),
-    "push": ("hf_mllm_msr.publishing.hub", "push_main", "upload an adapter folder (+ card, + summaries) to the Hub"),
-}
+from .scripts import STAGES
 
 
-def main(argv: list[str] | None = None) -> None:
+def run_stage(stage: str, argv: list[str] | None = None):
+    """Parses `argv` (flags and `--config`) for `stage` and runs its main; returns what the main returns."""
+    module = importlib.import_module(f"hf_mllm_msr.scripts.{stage}")
+    return module.main(*module.make_parser().parse_args_and_config(args=argv))
+
+
+def main(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        lines = [f"  {name:<8} {help_}" for name, (_, _, help_) in COMMANDS.items()]
-        print("usage: mllm-msr {" + ",".join(COMMANDS) + "} [options]\n\ncommands:\n" + "\n".join(lines))
+    if not argv or argv[0] not in STAGES:
+        lines = [f"  {name:<10} {help_}" for name, help_ in STAGES.items()]
+        print("usage: mllm-msr {" + ",".join(STAGES) + "} [--config YAML] [options]\n\nstages:\n" + "\n".join(lines))
+        print("\n`mllm-msr <stage> --help` lists a stage's options.")
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    import importlib
-
-    module_name, function_name, _ = COMMANDS[argv[0]]
-    getattr(importlib.import_module(module_name), function_name)(argv[1:])
+    return run_stage(argv[0], argv[1:])

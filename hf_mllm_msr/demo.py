@@ -251,14 +251,3 @@ def run_demo(args: DemoArguments) -> dict:
     print(f"Adapter:     {output_dir / adapters[first][0]}  (model card: {card or 'none: not trained'})")
     print(f"Summaries:   {output_dir / 'item_summaries'}, {output_dir / 'user_summaries'}")
     return results
-
-
-def main(argv: list[str] | None = None) -> dict:
-    from trl import TrlParser
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
-    )
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    (args,) = TrlParser((DemoArguments,)).parse_args_and_config(args=argv)
-    return run_demo(args)

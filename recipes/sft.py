@@ -1,56 +1,12 @@
-"""LoRA SFT of the MLLM-MSR Yes/No recommender with TRL (stage 3).
+"""Entry point of `hf_mllm_msr.scripts.sft`: LoRA SFT of the Yes/No recommender (stage 3).
 
-One process on the CPU, with every core (a plain ``accelerate launch`` on a machine without GPUs sets
-OMP_NUM_THREADS=1; ``python recipes/sft.py ...`` uses every core too):
+    accelerate launch recipes/sft.py --config recipes/smollm2-135m/sft/config_cpu.yaml
 
-    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/sft.py \
-        --config recipes/smollm2-135m/sft/config_cpu.yaml
-
-One GPU: ``accelerate launch recipes/sft.py --config ...``.
-
-Two processes on this CPU-only machine (gloo; checks the distributed path, no speed-up on 2 cores):
-
-    accelerate launch --config_file recipes/accelerate_configs/cpu_2proc.yaml recipes/sft.py \
-        --config recipes/smollm2-135m/sft/config_cpu.yaml
-
-GPUs (DDP, FSDP or DeepSpeed ZeRO-2), e.g. the paper's setting on 8 GPUs:
-
-    accelerate launch --config_file recipes/accelerate_configs/zero2.yaml --num_processes 8 recipes/sft.py \
-        --config recipes/llava-v1.6-mistral-7b/sft/config_paper.yaml
-
-Every YAML key is a field of ``MsrSftArguments`` (dataset, summaries, mode), TRL's ``SFTConfig`` or
-TRL's ``ModelConfig``; any key can be overridden on the command line (``--learning_rate 1e-4``).
-The blocks run in this order, inside ``hf_mllm_msr.recommendation.training.train_recommender``: seed, logging,
-args, data (examples + summaries -> prompt/completion rows), model (+ LoRA), trainer (with the
-validation-AUC callback), train (resuming from the last checkpoint in ``output_dir``), save
-(adapter, processor, ``recipe.yaml``, ``msr_config.json``).
+runs the same main, with the same dataclasses and YAML, as `mllm-msr sft --config ...`; the usage, the
+flags and the order of the blocks are in `hf_mllm_msr/scripts/sft.py`.
 """
 
-import logging
-import sys
-
-
-def main():
-    # --- logging ---
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO,
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-
-    # --- args --- (heavy imports here so that --help is instant)
-    from trl import ModelConfig, SFTConfig, TrlParser
-
-    from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
-    from hf_mllm_msr.recommendation.training import train_recommender
-
-    parser = TrlParser((MsrSftArguments, SFTConfig, ModelConfig))
-    script_args, training_args, model_args = parser.parse_args_and_config()
-
-    # --- seed, data, model, trainer, train, save ---
-    output_dir = train_recommender(script_args, training_args, model_args)
-    logging.getLogger("sft").info("Adapter, processor and recipe saved to %s", output_dir)
-
+from hf_mllm_msr.scripts.sft import main, make_parser
 
 if __name__ == "__main__":
-    main()
+    main(*make_parser().parse_args_and_config())

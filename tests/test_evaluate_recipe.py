@@ -1,8 +1,6 @@
 """recipes/evaluate.py end to end on a tiny synthetic dataset: baselines, tiny adapters, the protocol, the files."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,18 +8,15 @@ import yaml
 from conftest import TINY_SYNTHETIC
 
 from hf_mllm_msr import load_msr_dataset
+from hf_mllm_msr.cli import main as cli
+from hf_mllm_msr.scripts.evaluate import EvaluateArguments
 from hf_mllm_msr.testing.text import tiny_llama
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "evaluate.py"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
-@pytest.fixture(scope="module")
-def evaluate_recipe():
-    spec = importlib.util.spec_from_file_location("evaluate_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the recipe is executed
-    spec.loader.exec_module(module)
-    return module
+def cli_evaluate(argv):
+    return cli(["evaluate", *argv])
 
 
 @pytest.fixture
@@ -62,8 +57,8 @@ def tiny_adapter(folder: Path, base: str, trained_on: str) -> str:
     return str(folder)
 
 
-def test_baselines_every_test_user(evaluate_recipe, config, msr_cache_dir, tmp_path):
-    results = evaluate_recipe.main(["--config", str(config)])
+def test_baselines_every_test_user(config, msr_cache_dir, tmp_path):
+    results = cli_evaluate(["--config", str(config)])
     test = load_msr_dataset(
         "synthetic",
         "examples",
@@ -85,11 +80,11 @@ def test_baselines_every_test_user(evaluate_recipe, config, msr_cache_dir, tmp_p
     assert (out / "auc_per_model.png").stat().st_size > 0
 
 
-def test_adapters_in_and_cross_domain(evaluate_recipe, config, tmp_path_factory, tmp_path):
+def test_adapters_in_and_cross_domain(config, tmp_path_factory, tmp_path):
     base = tiny_llama(tmp_path_factory.mktemp("tiny_llama") / "base")
     in_domain = tiny_adapter(tmp_path / "in", base, trained_on="synthetic")
     other = tiny_adapter(tmp_path / "other", base, trained_on="movielens")
-    results = evaluate_recipe.main(
+    results = cli_evaluate(
         [
             "--config",
             str(config),
@@ -113,8 +108,8 @@ def test_adapters_in_and_cross_domain(evaluate_recipe, config, tmp_path_factory,
     assert report_md.index("| msr-from-movielens |") > report_md.index("## Results (cross-domain)")
 
 
-def test_compare_to(evaluate_recipe, config, tmp_path):
-    results = evaluate_recipe.main(
+def test_compare_to(config, tmp_path):
+    results = cli_evaluate(
         ["--config", str(config), "--baselines", "popularity", "sasrec", "--compare_to", "popularity"]
     )
     assert results["reference"] == "popularity"
@@ -122,21 +117,21 @@ def test_compare_to(evaluate_recipe, config, tmp_path):
     assert "AUC difference to `popularity`" in (tmp_path / "out" / "report.md").read_text()
     # A name that is not evaluated fails before any scoring.
     with pytest.raises(ValueError, match="compare_to='sft-title' is none of the evaluated models"):
-        evaluate_recipe.main(["--config", str(config), "--compare_to", "sft-title"])
+        cli_evaluate(["--config", str(config), "--compare_to", "sft-title"])
 
 
-def test_push_needs_a_repo_id(evaluate_recipe, config):
+def test_push_needs_a_repo_id(config):
     with pytest.raises(ValueError, match="hub_model_id"):
-        evaluate_recipe.main(["--config", str(config), "--push_to_hub", "true"])
+        cli_evaluate(["--config", str(config), "--push_to_hub", "true"])
 
 
 @pytest.mark.parametrize(
-    "path", sorted(RECIPE.parent.glob("*/evaluate/*.yaml")), ids=lambda p: f"{p.parent.parent.name}/{p.stem}"
+    "path", sorted(RECIPES.glob("*/evaluate/*.yaml")), ids=lambda p: f"{p.parent.parent.name}/{p.stem}"
 )
-def test_every_evaluate_yaml_parses(evaluate_recipe, path):
+def test_every_evaluate_yaml_parses(path):
     from trl import TrlParser
 
-    parser = TrlParser((evaluate_recipe.EvaluateArguments,))
+    parser = TrlParser((EvaluateArguments,))
     (args,) = parser.parse_args_and_config(args=["--config", str(path), "--adapters", "a", "b"])
     assert args.dataset_name and args.output_dir and args.dataset_options["num_test_negatives"] >= 1
     assert len(args.adapter_groups) in (0, 2)  # one group in the YAML applies to every adapter

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from huggingface_hub import HfApi, constants
-from test_hub import FakeHub
 
-from hf_mllm_msr.publishing.hub import push_main
+from hf_mllm_msr.cli import main as cli
 from hf_mllm_msr.recommendation.recommender import MsrRecommender
 from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
 from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing
 from hf_mllm_msr.testing import vlm as testing_vlm
+from hf_mllm_msr.testing.hub import FakeHub
+from hf_mllm_msr.testing.worlds import colour_shop
 
 USER = "The user appears to have a preference for red lamps and blue mugs."
 
@@ -63,10 +64,9 @@ def fake_hub(monkeypatch, tmp_path):
 
 
 def train(tmp_path, base, mode, **model):
-    from test_packed_sft import toy_world
     from trl import ModelConfig, SFTConfig
 
-    items, examples, user_summaries = toy_world()
+    world = colour_shop(negatives_per_user=3)
     out = train_recommender(
         MsrSftArguments(dataset_name="toy", mode=mode, max_eval_users=0, packing_mode="shared_prefix"),
         SFTConfig(
@@ -82,9 +82,9 @@ def train(tmp_path, base, mode, **model):
             max_length=2048,
         ),
         ModelConfig(model_name_or_path=base, use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0, **model),
-        items=items,
-        examples=examples,
-        user_summaries=user_summaries,
+        items=world["items"],
+        examples=world["examples"],
+        user_summaries=world["user_summaries"],
     )
     return out
 
@@ -158,8 +158,9 @@ def test_text_adapter_round_trip(fake_hub, tmp_path):
         "tester/tiny-llama"
     )
     (tmp_path / "results.json").write_text(json.dumps(RESULTS))
-    push_main(
+    cli(
         [
+            "push",
             "--folder",
             adapter,
             "--repo_id",
@@ -209,8 +210,9 @@ def test_vision_adapter_round_trip(fake_hub, tmp_path, caplog):
         lora_modules_to_save=["multi_modal_projector"],
     )
     (tmp_path / "results.json").write_text(json.dumps(RESULTS))
-    commits = push_main(
+    commits = cli(
         [
+            "push",
             "--folder",
             adapter,
             "--repo_id",
@@ -252,8 +254,9 @@ def test_readme_python_blocks_run_as_a_downloader_would(fake_hub, tmp_path):
         api.create_repo(f"tester/{name}")
         api.upload_folder(repo_id=f"tester/{name}", folder_path=factory(tmp_path / name))
     adapter = train(tmp_path, "tester/tiny-llama", "title")
-    push_main(
-        ["--folder", adapter, "--repo_id", "tester/readme-adapter", "--endpoint", fake_hub.endpoint, "--token", "x"]
+    cli(
+        ["push", "--folder", adapter, "--repo_id", "tester/readme-adapter", "--endpoint", fake_hub.endpoint]
+        + ["--token", "x"]
     )
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     script = python_blocks(readme)

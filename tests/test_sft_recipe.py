@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from hf_mllm_msr import load_msr_dataset
+from hf_mllm_msr.cli import main as cli
 from hf_mllm_msr.data.schema import history_key
 from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
 from hf_mllm_msr.recommendation.training import train_recommender, warn_if_cores_idle
@@ -193,7 +194,8 @@ def test_recipe_dry_runs_one_step_with_a_tiny_model_of_its_architecture(name, fa
     assert json.loads((Path(out) / "msr_config.json").read_text())["mode"] == script.mode
 
 
-def run_recipe(tmp_path, name, synthetic, model_path, launch):
+def recipe_yaml(tmp_path, name, synthetic, model_path, **extra) -> Path:
+    """A tiny SFT recipe (JSON is YAML) on the synthetic shop, writing its adapter to `tmp_path / name`."""
     config = tmp_path / f"{name}.yaml"
     config.write_text(
         json.dumps(
@@ -220,10 +222,15 @@ def run_recipe(tmp_path, name, synthetic, model_path, launch):
                 "logging_steps": 1,
                 "save_strategy": "no",
                 "lr_scheduler_type": "constant",
-                **launch["config"],
+                **extra,
             }
         )
     )
+    return config
+
+
+def run_recipe(tmp_path, name, synthetic, model_path, launch):
+    config = recipe_yaml(tmp_path, name, synthetic, model_path, **launch["config"])
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -243,6 +250,22 @@ def run_recipe(tmp_path, name, synthetic, model_path, launch):
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return load_file(str(tmp_path / name / "adapter_model.safetensors")), proc
+
+
+def test_the_cli_and_the_recipe_file_run_the_same_main(synthetic, tmp_path, monkeypatch):
+    # `accelerate launch recipes/sft.py --config X` (a subprocess) and `mllm-msr sft --config X` (in process) train
+    # the same adapter from the same YAML: one main, two ways to call it.
+    model_path = testing.tiny_llama(tmp_path / "model")
+    launch = {"args": ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no"], "config": {}}
+    launched, proc = run_recipe(tmp_path, "launched", synthetic, model_path, launch)
+    assert "recipe saved to" in proc.stdout
+    monkeypatch.setenv("HF_MLLM_MSR_CACHE", str(synthetic["dir"]))
+    output_dir = cli(["sft", "--config", str(recipe_yaml(tmp_path, "cli", synthetic, model_path))])
+    assert Path(output_dir) == tmp_path / "cli"
+    via_cli = load_file(str(tmp_path / "cli" / "adapter_model.safetensors"))
+    assert launched.keys() == via_cli.keys()
+    for key in launched:
+        np.testing.assert_allclose(launched[key].numpy(), via_cli[key].numpy(), atol=1e-5, err_msg=key)
 
 
 def test_the_cpu_launch_config_gives_the_process_every_core(tmp_path):

@@ -1,6 +1,5 @@
 """recipes/summarize.py end to end; kill-and-resume of a summarization job; 2-process sharding (slow)."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -15,21 +14,17 @@ import pytest
 import torch
 
 from hf_mllm_msr import load_msr_dataset
+from hf_mllm_msr.cli import main as cli
 from hf_mllm_msr.data.schema import history_key
+from hf_mllm_msr.scripts.summarize import SummarizeArguments
 from hf_mllm_msr.testing import text as testing
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_recipe():
-    # By file path, not by putting recipes/ on sys.path: recipes/evaluate.py would then shadow the `evaluate`
-    # library for every later import in the test session.
-    spec = importlib.util.spec_from_file_location("summarize_recipe", ROOT / "recipes" / "summarize.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def cli_summarize(argv):
+    return cli(["summarize", *argv])
 
 
 DATASET = {"num_users": 12, "num_items": 20, "num_test_negatives": 5, "num_train_negatives": 1}
@@ -56,10 +51,9 @@ def recipe_args(model, output_dir):
 
 
 def test_recipe_writes_item_and_user_summaries(llama_dir, tmp_path, msr_cache_dir, monkeypatch):
-    recipe = load_recipe()
 
     monkeypatch.setenv("HF_MLLM_MSR_CACHE", str(msr_cache_dir))
-    report = recipe.main(recipe_args(llama_dir, tmp_path / "out"))
+    report = cli_summarize(recipe_args(llama_dir, tmp_path / "out"))
     items = datasets.load_from_disk(str(tmp_path / "out" / "item_summaries"))
     users = datasets.load_from_disk(str(tmp_path / "out" / "user_summaries"))
     assert items.column_names == ["item_id", "summary", "visual_cues", "has_image", "flag", "prompt", "model"]
@@ -70,17 +64,17 @@ def test_recipe_writes_item_and_user_summaries(llama_dir, tmp_path, msr_cache_di
     first = report["generation_stats_rank0"]["generated"]
     assert first > 0
     # A rerun of a finished job generates nothing and writes the same datasets.
-    again = recipe.main(recipe_args(llama_dir, tmp_path / "out"))
+    again = cli_summarize(recipe_args(llama_dir, tmp_path / "out"))
     assert again["generation_stats_rank0"]["generated"] == 0
     assert datasets.load_from_disk(str(tmp_path / "out" / "user_summaries")).to_list() == users.to_list()
     # Only the test histories (scoring an adapter on a new dataset): a subset of the full run's, from its cache.
-    test_only = recipe.main([*recipe_args(llama_dir, tmp_path / "out"), "--splits", "test"])
+    test_only = cli_summarize([*recipe_args(llama_dir, tmp_path / "out"), "--splits", "test"])
     keys = datasets.load_from_disk(str(tmp_path / "out" / "user_summaries"))["history_key"]
     examples = load_msr_dataset("synthetic", "examples", **DATASET)
     assert sorted(keys) == sorted({history_key(h) for h in examples["test"]["history"]})
     assert test_only["splits"] == ["test"] and 0 < len(keys) < len(users)
     with pytest.raises(ValueError, match="'tset'"):
-        recipe.main([*recipe_args(llama_dir, tmp_path / "bad"), "--splits", "tset"])
+        cli_summarize([*recipe_args(llama_dir, tmp_path / "bad"), "--splits", "tset"])
 
 
 CHILD = r"""
@@ -253,8 +247,5 @@ def test_every_summarize_yaml_parses(path):
 
     from hf_mllm_msr.summarization.summarize import SummarizeConfig
 
-    recipe = load_recipe()
-    args, config = TrlParser((recipe.SummarizeArguments, SummarizeConfig)).parse_args_and_config(
-        args=["--config", str(path)]
-    )
+    args, config = TrlParser((SummarizeArguments, SummarizeConfig)).parse_args_and_config(args=["--config", str(path)])
     assert args.dataset_name and args.output_dir and config.block_size >= 1

@@ -13,12 +13,11 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..evaluation import report
 from ..models.offline import PICKLE_PATTERNS
-from .cards import MSR_CONFIG_NAME, render_summaries_card, write_adapter_card
+from .cards import MSR_CONFIG_NAME, render_summaries_card
 
 logger = logging.getLogger(__name__)
 
@@ -196,55 +195,3 @@ def _local_paths(folder: Path) -> list[str]:
         if path.is_file() and path.suffix in (".json", ".yaml", ".yml", ".md", ".txt", ".jinja"):
             found += [f"{path.name}: {m}" for m in sorted(set(home_like.findall(path.read_text(errors="replace"))))]
     return found
-
-
-@dataclass
-class PushArguments:
-    folder: str = field(metadata={"help": "Adapter folder to upload (safetensors + msr_config.json + README.md)."})
-    repo_id: str = field(metadata={"help": "Target model repo on the Hub, 'org/name'."})
-    results: str | None = field(
-        default=None, metadata={"help": "results.json of `recipes/evaluate.py`: (re)render README.md before pushing."}
-    )
-    item_summaries: str | None = field(
-        default=None, metadata={"help": "Item summaries dataset to push as '<repo_id>-item-summaries'."}
-    )
-    user_summaries: str | None = field(
-        default=None, metadata={"help": "User summaries dataset to push as '<repo_id>-user-summaries'."}
-    )
-    private: bool = field(default=False, metadata={"help": "Create the repos as private."})
-    token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
-    endpoint: str | None = field(default=None, metadata={"help": "Hub URL (default: HF_ENDPOINT or huggingface.co)."})
-    base_repo_id: str | None = field(
-        default=None,
-        metadata={
-            "help": "Repo for a base that exists only on this machine (the composed vision model); default "
-            "'<repo_id>-base'."
-        },
-    )
-
-
-def push_main(argv: list[str] | None = None) -> dict[str, str]:
-    """`mllm-msr push --folder DIR --repo_id org/name [--results results.json] [--item_summaries DIR] ...`."""
-    from transformers import HfArgumentParser
-
-    (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses(args=argv)
-    if args.results:
-        results = json.loads(Path(args.results).read_text())
-        base_model, _ = published_base(Path(args.folder), args.repo_id, args.base_repo_id)
-        card = write_adapter_card(
-            args.folder, results, repo_id=args.repo_id, **({"base_model": base_model} if base_model else {})
-        )
-        print(f"Card written to {card}")
-    summaries = {"item-summaries": args.item_summaries, "user-summaries": args.user_summaries}
-    commits = push_to_hub(
-        args.folder,
-        args.repo_id,
-        token=args.token,
-        private=args.private,
-        include_summaries={name: path for name, path in summaries.items() if path},
-        endpoint=args.endpoint,
-        base_repo_id=args.base_repo_id,
-    )
-    for repo, url in commits.items():
-        print(f"Pushed {repo}: {url}")
-    return commits
