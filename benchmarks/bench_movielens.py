@@ -13,7 +13,8 @@ difference to popularity and to SASRec. The last line reads
     auc=<best LLM> popularity=<p> sasrec=<s> delta_pop=<d> delta_sasrec=<e> ratio=<wall time / 90 min>
 
 ``--history_windows`` (default 1) and ``--max_train_users`` trade accuracy for time: the recipes themselves use 3 windows
-(recipes/movielens/README.md gives both).
+(recipes/movielens/README.md gives both). ``--adapters DIR ...`` scores adapters trained already (e.g. by the recipes)
+instead of training, under the same report.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def parse_args(argv=None):
     parser.add_argument("--dataset_name", default="movielens", help="load_msr_dataset builder of that folder.")
     parser.add_argument("--output_dir", default="runs/bench_movielens", help="Adapters and results.json go here.")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS), help="LLM rows to run.")
+    parser.add_argument(
+        "--adapters",
+        nargs="+",
+        default=None,
+        help="Score these trained adapter folders instead of training the configs.",
+    )
     parser.add_argument("--history_windows", type=int, default=1, help="SFT targets per user besides the last one.")
     parser.add_argument("--max_train_users", type=int, default=None, help="Train the LLMs on the first N users only.")
     parser.add_argument("--model_name_or_path", default=None, help="Base model instead of the recipes' (tests).")
@@ -69,6 +76,17 @@ def train_llm(config_path: str, args, output_dir: Path, data) -> str:
     return train_recommender(
         script, training, model, items=data["items"], examples=data["examples"], sequences=data["sequences"]
     )
+
+
+def within_user_correlation(scores_a, scores_b, users) -> float:
+    """Mean over users of the Spearman correlation of two models' scores of that user's candidates."""
+    values = []
+    for user in np.unique(users):
+        rows = users == user
+        ranks_a, ranks_b = (np.argsort(np.argsort(np.asarray(s)[rows])) for s in (scores_a, scores_b))
+        if ranks_a.std() > 0 and ranks_b.std() > 0:
+            values.append(np.corrcoef(ranks_a, ranks_b)[0, 1])
+    return float(np.mean(values)) if values else float("nan")
 
 
 def main(argv=None) -> dict:
@@ -106,10 +124,12 @@ def main(argv=None) -> dict:
         stages[f"baseline {name}"] = info[name]["fit_seconds"]
 
     llm_names = []
-    for name in args.configs:
-        tic = time.perf_counter()
-        folder = train_llm(CONFIGS[name], args, output_dir / name.replace(" ", "").replace("+", "-"), data)
-        stages[f"{name}: sft"] = time.perf_counter() - tic
+    runs = {Path(folder).name: folder for folder in args.adapters} if args.adapters else dict.fromkeys(args.configs)
+    for name, folder in runs.items():
+        if folder is None:
+            tic = time.perf_counter()
+            folder = train_llm(CONFIGS[name], args, output_dir / name.replace(" ", "").replace("+", "-"), data)
+            stages[f"{name}: sft"] = time.perf_counter() - tic
         tic = time.perf_counter()
         recommender = MsrRecommender.from_pretrained(folder)
         scores[name] = recommender.score_examples(test, data["items"], progress=False)
@@ -150,6 +170,12 @@ def main(argv=None) -> dict:
         deltas[reference] = paired["difference"]
         low, high = paired["ci"]
         print(f"{best} - {reference}: AUC {paired['difference']:+.3f} [{low:+.3f}, {high:+.3f}] (paired, users)")
+    # What the LLM rows learned of SASRec: the rank correlation of their scores with SASRec's within each test user
+    # (1: the same order; 0: unrelated).
+    for name in llm_names:
+        print(
+            f"{name}: within-user rank correlation with SASRec {within_user_correlation(scores[name], scores['sasrec'], users):+.3f}"
+        )
     print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
     wall = time.perf_counter() - start
     print(f"wall time {wall / 60:.1f} min (limit {TIME_LIMIT_S // 60} min)")

@@ -11,7 +11,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_mllm_msr.recommendation.collaborative import (
-    COLLABORATIVE_FILE,
     ITEM_TOKEN,
     UNKNOWN_ROW,
     add_collaborative_tokens,
@@ -21,7 +20,7 @@ from hf_mllm_msr.recommendation.examples import build_group_dataset
 from hf_mllm_msr.recommendation.packed_trainer import SharedPrefixCollator
 from hf_mllm_msr.recommendation.packing import attention_rules
 from hf_mllm_msr.recommendation.recommender import MsrRecommender
-from hf_mllm_msr.recommendation.scoring import YesNoScorer
+from hf_mllm_msr.recommendation.scoring import COLLABORATIVE_FILE, YesNoScorer
 from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
 from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing
@@ -175,6 +174,24 @@ def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypat
     assert (
         record["file"] == COLLABORATIVE_FILE and record["items"] == NUM_ITEMS and record["projector_hidden_size"] == 16
     )
+    # no path of this machine in any published file, though the adapter was written outside the working directory
+    # (but for the base model's own name: this test's base is a local folder)
+    for published in [*folder.glob("*.json"), *folder.glob("*.yaml"), *folder.glob("*.md")]:
+        text = published.read_text().replace(base, "")
+        assert not any(root in text for root in ("/tmp", "/root", "/home")), (published.name, text[:2000])
+    from hf_mllm_msr.publishing.cards import render_model_card
+
+    results = {"protocol": {}, "num_users": 4, "num_rows": 16, "bootstrap": {"alpha": 0.05}, "ks": [10]}
+    results["models"] = {
+        "adapter": {"kind": "adapter", "group": "in-domain", "metrics": {"auc": 0.5}, "ci": {"auc": [0.4, 0.6]}}
+    }
+    msr_config = json.loads((folder / "msr_config.json").read_text())
+    card = str(render_model_card({}, results, msr_config=msr_config, base_model="base", dataset_name="toy"))
+    assert (
+        f"SASRec trained on the same\n  train split ({NUM_ITEMS} items, {record['dim']} dimensions, in `{COLLABORATIVE_FILE}`)"
+        in card
+    )
+    assert 'history_items=["10", "11"]' in card  # the card's example passes the history's item ids
     from safetensors import safe_open
 
     with safe_open(str(folder / "adapter_model.safetensors"), framework="pt") as f:
@@ -194,6 +211,22 @@ def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypat
     assert scores.shape == (16,) and np.all((scores > 0) & (scores < 1))
     again = MsrRecommender.from_pretrained(out).score_examples(examples["validation"], items, progress=False)
     np.testing.assert_allclose(scores, again, atol=1e-6)
+
+    # the recommend pipeline scores with the tokens when given the loaded model, and says how when given the folder
+    from transformers import pipeline
+
+    import hf_mllm_msr  # noqa: F401  (registers the task)
+
+    pipe = pipeline("mllm-msr-recommend", model=recommender.model, tokenizer=recommender.processor, mode="title")
+    first = examples["validation"].select(range(4))
+    titles = dict(zip(items["item_id"], items["title"]))
+    candidates = [{"item_id": c, "title": titles[c]} for c in first["candidate"]]
+    user_text = "The user recently interacted with: " + "; ".join(titles[h] for h in first[0]["history"]) + "."
+    ranked = pipe({"user_summary": user_text, "candidates": candidates, "history": first[0]["history"]})
+    by_item = {r["candidate"]["item_id"]: r["score"] for r in ranked}
+    np.testing.assert_allclose([by_item[c] for c in first["candidate"]], scores[:4], atol=1e-5)
+    with pytest.raises(ValueError, match="MsrRecommender.from_pretrained"):
+        pipeline("mllm-msr-recommend", model=out, mode="title")
 
 
 def test_collaborative_tokens_need_packing():

@@ -150,6 +150,7 @@ def render_model_card(
         eval_dataset=eval_dataset,
         mode=msr_config.get("mode", "unknown"),
         candidate_text=msr_config.get("candidate_text", "summary_and_cues"),
+        collaborative=msr_config.get("collaborative_tokens"),
         prompt_version=msr_config.get("prompt_version", "unknown"),
         summary_prompt_version=msr_config.get("summary_prompt_version", "unknown"),
         num_users=num_users,

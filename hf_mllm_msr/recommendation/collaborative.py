@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .scoring import COLLABORATIVE_FILE, PROJECTOR_NAME
+
 logger = logging.getLogger(__name__)
 
 ITEM_TOKEN = "<|msr_item|>"
-COLLABORATIVE_FILE = "collaborative.safetensors"
-PROJECTOR_NAME = "collaborative_projector"  # unique, so PEFT's modules_to_save matches nothing else
 UNKNOWN_ROW = 1  # SASRec's UNKNOWN item (hf_mllm_msr.evaluation.encoders.UNKNOWN)
 
 

@@ -4,7 +4,15 @@ A thin shell over :class:`hf_mllm_msr.recommendation.scoring.YesNoScorer` (share
 and the demo use too, so all three score identically.
 
 Input (one, or a list): ``{"user_summary": str, "candidates": [{"title": ..., "summary": ..., "visual_cues": ...,
-"image": ...}, ...]}``. Output: the candidates ranked, ``[{"candidate": <the input dict>, "score": float}, ...]``.
+"image": ..., "item_id": ...}, ...], "history": [item ids]}`` (``history`` and ``item_id``: for a model with
+collaborative tokens, `hf_mllm_msr.recommendation.collaborative`; others ignore them). Output: the candidates ranked,
+``[{"candidate": <the input dict>, "score": float}, ...]``.
+
+A model with collaborative tokens is loaded with its item table by
+:meth:`~hf_mllm_msr.recommendation.recommender.MsrRecommender.from_pretrained`; give the pipeline that model::
+
+    recommender = MsrRecommender.from_pretrained("runs/movielens/sft-title-collab")
+    pipe = pipeline("mllm-msr-recommend", model=recommender.model, tokenizer=recommender.processor, mode="title")
 
 The mode (how a candidate is shown) is ``mode=`` if given, else read from the candidates: ``image`` when
 the model has a processor and the candidates carry images, ``summary`` when they carry item summaries,
@@ -38,7 +46,7 @@ from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, Pipe
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .candidate_prompts import MODES
-from .scoring import MSR_CONFIG_NAME, YesNoScorer
+from .scoring import COLLABORATIVE_FILE, MSR_CONFIG_NAME, PROJECTOR_NAME, YesNoScorer
 
 
 class MsrRecommendPipeline(Pipeline):
@@ -75,6 +83,20 @@ class MsrRecommendPipeline(Pipeline):
         self.mode, self.max_user_tokens = mode, max_user_tokens or saved.get("max_user_tokens")
         self.candidate_text = candidate_text or saved.get("candidate_text", "summary_and_cues")
         self._recommenders: dict[str, YesNoScorer] = {}
+        # An adapter trained with collaborative tokens names their projector among its modules to save; a plain load
+        # (transformers' PEFT integration) installs neither the projector nor the item table.
+        saves = [
+            getattr(c, "modules_to_save", None) or []
+            for c in (getattr(self.model, "peft_config", None) or {}).values()
+        ]
+        if any(PROJECTOR_NAME in names for names in saves) and not hasattr(
+            self.model.get_input_embeddings(), "item_token_ids"
+        ):
+            raise ValueError(
+                f"This adapter has collaborative tokens ({COLLABORATIVE_FILE}), which a plain model load leaves out. Load "
+                "it with MsrRecommender.from_pretrained(folder) and pass pipeline(model=recommender.model, "
+                "tokenizer=recommender.processor, mode=recommender.mode)."
+            )
 
     def _saved_msr_config(self) -> dict:
         """``msr_config.json`` of the model's folder (a saved pipeline), if any."""
@@ -89,6 +111,11 @@ class MsrRecommendPipeline(Pipeline):
 
         A LoRA adapter is merged into a copy of its base first: the folder is a plain model that needs neither
         PEFT nor the base model's repo (the pipeline in memory keeps its adapter)."""
+        if hasattr(self.model.get_input_embeddings(), "item_token_ids"):
+            raise ValueError(
+                "A model with collaborative tokens is shared as its adapter folder (adapter, collaborative.safetensors, "
+                "msr_config.json: hf_mllm_msr.publishing.hub.push_to_hub), not as a merged pipeline folder."
+            )
         model = self.model
         self.model = merged_copy(model)
         try:
@@ -134,12 +161,18 @@ class MsrRecommendPipeline(Pipeline):
         missing = [i for i, c in enumerate(inputs["candidates"]) if not isinstance(c, dict) or "title" not in c]
         if missing:
             raise ValueError(f"candidates {missing[:10]} have no 'title' (each candidate is a dict with a title).")
-        return {"user_summary": inputs["user_summary"], "candidates": list(inputs["candidates"])}
+        return {
+            "user_summary": inputs["user_summary"],
+            "candidates": list(inputs["candidates"]),
+            "history": list(inputs.get("history") or []),
+        }
 
     def _forward(self, model_inputs, batch_size: int = 16):
         candidates = model_inputs["candidates"]
         recommender = self.recommender(self._mode_for(candidates))
-        scores = recommender.score(model_inputs["user_summary"], candidates, batch_size=batch_size)
+        scores = recommender.score(
+            model_inputs["user_summary"], candidates, batch_size=batch_size, history_items=model_inputs["history"]
+        )
         return {"candidates": candidates, "scores": scores}
 
     def postprocess(self, model_outputs, top_k: int | None = None):

@@ -36,6 +36,10 @@ from .candidate_prompts import (
 
 logger = logging.getLogger(__name__)
 
+# An adapter's collaborative tokens (`.collaborative`): the item table's file, and the projector's module name, unique
+# so that PEFT's modules_to_save matches nothing else.
+COLLABORATIVE_FILE = "collaborative.safetensors"
+PROJECTOR_NAME = "collaborative_projector"
 MSR_CONFIG_NAME = "msr_config.json"  # next to an adapter / saved pipeline: its mode, max_user_tokens, candidate_text
 TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")  # per-token image markers (Gemma3, Qwen2-VL)
 

@@ -21,12 +21,12 @@ import yaml
 from .. import prompts
 from ..models.offline import SMOLLM2_HUB_ID, SMOLLM2_SOURCE, portable_model_name, resolve_model_path
 from .candidate_prompts import answer_token_ids
-from .collaborative import PROJECTOR_NAME, add_collaborative_tokens, sasrec_item_table
+from .collaborative import add_collaborative_tokens, sasrec_item_table
 from .examples import build_group_dataset, build_sft_dataset, prefix_examples
 from .packed_trainer import SharedPrefixCollator, SharedPrefixSFTTrainer, split_groups
 from .packing import attention_rules
 from .recommender import _resolve
-from .scoring import MSR_CONFIG_NAME, image_token_ids
+from .scoring import MSR_CONFIG_NAME, PROJECTOR_NAME, image_token_ids
 from .sft_arguments import MsrSftArguments
 from .validation import ValidationAucCallback, first_users
 from .windows import history_windows
@@ -91,15 +91,20 @@ def load_model_and_processor(
 
 
 def portable_paths(value):
-    """``value`` (a recipe or protocol, nested) with absolute paths under the working directory made relative to it,
-    so a published recipe re-runs from a checkout elsewhere. Other absolute paths stay (the push warns about them)."""
+    """``value`` (a recipe or protocol, nested) with no path of this machine in it, so that a published recipe or card
+    means something on someone else's: absolute paths under the working directory become relative to it, and any other
+    absolute path (``/tmp/x/.adapter.partial``, a home folder) becomes its final name (``adapter``), staging marks
+    removed. What reproduces a run is its options and data, not the folders it was written to."""
     if isinstance(value, dict):
         return {k: portable_paths(v) for k, v in value.items()}
     if isinstance(value, list):
         return [portable_paths(v) for v in value]
     if isinstance(value, str) and os.path.isabs(value):
         path, cwd = Path(value).resolve(), Path.cwd().resolve()
-        return str(path.relative_to(cwd)) if path.is_relative_to(cwd) else value
+        if path.is_relative_to(cwd):
+            return str(path.relative_to(cwd))
+        name = path.name.removeprefix(".").removesuffix(".partial")
+        return name or "."
     return value
 
 
