@@ -8,14 +8,23 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...data.builder import MsrBuilder, MsrConfig, msr_configs
-from ...data.preprocessing import read_text_lines
+from ...data.columnar import INTERACTIONS, JsonLines, strip
+from ...data.preprocessing import parse_timestamp, read_text_lines
+
+# the only review and meta fields the interactions need; pyarrow skips the rest (review texts, images, ...)
+REVIEW_FIELDS = pa.schema([("user_id", pa.string()), ("parent_asin", pa.string()), ("timestamp", pa.float64())])
+META_FIELDS = pa.schema([("parent_asin", pa.string())])
+META_IDS = pa.schema([("item_id", pa.string())])
 
 
 @dataclass
@@ -88,34 +97,87 @@ class AmazonReviews2023(MsrBuilder):
                 continue
             yield where, record
 
+    @staticmethod
+    def _item(record: dict) -> dict:
+        description = record.get("description") or []
+        paragraphs = description if isinstance(description, list) else [str(description)]
+        if not any(str(p).strip() for p in paragraphs):
+            paragraphs = record.get("features") or []
+        return {
+            "title": str(record.get("title") or ""),
+            "text": " ".join(str(p).strip() for p in paragraphs if str(p).strip()),
+            "main_category": str(record.get("main_category") or ""),
+            "store": str(record.get("store") or ""),
+            "image_url": _first_image_url(record.get("images")),
+        }
+
+    @staticmethod
+    def _interaction(record: dict) -> tuple:
+        timestamp = record.get("timestamp")
+        if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+            timestamp = timestamp / 1000  # milliseconds -> seconds, like every other source
+        else:
+            timestamp = None
+        return str(record.get("user_id") or "").strip(), str(record.get("parent_asin") or "").strip(), timestamp
+
     def read_items(self, skips):
+        """Every reviewed product (the row-by-row reader; builds use `catalogue_ids` + `read_kept_items`)."""
         items = {}
         for _, record in self._json_lines(self._files()[1], skips):
             asin = str(record.get("parent_asin") or "").strip()
-            if asin not in self.referenced_items:
-                continue  # meta files list millions of products; keep the reviewed ones only
-            description = record.get("description") or []
-            paragraphs = description if isinstance(description, list) else [str(description)]
-            if not any(str(p).strip() for p in paragraphs):
-                paragraphs = record.get("features") or []
-            items[asin] = {
-                "title": str(record.get("title") or ""),
-                "text": " ".join(str(p).strip() for p in paragraphs if str(p).strip()),
-                "main_category": str(record.get("main_category") or ""),
-                "store": str(record.get("store") or ""),
-                "image_url": _first_image_url(record.get("images")),
-            }
+            if asin in self.referenced_items:  # meta files list millions of products; keep the reviewed ones only
+                items[asin] = self._item(record)
         return items
 
     def read_interactions(self, skips):
+        """`(user, item, seconds, where)` per review line (the row-by-row reader; builds use `interaction_table`)."""
         for where, record in self._json_lines(self._files()[0], skips):
-            timestamp = record.get("timestamp")
-            if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
-                timestamp = timestamp / 1000  # milliseconds -> seconds, like every other source
-            else:
-                timestamp = None
-            user, item = str(record.get("user_id") or "").strip(), str(record.get("parent_asin") or "").strip()
-            yield user, item, timestamp, where
+            yield (*self._interaction(record), where)
+
+    def interaction_table(self, skips):
+        def from_arrow(raw):
+            seconds = pc.divide(raw["timestamp"], 1000.0)  # milliseconds -> seconds, like every other source
+            return pa.table([strip(raw["user_id"]), strip(raw["parent_asin"]), seconds], schema=INTERACTIONS)
+
+        def from_record(record):
+            user, item, seconds = self._interaction(record)
+            return {"user_id": user, "item_id": item, "timestamp": parse_timestamp(seconds)}
+
+        path = self._files()[0]
+        table = JsonLines(path, REVIEW_FIELDS, from_arrow, from_record, INTERACTIONS, skips).read()
+        return table.rename_columns([*INTERACTIONS.names, "locator"])  # locator = line number
+
+    def locate(self, locators):
+        return [f"line {number} of {self._files()[0].name}" for number in locators]
+
+    def catalogue_ids(self, skips):
+        """The meta file's `parent_asin`s only (with their line numbers for `read_kept_items`)."""
+        self._meta = JsonLines(
+            self._files()[1],
+            META_FIELDS,
+            lambda raw: pa.table([strip(raw["parent_asin"])], schema=META_IDS),
+            lambda record: {"item_id": str(record.get("parent_asin") or "").strip()},
+            META_IDS,
+            skips,
+        ).read()
+        return pc.unique(self._meta["item_id"])
+
+    def read_kept_items(self, item_ids, skips):
+        """Parses only the kept products' meta lines (the last line of a repeated product wins, as it did)."""
+        meta = self._meta.filter(pc.is_in(self._meta["item_id"], value_set=pa.array(list(item_ids), pa.string())))
+        ids, lines = meta["item_id"].to_pylist(), meta["line"].to_numpy()
+        first, last = {}, {}
+        for item_id, line in zip(ids, lines.tolist()):
+            first.setdefault(item_id, line)
+            last[item_id] = line
+        wanted = {line: item_id for item_id, line in last.items()}
+        records = {}
+        opener = gzip.open if str(self._files()[1]).endswith(".gz") else open
+        with opener(self._files()[1], "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if number in wanted:
+                    records[wanted[number]] = self._item(json.loads(raw.decode("utf-8", errors="replace")))
+        return {item_id: records[item_id] for item_id in sorted(first, key=first.get)}
 
     def item_image(self, item_id):
         return Path(self.config.data_dir) / "images" / f"{item_id}.jpg"

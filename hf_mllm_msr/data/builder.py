@@ -11,23 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from .columnar import add_counted, k_core, table_of_rows, valid_events
 from .images import load_image
-from .preprocessing import (
-    SPLITS,
-    Skips,
-    _select,
-    build_examples,
-    k_core,
-    natural_key,
-    one_line,
-    parse_timestamp,
-)
+from .preprocessing import SPLITS, Skips, build_examples, natural_key, one_line
 from .schema import EXAMPLE_FEATURES, ITEM_FEATURES, SEQUENCE_FEATURES
 
 logger = logging.getLogger(__name__)
@@ -94,7 +88,9 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
 
     A subclass sets `SOURCE`, `BUILDER_CONFIG_CLASS` / `BUILDER_CONFIGS` (via `msr_configs`), `EXTRA_ITEM_FEATURES`,
     and implements `read_items`, `read_interactions` and `item_image`. The raw data is read and preprocessed once
-    per build in `_split_generators`; `_generate_examples` only yields rows.
+    per build in `_split_generators`, on Arrow columns; `_generate_examples` only yields rows. A builder of big
+    files also overrides `interaction_table` / `locate` (and `catalogue_ids` / `read_kept_items` to parse only the
+    kept items' metadata), as Amazon does.
     """
 
     SOURCE = "msr"
@@ -104,8 +100,8 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
     def read_items(self, skips: Skips) -> dict[str, dict]:
         """Return `{item_id: {"title": str, "text": str, **extras}}` for the raw catalogue.
 
-        Called after `read_interactions`; `self.referenced_items` (the item ids interactions refer to) is set, so a
-        builder of a huge catalogue may return only those.
+        Called after the interactions are read; `self.referenced_items` (the item ids interactions refer to) is
+        set, so a builder of a huge catalogue may return only those.
         """
         raise NotImplementedError
 
@@ -133,78 +129,95 @@ class MsrBuilder(datasets.GeneratorBasedBuilder):
             )
         return Path(self.config.data_dir)
 
-    def _read_valid(self) -> tuple[dict[str, dict], dict[str, dict[str, int]]]:
-        """Read the raw source once: cleaned items, and per user `{item_id: timestamp}` in time order (repeated
-        (user, item) pairs keep the first). Every dropped row is a counted skip."""
-        config, skips = self.config, self._skips
-        raw = list(self.read_interactions(skips))
-        # builders of huge catalogues (Amazon) may keep only the items some interaction refers to
-        self.referenced_items = {item for _, item, _, _ in raw}
-        items = {}
-        for item_id, item in self.read_items(skips).items():
-            if item_id not in self.referenced_items:
-                continue  # never in the output: neither cleaned nor counted
-            item["title"], title_cut = one_line(str(item.get("title") or ""), config.max_title_chars)
-            item["text"], text_cut = one_line(str(item.get("text") or ""), config.max_text_chars)
-            self._stats["titles_cut"] = self._stats.get("titles_cut", 0) + title_cut
-            self._stats["texts_cut"] = self._stats.get("texts_cut", 0) + text_cut
-            if not item["title"]:
-                skips.add(
-                    "items with an empty title", f"item {item_id}", "add titles", repaired="title set to the item id"
-                )
-                item["title"] = f"item {item_id}"
-            items[item_id] = item
-        events = []
-        for order, (user, item, raw_time, where) in enumerate(raw):
-            timestamp = parse_timestamp(raw_time)
-            if item not in items:
-                skips.add("interactions with unknown item ids", where, "add the item to the item file or drop the row")
-            elif not user:
-                skips.add("interactions without a user id", where, "fill in the user id or drop the row")
-            elif timestamp is None:
-                skips.add(
-                    "interactions with a missing, NaN or negative timestamp", where, "give every row a timestamp >= 0"
-                )
-            else:
-                events.append((user, timestamp, order, item))
-        events.sort(key=lambda event: (event[0], event[1], event[2]))  # stable chronological order per user
-        sequences, duplicates = {}, 0
-        for user, timestamp, _, item in events:
-            if item in sequences.setdefault(user, {}):
-                duplicates += 1  # repeated (user, item): keep the first
-                continue
-            sequences[user][item] = int(timestamp)
-        self._stats.update(raw_interactions=len(raw), repeated_interactions_dropped=duplicates)
-        return items, sequences
+    def interaction_table(self, skips: Skips) -> pa.Table:
+        """The raw interactions as columns: `user_id`, `item_id` (str), `timestamp` (seconds, null when missing or
+        not a number) and `locator` (int64, named by `locate`). The default reads `read_interactions` row by row;
+        a builder of big files overrides it (Amazon parses its JSON lines with pyarrow)."""
+        return table_of_rows(self.read_interactions(skips))
 
-    def _split_generators(self, dl_manager):
-        config = self.config
-        config.validate()
-        self._skips, self._stats = Skips(self.SOURCE, config.strict), {}
-        items, sequences = self._read_valid()
-        kept = k_core({user: list(seq) for user, seq in sequences.items()}, *self._core())
+    def locate(self, locators: list[int]) -> list[str]:
+        """The `where` of the rows with these locators (by default row ordinals: the source is read again)."""
+        wanted, found = set(locators), {}
+        for ordinal, (*_, where) in enumerate(self.read_interactions(Skips(self.SOURCE))):
+            if ordinal in wanted:
+                found[ordinal] = where
+                if len(found) == len(wanted):
+                    break
+        return [found[locator] for locator in locators]
+
+    def catalogue_ids(self, skips: Skips) -> pa.Array:
+        """The ids of the raw catalogue. The default calls `read_items` (kept for `read_kept_items`)."""
+        self._raw_items = self.read_items(skips)
+        return pa.array(list(self._raw_items), pa.string())
+
+    def read_kept_items(self, item_ids: set, skips: Skips) -> dict[str, dict]:
+        """`{item_id: {"title", "text", **extras}}` of the items left after filtering, in item-file order."""
+        return {item_id: item for item_id, item in self._raw_items.items() if item_id in item_ids}
+
+    def _preprocess(self) -> tuple[dict[str, dict], dict[str, list[str]]]:
+        """Read the raw source once and filter it on columns (hf_mllm_msr/data/columnar.py): valid interactions,
+        repeated (user, item) pairs dropped (the first in time is kept), iterative k-core, users too short for an
+        example dropped. Returns the kept items (cleaned) and per user the item ids in time order; every dropped row
+        is a counted skip."""
+        config, skips = self.config, self._skips
+        table = self.interaction_table(skips)
+        # builders of huge catalogues may read only the items some interaction refers to
+        self.referenced_items = set(pc.unique(table["item_id"]).to_pylist())
+        events, duplicates = valid_events(table, self.catalogue_ids(skips), skips, self.locate)
+        self._stats.update(raw_interactions=table.num_rows, repeated_interactions_dropped=duplicates)
+        del table
+        events = k_core(events, *self._core())
         needed = 2 if config.split == "user" else 4  # one target (three under leave-one-out) + a history
-        popularity = Counter(item for seq in kept.values() for item in seq)
-        short = [
-            user
-            for user in sorted(kept, key=natural_key)
-            if len(_select(kept[user], config.history_policy, config.max_history, popularity)) < needed
-        ]
-        for user in short:
+        users, bounds = events.per_user()
+        lengths = np.diff(bounds)
+        if config.history_policy == "popular" and config.max_history:
+            lengths = np.minimum(lengths, config.max_history + 1)  # what `_select` keeps
+        short = users[lengths < needed]
+        if len(short):
+            first = min(events.users.take(pa.array(short)).to_pylist(), key=natural_key)
             fix = f"set min_user_interactions >= {needed}" + (" or max_history >= 3" if config.max_history else "")
-            self._skips.add(f"users left with fewer than {needed} interactions", f"user {user}", fix)
-            del kept[user]
-        if short:  # their items may now fall below min_item_interactions
-            kept = k_core(kept, *self._core())
-        if not kept:
+            what = f"users left with fewer than {needed} interactions"
+            add_counted(skips, what, f"user {first}", fix, len(short))
+            # their items may now fall below min_item_interactions
+            events = k_core(events.take(~np.isin(events.user, short)), *self._core())
+        if not len(events.user):
             raise ValueError(
                 f"{self.SOURCE}: no user is left after filtering {self._stats['raw_interactions']} interactions "
                 f"with min_user_interactions={config.min_user_interactions}, "
                 f"min_item_interactions={config.min_item_interactions}; lower them or check the raw files"
             )
+        users, bounds = events.per_user()
+        names = events.users.take(pa.array(users)).to_pylist()
+        item_ids = events.items.take(pa.array(events.item)).to_pylist()
+        seconds = np.trunc(events.timestamp).astype(np.int64).tolist()
+        spans = list(zip(names, bounds[:-1].tolist(), bounds[1:].tolist()))
+        self._times = {user: seconds[start:end] for user, start, end in spans}
+        return self._clean_items(set(item_ids)), {user: item_ids[start:end] for user, start, end in spans}
+
+    def _clean_items(self, item_ids: set) -> dict[str, dict]:
+        """The kept items with one-line titles and texts; empty titles are repaired and counted."""
+        config, skips = self.config, self._skips
+        self._stats.update(titles_cut=0, texts_cut=0)
+        items = self.read_kept_items(item_ids, skips)
+        for item_id, item in items.items():
+            item["title"], title_cut = one_line(str(item.get("title") or ""), config.max_title_chars)
+            item["text"], text_cut = one_line(str(item.get("text") or ""), config.max_text_chars)
+            self._stats["titles_cut"] += title_cut
+            self._stats["texts_cut"] += text_cut
+            if not item["title"]:
+                skips.add(
+                    "items with an empty title", f"item {item_id}", "add titles", repaired="title set to the item id"
+                )
+                item["title"] = f"item {item_id}"
+        return items
+
+    def _split_generators(self, dl_manager):
+        config = self.config
+        config.validate()
+        self._skips, self._stats = Skips(self.SOURCE, config.strict), {}
+        items, kept = self._preprocess()
         self._items, self._sequences = items, kept
-        self._times = {user: [sequences[user][item] for item in seq] for user, seq in kept.items()}
-        self._catalogue = sorted({item for seq in kept.values() for item in seq}, key=natural_key)
+        self._catalogue = sorted(items, key=natural_key)
         self._stats.update(
             users=len(kept), items=len(self._catalogue), interactions=sum(len(seq) for seq in kept.values())
         )
