@@ -39,10 +39,17 @@ def _fingerprint(builder_class, data_dir) -> str:
     """Package version + builder/data-layer source + raw files' names, sizes and mtimes: a cache key that changes
     when the code or the raw data does (datasets itself sees neither for builders shipped in a package)."""
     from .. import __version__
-    from . import images, preprocessing, schema
+    from . import columnar, images, preprocessing, schema
 
     digest = hashlib.sha256(__version__.encode())
-    for module in (inspect.getmodule(builder_class), inspect.getmodule(MsrBuilder), images, preprocessing, schema):
+    for module in (
+        inspect.getmodule(builder_class),
+        inspect.getmodule(MsrBuilder),
+        columnar,
+        images,
+        preprocessing,
+        schema,
+    ):
         digest.update(Path(inspect.getfile(module)).read_bytes())
     if data_dir:
         for root, dirs, files in os.walk(data_dir):
