@@ -12,9 +12,9 @@ scorer and plain forwards all carry item identities in ``input_ids`` and need no
 unmapped is an error, never a silent unknown item.
 
 The SASRec item table is frozen; the projector (2-layer MLP) is trained in SFT next to LoRA and saved by PEFT
-(``modules_to_save``: :data:`PROJECTOR_NAME`); the table and the item-id order are saved as ``collaborative.safetensors`` next to the adapter.
-An item SASRec never saw (not in its training catalogue) maps to SASRec's UNKNOWN row, a defined embedding: a cold
-candidate is still scored, from its title.
+(``modules_to_save``: ``PROJECTOR_NAME``); the table and the item-id order are saved as ``collaborative.safetensors``
+next to the adapter. An item SASRec never saw (not in its training catalogue) maps to SASRec's UNKNOWN row (a zero
+vector unless rare items were merged into it), a defined embedding: a cold candidate is still scored, from its title.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..evaluation.encoders import UNKNOWN
 from .scoring import COLLABORATIVE_FILE, PROJECTOR_NAME
 
 logger = logging.getLogger(__name__)
 
 ITEM_TOKEN = "<|msr_item|>"
-UNKNOWN_ROW = 1  # SASRec's UNKNOWN item (hf_mllm_msr.evaluation.encoders.UNKNOWN)
+UNKNOWN_ROW = UNKNOWN  # the table is SASRec's own: its UNKNOWN row stands for every item it does not know
 
 
 class CollaborativeProjector(nn.Module):
