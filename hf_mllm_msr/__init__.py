@@ -4,13 +4,12 @@ Importing the package registers the "mllm-msr-summarize" / "mllm-msr-recommend" 
 auto classes, so `transformers.pipeline(...)` and `AutoModelForImageTextToText` find them.
 """
 
-__version__ = "0.1.0"
-
 # registration side effects: the two pipeline tasks and the MsrVision auto classes
 from .data.loading import load_msr_dataset  # noqa: E402
 from .models import vision_lm  # noqa: E402,F401
 from .recommendation import recommend_pipeline  # noqa: E402,F401
 from .recommendation.recommender import MsrRecommender  # noqa: E402
 from .summarization import summarize_pipeline  # noqa: E402,F401
+from .version import __version__  # noqa: E402
 
 __all__ = ["MsrRecommender", "load_msr_dataset", "__version__"]

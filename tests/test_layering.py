@@ -3,38 +3,46 @@ higher stage.
 
 The layers, lowest first (a module may import its own layer and lower ones, never a higher one):
 
-    0  prompts, data, models, testing   (no stage above them)
-    1  evaluation                        (metrics, bootstrap, baselines, baseline_scoring, report: data only)
-    2  summarization                     (data, models, prompts)
-    3  recommendation                    (+ evaluation metrics for validation, summarization's data rows)
-    4  publishing                        (cards, push: + the recommender to resolve bases)
-    5  demo, demo_arguments, cli         (everything)
+    0  prompts, data, models, testing, version   (no stage above them)
+    1  dataset_builders                           (`data.builder` only; `data.loading` finds them as files)
+    2  evaluation                                 (metrics, bootstrap, baselines, baseline_scoring, report: data only)
+    3  summarization                              (data, models, prompts)
+    4  recommendation                             (+ evaluation metrics for validation, summarization's data rows)
+    5  publishing                                 (cards: + the recommender to resolve bases)
+    6  scripts, demo, demo_arguments, cli, the package root `__init__` (everything: it imports every stage)
+
+`from hf_mllm_msr import X` (or `from .. import X`) of a name that is not a submodule imports the package root.
 """
 
 import ast
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "hf_mllm_msr"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "hf_mllm_msr"
+BUILDERS = ROOT / "dataset_builders"  # installed as hf_mllm_msr.dataset_builders
 LAYER = {
     "prompts": 0,
     "data": 0,
     "models": 0,
     "testing": 0,
-    "dataset_builders": 0,
+    "version": 0,
     "model_cards": 0,
-    "evaluation": 1,
-    "summarization": 2,
-    "recommendation": 3,
-    "publishing": 4,
-    "demo": 5,
-    "demo_arguments": 5,
-    "cli": 5,
-    "__main__": 5,
-    "__init__": 5,
+    "dataset_builders": 1,
+    "evaluation": 2,
+    "summarization": 3,
+    "recommendation": 4,
+    "publishing": 5,
+    "scripts": 6,
+    "demo": 6,
+    "demo_arguments": 6,
+    "cli": 6,
+    "__main__": 6,
+    "__init__": 6,
 }
 
 
@@ -43,10 +51,23 @@ def part_of(module: str) -> str:
     return module.split(".")[0]
 
 
-def imports(path: Path) -> list[tuple[int, str]]:
-    """(line, imported hf_mllm_msr module) of every import in a file, including those inside functions."""
-    tree = ast.parse(path.read_text())
-    package = ".".join(path.relative_to(PACKAGE).parent.parts)
+def module_parts(path: Path) -> tuple[str, ...]:
+    """A file's module path inside the installed package: dataset_builders/x/x.py -> ('dataset_builders', 'x', 'x')."""
+    if path.is_relative_to(BUILDERS):
+        return ("dataset_builders", *path.relative_to(BUILDERS).with_suffix("").parts)
+    return path.relative_to(PACKAGE).with_suffix("").parts
+
+
+def root_or_submodule(name: str) -> str:
+    """`from hf_mllm_msr import name`: a submodule, or else an attribute of the package root (`__init__`)."""
+    return name if name in LAYER else "__init__"
+
+
+def imports(path: Path, source: str | None = None) -> list[tuple[int, str]]:
+    """(line, imported hf_mllm_msr module) of every import in a file (or in `source` placed at `path`), including
+    those inside functions."""
+    tree = ast.parse(path.read_text() if source is None else source)
+    package = ".".join(module_parts(path)[:-1])
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -58,7 +79,7 @@ def imports(path: Path) -> list[tuple[int, str]]:
                 target = node.module[len("hf_mllm_msr.") :] if node.module != "hf_mllm_msr" else ""
             else:
                 continue
-            names = [target] if target else [alias.name for alias in node.names]
+            names = [target] if target else [root_or_submodule(alias.name) for alias in node.names]
             found += [(node.lineno, name) for name in names]
         elif isinstance(node, ast.Import):
             found += [
@@ -67,20 +88,44 @@ def imports(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+def sources() -> list[Path]:
+    """Every module of the installed package: hf_mllm_msr/ (but the metric scripts `evaluate` loads by path) and the
+    builders."""
+    return [p for p in sorted(PACKAGE.rglob("*.py")) if "metric_modules" not in p.parts] + sorted(
+        BUILDERS.rglob("*.py")
+    )
+
+
+def test_the_check_sees_the_package_root_and_the_builders():
+    # `from .. import __version__` inside data/ reaches the root, which imports every stage; builders are a layer
+    # of their own above data, so data importing them would close a cycle.
+    assert imports(PACKAGE / "data" / "loading.py")  # it imports its own layer
+    loading = textwrap.dedent(
+        """
+        from .. import __version__
+        from ..dataset_builders import BUILDERS
+        from hf_mllm_msr import load_msr_dataset
+        from hf_mllm_msr import data
+        """
+    )
+    found = imports(PACKAGE / "data" / "loading.py", source=loading)
+    assert [target for _, target in found] == ["__init__", "dataset_builders", "__init__", "data"]
+    assert LAYER["__init__"] > LAYER["data"] and LAYER["dataset_builders"] > LAYER["data"]
+    assert all(part_of(".".join(module_parts(p))) == "dataset_builders" for p in BUILDERS.rglob("*.py"))
+
+
 def test_no_module_imports_a_higher_stage():
     offences = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        if "metric_modules" in path.parts or "dataset_builders" in path.parts:
-            continue
-        own = part_of(".".join(path.relative_to(PACKAGE).with_suffix("").parts))
+    for path in sources():
+        own = part_of(".".join(module_parts(path)))
         for line, target in imports(path):
             if target and LAYER.get(part_of(target), 0) > LAYER[own]:
-                offences.append(f"{path.relative_to(PACKAGE)}:{line} ({own}) imports {target}")
+                offences.append(f"{path.relative_to(ROOT)}:{line} ({own}) imports {target}")
     assert not offences, "\n".join(offences)
 
 
 @pytest.mark.parametrize(
-    "subpackage", ["data", "summarization", "recommendation", "evaluation", "models", "publishing"]
+    "subpackage", ["data", "summarization", "recommendation", "evaluation", "models", "publishing", "scripts"]
 )
 def test_each_stage_imports_alone_in_a_fresh_interpreter(subpackage):
     # Every module of the stage, imported first in a new process: an import cycle fails here (partially initialized
