@@ -38,7 +38,7 @@ class InsufficientDataError(ValueError):
 def _fingerprint(builder_class, data_dir) -> str:
     """Package version + builder/data-layer source + raw files' names, sizes and mtimes: a cache key that changes
     when the code or the raw data does (datasets itself sees neither for builders shipped in a package)."""
-    from .. import __version__
+    from ..version import __version__
     from . import columnar, images, preprocessing, schema
 
     digest = hashlib.sha256(__version__.encode())
@@ -62,39 +62,64 @@ def _fingerprint(builder_class, data_dir) -> str:
     return digest.hexdigest()[:16]
 
 
-def _registered_builders() -> dict:
-    """``{name: builder class}`` of dataset_builders/ (installed as ``hf_mllm_msr.dataset_builders``)."""
-    from ..dataset_builders import BUILDERS
+# The shipped builders, one folder each (`dataset_builders/<name>/<name>.py`, installed as this package). Builders
+# import this layer (`data.builder`); this layer finds them as files, as `datasets.load_dataset` finds a script,
+# and never imports their package.
+BUILDERS_PACKAGE = "hf_mllm_msr.dataset_builders"
 
-    return BUILDERS
+
+def _builders_dir() -> Path:
+    """The folder of the shipped builders (found, not imported)."""
+    spec = importlib.util.find_spec(BUILDERS_PACKAGE)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _load_builder(script: Path, module_name: str, reuse: bool = True):
+    """The one `MsrBuilder` subclass defined in `script`, imported as `module_name` (once per process when `reuse`;
+    a user's folder runs afresh each time, so two folders of the same name never mix)."""
+    if not reuse or module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, script)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # so inspect (the cache fingerprint) and pickling find it
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[spec.name]
+            raise
+    module = sys.modules[module_name]
+    found = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, MsrBuilder) and value.__module__ == module.__name__
+    ]
+    if len(found) == 1:
+        return found[0]
+    raise ValueError(f"{script} must define exactly one MsrBuilder subclass, found {len(found)}")
+
+
+def _registered_builders() -> dict:
+    """``{name: builder class}`` of the shipped builders: every ``dataset_builders/<name>/<name>.py``."""
+    return {
+        folder.name: _load_builder(folder / f"{folder.name}.py", f"{BUILDERS_PACKAGE}.{folder.name}.{folder.name}")
+        for folder in sorted(_builders_dir().iterdir())
+        if (folder / f"{folder.name}.py").is_file()
+    }
 
 
 def _builder_class(name):
     """A registered builder name, or a path to a builder folder holding `<folder name>.py`."""
-    BUILDERS = _registered_builders()
-    if str(name) in BUILDERS:
-        return BUILDERS[str(name)]
+    builders = _registered_builders()
+    if str(name) in builders:
+        return builders[str(name)]
     folder = Path(name)
     if folder.is_dir():
-        builtin = Path(__file__).resolve().parents[1] / "dataset_builders"
-        if folder.resolve().parent == builtin.resolve() and folder.name in BUILDERS:
-            return BUILDERS[folder.name]
+        if folder.resolve().parent == _builders_dir().resolve() and folder.name in builders:
+            return builders[folder.name]
         script = folder / f"{folder.name}.py"
         if script.is_file():
-            spec = importlib.util.spec_from_file_location(f"msr_builder_{folder.name}", script)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # so inspect (the cache fingerprint) and pickling find it
-            spec.loader.exec_module(module)
-            found = [
-                value
-                for value in vars(module).values()
-                if isinstance(value, type) and issubclass(value, MsrBuilder) and value.__module__ == module.__name__
-            ]
-            if len(found) == 1:
-                return found[0]
-            raise ValueError(f"{script} must define exactly one MsrBuilder subclass, found {len(found)}")
+            return _load_builder(script, f"msr_builder_{folder.name}", reuse=False)
     raise ValueError(
-        f"unknown dataset {name!r}: use one of {sorted(BUILDERS)} or a path to a folder with <folder name>.py "
+        f"unknown dataset {name!r}: use one of {sorted(builders)} or a path to a folder with <folder name>.py "
         "defining an MsrBuilder subclass"
     )
 
