@@ -30,14 +30,14 @@ test-slow: install
 	$(PY) -m pytest tests -q -m slow -p no:cacheprovider
 
 style: install
-	$(VENV)/bin/ruff format hf_mllm_msr recipes dataset_builders tests benchmarks
-	$(VENV)/bin/ruff check --fix hf_mllm_msr recipes dataset_builders tests benchmarks
+	$(VENV)/bin/ruff format hf_mllm_msr recipes dataset_builders tests benchmarks experiments
+	$(VENV)/bin/ruff check --fix hf_mllm_msr recipes dataset_builders tests benchmarks experiments
 
 quality: install
-	$(VENV)/bin/ruff format --check hf_mllm_msr recipes dataset_builders tests benchmarks
-	$(VENV)/bin/ruff check hf_mllm_msr recipes dataset_builders tests benchmarks
+	$(VENV)/bin/ruff format --check hf_mllm_msr recipes dataset_builders tests benchmarks experiments
+	$(VENV)/bin/ruff check hf_mllm_msr recipes dataset_builders tests benchmarks experiments
 
-bench: install
+bench: install  # speed and scale only; the studies in experiments/ are run one by one
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:

@@ -9,7 +9,7 @@ The same training rows both ways: the first ``--num_users`` train users of the s
   shared_prefix``), batch 1 user.
 
 How much sharing the prefix saves depends on how long the candidate part is next to the user part, so two
-regimes are measured: ``short`` (the oracle summaries of ``bench_learnability.py``: a one-sentence user summary, "A
+regimes are measured: ``short`` (the oracle summaries of ``experiments/learnability.py``: a one-sentence user summary, "A
 red lamp." as the item summary) and ``long`` (summaries of the length SmolLM2 writes in the recipes: ~90 words
 for a user, ~60 for an item). For the packed path it also prints the achieved GFLOP/s (matrix products and attention
 counted by ``torch.utils.flop_counter`` over one training step; elementwise work not counted) against
@@ -21,8 +21,8 @@ second figure is what a real training run sees. The last line is
 ``ratio=<rows/s packed / rows/s one row per candidate, long regime, whole run>``.
 
 The one-row-per-candidate path allocates full-vocabulary logits every step, which glibc as it comes unmaps and
-faults in again: that baseline runs 1.6x faster with glibc's tunables keeping freed memory (``probe_allocator.py``),
-the packed path does not change. The first line says which footing this run is on; the README has both.
+faults in again: that baseline runs 1.6x faster with glibc's tunables keeping freed memory (``experiments/probe_allocator.py``),
+the packed path does not change. The first line says which footing this run is on; docs/experiments.md has both.
 
 It also times one packed step with and without each of the packed trainer's speed-ups that change no result (its
 LoRA update, ``fused_lora``; its compiled MLP activation product, ``compiled_mlp``), and with ``--profile`` prints
@@ -40,12 +40,24 @@ import random
 import tempfile
 import time
 
-from bench_learnability import PROTOCOL  # the recipe protocol with 20 stored negatives per train user
-
 WORDS = (
     "red green blue yellow orange purple modern vintage lamp mug backpack sneaker notebook cotton steel bamboo "
     "canvas ceramic bright soft comfortable travel office stylish durable classic compact simple practical design"
 ).split()
+
+
+# The recipe protocol with 20 stored negatives per train user (as experiments/learnability.py trains on)
+PROTOCOL = dict(
+    num_users=200,
+    num_items=120,
+    world_seed=0,
+    split="user",
+    history_policy="recent",
+    max_history=10,
+    seed=0,
+    num_train_negatives=20,
+    num_validation_negatives=20,
+)
 
 
 def matmul_peak(threads: int) -> float:

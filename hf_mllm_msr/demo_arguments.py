@@ -85,7 +85,7 @@ class DemoArguments:
     )
     answer_loss: str = field(default="both", metadata={"help": "'pointwise', 'listwise' or 'both' (packed SFT)."})
     candidate_text: str = field(
-        default="colours",  # SmolLM2-135M: demo test AUC 0.690 vs 0.542 with summary_and_cues (README)
+        default="colours",  # SmolLM2-135M: demo test AUC 0.690 vs 0.542 with summary_and_cues (recipes/demo/README.md)
         metadata={
             "help": "What the text recommender shows of a candidate: 'summary_and_cues', 'summary', 'cues' or 'colours'."
         },

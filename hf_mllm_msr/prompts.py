@@ -119,7 +119,7 @@ def _numbered(items: Sequence[str]) -> str:
 # v3: an optional worked example (one user turn + the answer) before every user-summary step. Without it,
 # SmolLM2-135M copied the previous summary word for word in 151 of 164 update steps, so a user's summary kept
 # describing their first three items; with it, 66 of 164, and the colour of the user's recent items is named in 36
-# of 60 summaries instead of 7 (benchmarks/bench_user_summary_example.py). The example's items (teal and brown rain
+# of 60 summaries instead of 7 (experiments/user_summary_example.py). The example's items (teal and brown rain
 # gear) belong to no dataset; its update step shows a change of taste kept as "lately ..., earlier ...".
 USER_SUMMARY_EXAMPLE_FIRST = (
     ("Rain Jacket K-12 (teal)", "Pocket Umbrella B-33 (teal, white)", "Wool Scarf C-70 (teal)"),

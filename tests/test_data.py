@@ -234,10 +234,10 @@ def test_num_validation_negatives_changes_only_the_validation_rows(msr_cache_dir
 
 
 def test_next_item_probabilities_are_the_generators_rule(msr_cache_dir):
-    """The world's exact next-item rule (bench_learnability's Bayes ceiling rests on it) against the generator's own
-    choices: at every step of every user, the chosen item is among the items that hold the top half of the rule's
-    mass as often as the rule says (z within 4 standard errors, about 1,000 hits expected). The same rule with the
-    colour drift ignored misses by more than 20."""
+    """The world's exact next-item rule (experiments/learnability.py's Bayes ceiling rests on it) against the
+    generator's own choices: at every step of every user, the chosen item is among the items that hold the top half
+    of the rule's mass as often as the rule says (z within 4 standard errors, about 1,000 hits expected). The same
+    rule with the colour drift ignored misses by more than 20."""
     import numpy as np
 
     synthetic = sys.modules[_registered_builders()["synthetic"].__module__]

@@ -58,7 +58,7 @@ class MsrVisionConfig(PreTrainedConfig):
         colour_bins (`int`): bins per RGB channel of a colour histogram of each cell's pixels, appended to the
             encoder's features (`colour_bins**3` values per cell); 0: none. A linear probe of EfficientNet-Lite0's
             pooled cells names the colour of ~60 % of held-out object cells of the synthetic items, a 4-bin
-            histogram 99 % (`benchmarks/probe_vision_colours.py`).
+            histogram 99 % (`experiments/probe_vision_colours.py`).
         pixel_mean, pixel_std (`list[float]`): the image processor's normalization, undone for the histogram.
         projector_output (`str`): `"embedding"`: the projector's output is the image token's embedding;
             `"word_mixture"`: it scores the LM's words and the image token is the softmax mixture of their input

@@ -42,11 +42,11 @@ class SummarizeConfig:
             M-17 (red)"; items without textualized cues fall back to "summary"). A 135M summarizer loses the
             colour in long item summaries: on 24 synthetic users SmolLM2-135M named the user's recent colour in 3
             of 24 user summaries with "summary", in 9 of 24 with "title_colours" (their category: 11 in both;
-            benchmarks/bench_user_summary_colours.py).
+            experiments/user_summary_colours.py).
         user_example: put a worked example (an invented user's step and its answer) before every user-summary
             step. SmolLM2-135M copies the previous summary without it (151 of 164 update steps, on 60 synthetic
             users) and names the recent colour in 7 of 60 summaries; with it 66 of 164 and 36 of 60
-            (benchmarks/bench_user_summary_example.py). The paper's prompts have none: False reproduces them.
+            (experiments/user_summary_example.py). The paper's prompts have none: False reproduces them.
     """
 
     block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step."})

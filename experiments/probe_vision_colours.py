@@ -17,7 +17,7 @@ histogram, the word-mixture model named 77 % of all held-out cells after alignme
 its projector (``--adapter``). The last line is ``ratio=<object-cell probe accuracy on both / on the encoder
 features>``.
 
-    python benchmarks/probe_vision_colours.py [--colour_bins 4] [--model outputs/smollm2-135m-vision/align [--adapter DIR]]
+    python experiments/probe_vision_colours.py [--colour_bins 4] [--model outputs/smollm2-135m-vision/align [--adapter DIR]]
 """
 
 from __future__ import annotations

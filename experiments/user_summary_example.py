@@ -13,7 +13,7 @@ Measured (2 cores, 2026-11-29, 60 users): without: copied 151/164, colour named 
 with: copied 66/164, colour named 36/60, word-match AUC 0.745; ceiling 0.885 (ratio 5.14; 8 min). The last line
 is `ratio=<recent colour named with / without>`.
 
-    python benchmarks/bench_user_summary_example.py --num_users 60
+    python experiments/user_summary_example.py --num_users 60
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ items, once with the paper's history texts ("Title: item summary") and once with
 Measured (2 cores, 2026-11-29, first 24 test users): summary: category 11/24, colour 3/24;
 title_colours: category 11/24, colour 9/24 (ratio 3.00). The last line is `ratio=<colour mentions title_colours / summary>`.
 
-    python benchmarks/bench_user_summary_colours.py --num_users 24
+    python experiments/user_summary_colours.py --num_users 24
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
                 batch_size=16,
                 backend="xllamacpp",
                 history_items=style,
-                user_example=False,  # as measured, before the worked example (bench_user_summary_example.py)
+                user_example=False,  # as measured, before the worked example (user_summary_example.py)
                 cache_path=f"{tmp}/c.db",
             )
             generator = make_generator(model, processor, config, model_id="smollm2-135m-instruct")

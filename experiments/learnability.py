@@ -17,8 +17,8 @@ model can be expected to reach it there. ``--world_seed`` runs the same protocol
 
 Goal: test AUC >= 0.90 within 15 minutes on 2 CPU cores. The last line is ``ratio=<test AUC / 0.90>`` (>= 1: met).
 
-    python benchmarks/bench_learnability.py [--epochs 2] [--answer_loss both] [--learning_rate 1e-3] [--world_seed 4]
-    python benchmarks/bench_learnability.py --mode image --model outputs/smollm2-135m-vision/align   # MsrVision
+    python experiments/learnability.py [--epochs 2] [--answer_loss both] [--learning_rate 1e-3] [--world_seed 4]
+    python experiments/learnability.py --mode image --model outputs/smollm2-135m-vision/align   # MsrVision
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ def main():
         )
     model_path = args.model or smollm2_path()
 
-    output_dir = args.output_dir or tempfile.mkdtemp(prefix="bench_learnability_")
+    output_dir = args.output_dir or tempfile.mkdtemp(prefix="learnability_")
     script_args = MsrSftArguments(
         dataset_name="synthetic",
         mode=args.mode,

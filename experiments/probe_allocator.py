@@ -9,12 +9,12 @@ instead; they are read at process start, so each measurement here is a fresh pro
 - ``kept``: ``MALLOC_MMAP_THRESHOLD_`` (4 GiB: big blocks come from the heap), ``MALLOC_TRIM_THRESHOLD_`` (64 GiB: the
   heap is never trimmed) and ``MALLOC_TOP_PAD_`` (1 GiB: it grows in big steps).
 
-Both training paths of ``bench_sft.py`` (its long regime: SmolLM2-length summaries), on the same rows, one epoch.
+Both training paths of ``benchmarks/bench_sft.py`` (its long regime: SmolLM2-length summaries), on the same rows, one epoch.
 Printed per run: seconds per step after the first, minor page faults and system seconds per later step. A
 diagnostic, not in ``make bench``. The last line is ``ratio=<one row per candidate: default / kept seconds per later
 step>``.
 
-    python benchmarks/probe_allocator.py [--num_users 4]
+    python experiments/probe_allocator.py [--num_users 4]
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ PATHS = {"none": "one row per candidate", "shared_prefix": "packed"}
 def measure(packing_mode: str, num_users: int, threads: int) -> dict:
     """One training run in this process: seconds per later step and the allocator's cost (bench_sft.train_seconds)."""
     import torch
-    from bench_sft import PROTOCOL, summaries, train_seconds
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+    from bench_sft import PROTOCOL, summaries, train_seconds  # the benchmark's two paths, measured here
 
     from hf_mllm_msr import load_msr_dataset
     from hf_mllm_msr.models.offline import smollm2_path

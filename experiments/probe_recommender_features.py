@@ -16,7 +16,7 @@ AUC of the chosen probe (candidate tokens, layer 12) 0.543, against word-match 0
 read-out of the frozen model: LoRA has to build it, which 40-160 CPU steps did not (ratio 0.19). The last line is
 `ratio=<(probe AUC - 0.5) / (word-match AUC - 0.5)>`, the share of the summaries' signal the frozen model exposes.
 
-    python benchmarks/probe_recommender_features.py \
+    python experiments/probe_recommender_features.py \
         --item_summaries runs/synthetic/summaries/item_summaries --user_summaries runs/synthetic/summaries/user_summaries
 """
 
