@@ -1,6 +1,6 @@
 """The whole method end to end on a laptop CPU with no network (see `hf_mllm_msr.demo`).
 
-    mllm-msr demo --output_dir demo_output
+mllm-msr demo --output_dir demo_output
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Usage:
 
 Baselines only (no adapter, no summaries needed):
 
-    mllm-msr evaluate --config recipes/synthetic/evaluate/config_default.yaml --adapters
+    mllm-msr evaluate --config recipes/synthetic/evaluate/config_default.yaml
 
 `python recipes/evaluate.py ...` runs the same main.
 """
