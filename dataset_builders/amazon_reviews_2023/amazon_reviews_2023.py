@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...data.builder import MsrBuilder, MsrConfig, msr_configs
-from ...data.columnar import INTERACTIONS, JsonLines, strip
+from ...data.columnar import INTERACTIONS, JsonLines, strip, valid_seconds
 from ...data.preprocessing import parse_timestamp, read_text_lines
 
 # the only review and meta fields the interactions need; pyarrow skips the rest (review texts, images, ...)
@@ -136,7 +136,7 @@ class AmazonReviews2023(MsrBuilder):
 
     def interaction_table(self, skips):
         def from_arrow(raw):
-            seconds = pc.divide(raw["timestamp"], 1000.0)  # milliseconds -> seconds, like every other source
+            seconds = valid_seconds(pc.divide(raw["timestamp"], 1000.0))  # ms -> s, like every other source
             return pa.table([strip(raw["user_id"]), strip(raw["parent_asin"]), seconds], schema=INTERACTIONS)
 
         def from_record(record):

@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .columnar import add_counted, k_core, table_of_rows, valid_events
+from .columnar import add_counted, k_core, one_line, table_of_rows, valid_events
 from .images import load_image
-from .preprocessing import SPLITS, Skips, build_examples, natural_key, one_line
+from .preprocessing import SPLITS, Skips, build_examples, natural_key
 from .schema import EXAMPLE_FEATURES, ITEM_FEATURES, SEQUENCE_FEATURES
 
 logger = logging.getLogger(__name__)
