@@ -40,24 +40,12 @@ import random
 import tempfile
 import time
 
+from hf_mllm_msr.testing.worlds import RECIPE_PROTOCOL as PROTOCOL  # 20 stored negatives per train user
+
 WORDS = (
     "red green blue yellow orange purple modern vintage lamp mug backpack sneaker notebook cotton steel bamboo "
     "canvas ceramic bright soft comfortable travel office stylish durable classic compact simple practical design"
 ).split()
-
-
-# The recipe protocol with 20 stored negatives per train user (as experiments/learnability.py trains on)
-PROTOCOL = dict(
-    num_users=200,
-    num_items=120,
-    world_seed=0,
-    split="user",
-    history_policy="recent",
-    max_history=10,
-    seed=0,
-    num_train_negatives=20,
-    num_validation_negatives=20,
-)
 
 
 def matmul_peak(threads: int) -> float:

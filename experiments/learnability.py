@@ -30,19 +30,9 @@ from collections import Counter
 
 from hf_mllm_msr.demo_arguments import VISION_LORA_TARGETS
 from hf_mllm_msr.recommendation.candidate_prompts import CANDIDATE_TEXTS
+from hf_mllm_msr.testing.worlds import RECIPE_PROTOCOL as PROTOCOL  # 20 stored negatives per train user
 
 GOAL_AUC, GOAL_SECONDS = 0.90, 15 * 60
-PROTOCOL = dict(
-    num_users=200,
-    num_items=120,
-    world_seed=0,
-    split="user",
-    history_policy="recent",
-    max_history=10,
-    seed=0,
-    num_train_negatives=20,
-    num_validation_negatives=20,
-)
 
 
 def lately_colour(colours):

@@ -114,9 +114,10 @@ def run_demo(args: DemoArguments) -> dict:
     import datasets
 
     from .data.loading import load_msr_dataset
-    from .evaluation import baseline_scoring, report, tables
+    from .evaluation import baseline_scoring, tables
     from .publishing.cards import write_adapter_card
     from .recommendation.recommender import MsrRecommender
+    from .scripts.evaluate import EvaluateArguments, write_results
     from .summarization.summarize import SummarizeConfig, make_generator, summarize_items
     from .summarization.users import summarize_users
 
@@ -224,17 +225,14 @@ def run_demo(args: DemoArguments) -> dict:
             "ks": [3, 5, 10],
             "users": len(set(test["user_id"])),
         }
-        results = report.evaluate_models(
-            scores,
-            test,
-            examples["train"],
-            full_protocol,
-            models_info=info,
-            user_history_lengths=history_lengths,
+        report_args = EvaluateArguments(
+            dataset_name=args.data,
+            output_dir=str(tmp),
+            baselines=args.baselines,
             bootstrap_samples=args.bootstrap_samples,
             seed=args.seed,
         )
-        report.write_report(results, tmp)
+        write_results(report_args, scores, info, test, examples["train"], full_protocol, history_lengths)
 
     report_dir = _stage(output_dir, "report", report_stage)
     results = json.loads((report_dir / "results.json").read_text())

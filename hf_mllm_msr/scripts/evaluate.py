@@ -137,6 +137,28 @@ def protocol_of(args: EvaluateArguments) -> dict:
     }
 
 
+def write_results(
+    args: EvaluateArguments, scores: dict, models_info: dict, test, train, protocol: dict, history_lengths
+) -> tuple[dict, dict]:
+    """Every scored model's metrics, intervals and cold-start views on the same test rows, written to
+    `args.output_dir` (results.json, report.md, plots); returns `(results, {name: path written})`."""
+    from hf_mllm_msr.evaluation import report
+
+    results = report.evaluate_models(
+        scores,
+        test,
+        train,
+        protocol,
+        models_info=models_info,
+        user_history_lengths=history_lengths,
+        ks=args.ks,
+        bootstrap_samples=args.bootstrap_samples,
+        seed=args.seed,
+        reference=args.compare_to,
+    )
+    return results, report.write_report(results, args.output_dir)
+
+
 def make_parser():
     from trl import TrlParser
 
@@ -203,19 +225,7 @@ def main(args: EvaluateArguments) -> dict:
     models_info.update(baseline_info)
 
     # --- Report ------------------------------------------------------------------------------------------------------
-    results = report.evaluate_models(
-        scores,
-        test,
-        examples["train"],
-        protocol,
-        models_info=models_info,
-        user_history_lengths=history_lengths,
-        ks=args.ks,
-        bootstrap_samples=args.bootstrap_samples,
-        seed=args.seed,
-        reference=args.compare_to,
-    )
-    written = report.write_report(results, args.output_dir)
+    results, written = write_results(args, scores, models_info, test, examples["train"], protocol, history_lengths)
     print(tables.markdown_table(results))
     if args.compare_to:
         print(tables.paired_table(results))

@@ -8,6 +8,19 @@ import datasets
 
 from ..data.schema import history_key
 
+# The synthetic recipes' protocol (recipes/smollm2-135m/sft/config_cpu.yaml) with 20 stored negatives per train and
+# validation user: what benchmarks/bench_sft.py times and experiments/learnability.py trains on.
+RECIPE_PROTOCOL = dict(
+    num_users=200,
+    num_items=120,
+    world_seed=0,
+    split="user",
+    history_policy="recent",
+    max_history=10,
+    seed=0,
+    num_train_negatives=20,
+    num_validation_negatives=20,
+)
 COLORS = ["red", "blue", "green", "yellow"]
 OBJECTS = ["lamp", "mug", "chair", "vase", "clock"]
 
