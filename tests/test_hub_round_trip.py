@@ -89,6 +89,11 @@ def train(tmp_path, base, mode, **model):
     return out
 
 
+def push(hub, adapter, repo_id, *argv) -> dict:
+    """`mllm-msr push` of an adapter folder to the fake Hub."""
+    return cli(["push", "--folder", adapter, "--repo_id", repo_id, "--endpoint", hub.endpoint, "--token", "x", *argv])
+
+
 RESULTS = {
     "protocol": {"dataset": "toy", "seed": 0},
     "num_users": 4,
@@ -158,21 +163,7 @@ def test_text_adapter_round_trip(fake_hub, tmp_path):
         "tester/tiny-llama"
     )
     (tmp_path / "results.json").write_text(json.dumps(RESULTS))
-    cli(
-        [
-            "push",
-            "--folder",
-            adapter,
-            "--repo_id",
-            "tester/text-adapter",
-            "--results",
-            str(tmp_path / "results.json"),
-            "--endpoint",
-            fake_hub.endpoint,
-            "--token",
-            "x",
-        ]
-    )
+    push(fake_hub, adapter, "tester/text-adapter", "--results", str(tmp_path / "results.json"))
     card = fake_hub.repos[("model", "tester/text-adapter")]["README.md"].decode()
     assert "base_model: tester/tiny-llama" in card
 
@@ -199,6 +190,7 @@ def test_training_from_a_converted_offline_folder_writes_no_local_path(tmp_path,
     assert "base_model:adapter:HuggingFaceTB/SmolLM2-135M-Instruct" in (adapter / "README.md").read_text()
 
 
+@pytest.mark.slow  # trains, pushes and downloads a vision adapter in a fresh process; the text round trip stays fast
 def test_vision_adapter_round_trip(fake_hub, tmp_path, caplog):
     # The composed vision model exists only here: push uploads it as a repo of its own and names it.
     base_dir = testing_vlm.tiny_msr_vision(tmp_path / "tiny-msr-vision")
@@ -210,21 +202,7 @@ def test_vision_adapter_round_trip(fake_hub, tmp_path, caplog):
         lora_modules_to_save=["multi_modal_projector"],
     )
     (tmp_path / "results.json").write_text(json.dumps(RESULTS))
-    commits = cli(
-        [
-            "push",
-            "--folder",
-            adapter,
-            "--repo_id",
-            "tester/vision-adapter",
-            "--results",
-            str(tmp_path / "results.json"),
-            "--endpoint",
-            fake_hub.endpoint,
-            "--token",
-            "x",
-        ]
-    )
+    commits = push(fake_hub, adapter, "tester/vision-adapter", "--results", str(tmp_path / "results.json"))
     assert list(commits) == ["tester/vision-adapter-base", "tester/vision-adapter"]
     pushed = fake_hub.repos[("model", "tester/vision-adapter")]
     assert json.loads(pushed["adapter_config.json"])["base_model_name_or_path"] == "tester/vision-adapter-base"
@@ -254,10 +232,7 @@ def test_readme_python_blocks_run_as_a_downloader_would(fake_hub, tmp_path):
         api.create_repo(f"tester/{name}")
         api.upload_folder(repo_id=f"tester/{name}", folder_path=factory(tmp_path / name))
     adapter = train(tmp_path, "tester/tiny-llama", "title")
-    cli(
-        ["push", "--folder", adapter, "--repo_id", "tester/readme-adapter", "--endpoint", fake_hub.endpoint]
-        + ["--token", "x"]
-    )
+    push(fake_hub, adapter, "tester/readme-adapter")
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     script = python_blocks(readme)
     swapped = {"Qwen/Qwen2-VL-2B-Instruct": "tester/tiny-vlm", "demo_output/adapter": "tester/readme-adapter"}
