@@ -1,4 +1,6 @@
-"""Shared data fixtures (data-only; other fixtures may be appended below)."""
+"""Fixtures shared by the test modules: the dataset cache, the bad-input corpus, one tiny demo run, tiny summarizers.
+
+Shared helpers that are not fixtures live in `hf_mllm_msr.testing` (tiny models, the colour shop, a fake Hub)."""
 
 import pytest
 
@@ -33,3 +35,21 @@ def demo_run(tmp_path_factory):
     proc = run_demo(output_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return output_dir, proc
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    """`(model, tokenizer)` of a tiny random Llama as a summarizer (text only)."""
+    from hf_mllm_msr.summarization.generation import load_summarizer
+    from hf_mllm_msr.testing import text as testing
+
+    return load_summarizer(testing.tiny_llama(tmp_path_factory.mktemp("llama")), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory):
+    """`(model, processor)` of a tiny random Gemma3 image-text-to-text model as a summarizer."""
+    from hf_mllm_msr.summarization.generation import load_summarizer
+    from hf_mllm_msr.testing import vlm as testing_vlm
+
+    return load_summarizer(testing_vlm.tiny_gemma3_vlm(tmp_path_factory.mktemp("gemma")), device="cpu")

@@ -13,19 +13,8 @@ from hf_mllm_msr.summarization.generation import (
     load_summarizer,
 )
 from hf_mllm_msr.testing import text as testing
-from hf_mllm_msr.testing import vlm as testing_vlm
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    return load_summarizer(testing.tiny_llama(tmp_path_factory.mktemp("llama")), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def gemma(tmp_path_factory):
-    return load_summarizer(testing_vlm.tiny_gemma3_vlm(tmp_path_factory.mktemp("gemma")), device="cpu")
 
 
 def text_requests(n=5):

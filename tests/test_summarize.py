@@ -11,7 +11,6 @@ from hf_mllm_msr.prompts import (
     USER_SUMMARY_PREFIX,
     cue_colours,
 )
-from hf_mllm_msr.summarization.generation import load_summarizer
 from hf_mllm_msr.summarization.summarize import (
     SummarizeConfig,
     first_paragraph,
@@ -27,7 +26,6 @@ from hf_mllm_msr.summarization.users import (
     summarize_users,
 )
 from hf_mllm_msr.testing import text as testing
-from hf_mllm_msr.testing import vlm as testing_vlm
 
 torch.set_num_threads(1)
 CONFIG = SummarizeConfig(max_new_tokens=5, batch_size=4, repetition_penalty=2.0)  # the tiny model loops on "\\n"
@@ -39,16 +37,6 @@ ITEM_FEATURES = datasets.Features(
         "image": datasets.Image(),
     }
 )
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    return load_summarizer(testing.tiny_llama(tmp_path_factory.mktemp("llama")), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def gemma(tmp_path_factory):
-    return load_summarizer(testing_vlm.tiny_gemma3_vlm(tmp_path_factory.mktemp("gemma")), device="cpu")
 
 
 def recording(generator):
