@@ -124,6 +124,9 @@ def test_no_module_imports_a_higher_stage():
     assert not offences, "\n".join(offences)
 
 
+# ~50 fresh interpreters, each importing torch + transformers (5-10 s apiece): minutes. The AST test above forbids every
+# upward import (what an import cycle between stages needs), and runs in the default suite.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "subpackage", ["data", "summarization", "recommendation", "evaluation", "models", "publishing", "scripts"]
 )
