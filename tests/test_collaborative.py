@@ -142,7 +142,7 @@ def _collaborative_world():
 
 
 def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypatch):
-    from trl import ModelConfig, SFTConfig
+    from trl import ModelConfig
 
     items, examples, sequences = _collaborative_world()
     script = MsrSftArguments(
@@ -153,19 +153,7 @@ def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypat
         collaborative_hidden_size=16,
         max_eval_users=4,
     )
-    training = SFTConfig(
-        output_dir=str(tmp_path / "adapter"),
-        bf16=False,
-        use_cpu=True,
-        report_to="none",
-        max_steps=6,
-        per_device_train_batch_size=2,
-        logging_steps=1,
-        save_strategy="no",
-        learning_rate=3e-2,
-        seed=0,
-        max_length=2048,
-    )
+    training = testing.cpu_sft_config(tmp_path / "adapter", max_steps=6)
     model_args = ModelConfig(model_name_or_path=base, use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
     out = train_recommender(script, training, model_args, items=items, examples=examples, sequences=sequences)
     folder = tmp_path / "adapter"

@@ -274,7 +274,7 @@ def test_bad_groups_get_clear_errors(model_dir):
     [("tiny_llama", "title", "both"), ("tiny_llama", "summary", "both"), ("tiny_msr_vision", "image", "listwise")],
 )
 def test_packed_training_end_to_end(model_dir, tmp_path, name, mode, answer_loss):
-    from trl import ModelConfig, SFTConfig
+    from trl import ModelConfig
 
     world = colour_shop(negatives_per_user=3)
     items, examples, user_summaries = world["items"], world["examples"], world["user_summaries"]
@@ -288,21 +288,7 @@ def test_packed_training_end_to_end(model_dir, tmp_path, name, mode, answer_loss
         answer_loss=answer_loss,
         candidate_text=candidate_text,
     )
-    training = SFTConfig(
-        output_dir=str(tmp_path / "adapter"),
-        bf16=False,
-        use_cpu=True,
-        report_to="none",
-        max_steps=8,
-        per_device_train_batch_size=2,
-        logging_steps=1,
-        save_strategy="no",
-        learning_rate=3e-2,
-        seed=0,
-        eval_strategy="steps",
-        eval_steps=8,
-        max_length=2048,
-    )
+    training = testing.cpu_sft_config(tmp_path / "adapter", max_steps=8, eval_strategy="steps", eval_steps=8)
     model_args = ModelConfig(
         model_name_or_path=model_dir(name), use_peft=True, lora_r=8, lora_alpha=16, lora_dropout=0.0
     )

@@ -136,3 +136,13 @@ def noise_image(seed: int = 0, size: tuple[int, int] = (48, 40)):
 
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype="uint8"), "RGB")
+
+
+def cpu_sft_config(output_dir: str | os.PathLike, **overrides):
+    """TRL's ``SFTConfig`` for a few steps of a tiny model on the CPU (no bf16, no reports, no checkpoints, batch 2,
+    lr 3e-2 so that a handful of steps moves the weights); ``overrides`` set any other field."""
+    from trl import SFTConfig
+
+    defaults = dict(bf16=False, use_cpu=True, report_to="none", per_device_train_batch_size=2, logging_steps=1)
+    defaults.update(save_strategy="no", learning_rate=3e-2, seed=0, max_length=2048)
+    return SFTConfig(output_dir=str(output_dir), **{**defaults, **overrides})
