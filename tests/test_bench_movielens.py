@@ -5,7 +5,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from hf_mllm_msr.testing import text as testing
 
@@ -31,7 +30,6 @@ def write_movielens_format(folder: Path, num_users: int = 60, num_items: int = 7
     return folder
 
 
-@pytest.mark.slow  # about 2 minutes: SASRec and GRU4Rec train to early stopping, and two SFT runs
 def test_bench_movielens_runs_on_another_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_MLLM_MSR_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the recipes are named relative to the checkout
