@@ -98,7 +98,6 @@ def test_demo_rerun_skips_finished_stages(demo_run):
     assert (output_dir / "report" / "results.json").read_text() == before
 
 
-@pytest.mark.slow  # a third tiny demo; the image path trains in test_packed_sft and round-trips in test_hub_round_trip
 def test_demo_with_the_vision_recommender(tmp_path):
     """--recommender_model smollm2-135m-vision: the recommender sees candidate images (tiny composition here)."""
     proc = run_demo(tmp_path, "--recommender_model", "smollm2-135m-vision", "--num_users", "8", "--no_ablation")
@@ -160,7 +159,6 @@ def write_disjoint_movielens(folder):
     return folder
 
 
-@pytest.mark.slow  # a fourth tiny demo; not-trained rows are tested in test_report and test_baselines
 def test_small_real_format_run_reports_what_it_cannot_train(tmp_path):
     """Issue 17: a 4-user MovieLens-format run where SASRec cannot train still writes the report, with SASRec's
     reason in its row; the baselines train on the whole train split although --max_users cuts the LLM stages."""

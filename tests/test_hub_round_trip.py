@@ -190,7 +190,6 @@ def test_training_from_a_converted_offline_folder_writes_no_local_path(tmp_path,
     assert "base_model:adapter:HuggingFaceTB/SmolLM2-135M-Instruct" in (adapter / "README.md").read_text()
 
 
-@pytest.mark.slow  # trains, pushes and downloads a vision adapter in a fresh process; the text round trip stays fast
 def test_vision_adapter_round_trip(fake_hub, tmp_path, caplog):
     # The composed vision model exists only here: push uploads it as a repo of its own and names it.
     base_dir = testing_vlm.tiny_msr_vision(tmp_path / "tiny-msr-vision")

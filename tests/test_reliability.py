@@ -31,7 +31,6 @@ def summaries(output_dir, stage):
     return datasets.load_from_disk(str(output_dir / stage / "data")).remove_columns("model").to_list()
 
 
-@pytest.mark.slow  # two tiny demos; the data layer's identical-output check is test_builders' corpus test
 def test_full_flow_on_the_bad_input_corpus(bad_input_corpus, tmp_path):
     """Every kind of bad input at once: no crash, every skip reported with its reason, and the good rows'
     outputs identical to a run on the same data without the bad rows."""
@@ -70,7 +69,6 @@ def _kill_when(proc, condition, timeout=600):
     return False
 
 
-@pytest.mark.slow  # a killed tiny demo + rerun per point; each stage's resume has its own fast test
 @pytest.mark.parametrize("kill_point", ["item_summaries", "adapter"])
 def test_sigkill_then_rerun_gives_the_uninterrupted_result(kill_point, tmp_path, demo_run):
     """SIGKILL in the middle of a stage, rerun: the final outputs equal those of an uninterrupted run (the
