@@ -13,7 +13,8 @@ from ..prompts import ANSWER_NO, ANSWER_YES, CUE_COLOURS_LABEL, cue_colours, rec
 
 MODES = ("image", "summary", "title")
 # What mode "summary" shows of a candidate's item summary. "cues" is for small summarizers: SmolLM2-135M's item
-# paragraphs name no colour for most items and bury the cues behind noise; trained on them, it stays at chance (README).
+# paragraphs name no colour for most items and bury the cues behind noise; trained on them, it stays at chance
+# (recipes/smollm2-135m/README.md).
 # "colours" keeps only the colour names of the cues (the ImageNet tags and layout words are the same noise).
 CANDIDATE_TEXTS = ("summary_and_cues", "summary", "cues", "colours")
 

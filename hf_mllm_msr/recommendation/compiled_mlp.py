@@ -5,8 +5,8 @@ product forward, two products and ``silu_backward`` backward. In a profiled pack
 layers, 2 CPU cores) those passes took a fifth of the step, ten times what the same operations take alone on warm
 data, while the matrix products ran near the cores' peak. ``torch.compile`` fuses each direction into one
 loop over the data: 7-17 % less time per packed step with SmolLM2-length summaries in two runs, nothing measurable
-with one-sentence ones (``benchmarks/bench_sft.py`` prints both; README "Speed"). Only the product is compiled, with
-dynamic shapes, so that it costs seconds, not the minutes a whole decoder layer takes; where ``torch.compile``
+with one-sentence ones (``benchmarks/bench_sft.py`` prints both; docs/experiments.md, "Speed" under the packed SFT
+study). Only the product is compiled, with dynamic shapes, so that it costs seconds, not the minutes a whole decoder layer takes; where ``torch.compile``
 cannot build (no C++ compiler), the block logs it once and runs eager.
 """
 

@@ -5,7 +5,7 @@ full-width output (a packed user of 2,000 tokens through SmolLM2's 1,536-wide ML
 backward). On 2 CPU cores those passes over memory cost more than their FLOPs suggest.
 :func:`scaled_before_up_projection` scales the rank-r activation instead and folds the sum into the up-projection
 (``addmm``): the same function of the weights, in less time per packed step (``benchmarks/bench_sft.py`` prints
-both; README "Speed"). It uses PEFT's own extension point for LoRA variants
+both; docs/experiments.md, "Speed" under the packed SFT study). It uses PEFT's own extension point for LoRA variants
 (``LoraLayer.lora_variant``, through which DoRA runs), for the duration of a ``with`` block only, so that saving,
 merging and scoring see plain LoRA.
 """

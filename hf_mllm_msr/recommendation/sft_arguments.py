@@ -98,7 +98,7 @@ class MsrSftArguments(ScriptArguments):
         metadata={
             "help": "Mode summary: 'summary_and_cues' (the item paragraph, then the textualized visual cues), "
             "'summary', 'cues' or 'colours' (only the cues' colour names). 'cues' and 'colours' for summarizers whose "
-            "paragraphs are unreliable (SmolLM2-135M: README)."
+            "paragraphs are unreliable (SmolLM2-135M: recipes/smollm2-135m/README.md)."
         },
     )
 
