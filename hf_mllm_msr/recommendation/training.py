@@ -164,17 +164,17 @@ def train_recommender(
         training_args.max_length = None
 
     # --- data ---
+    from ..data.loading import load_msr_dataset
+
+    options = dict(script_args.dataset_options or {})
+
+    def load(config_name):
+        return load_msr_dataset(script_args.dataset_name, config_name, data_dir=script_args.data_dir, **options)
+
     if items is None or examples is None:
-        from ..data.loading import load_msr_dataset
-
-        options = dict(script_args.dataset_options or {})
-        items = load_msr_dataset(script_args.dataset_name, "items", data_dir=script_args.data_dir, **options)
-        examples = load_msr_dataset(script_args.dataset_name, "examples", data_dir=script_args.data_dir, **options)
+        items, examples = load("items"), load("examples")
     if sequences is None and (script_args.collaborative_tokens or script_args.history_windows):
-        from ..data.loading import load_msr_dataset
-
-        options = dict(script_args.dataset_options or {})
-        sequences = load_msr_dataset(script_args.dataset_name, "sequences", data_dir=script_args.data_dir, **options)
+        sequences = load("sequences")
     if item_summaries is None and script_args.item_summaries_path:
         item_summaries = datasets.load_from_disk(script_args.item_summaries_path)
     if user_summaries is None and script_args.user_summaries_path:
@@ -218,7 +218,6 @@ def train_recommender(
         logger.info("prefix_examples: %d more training rows from earlier summary steps.", len(extra_rows))
         train_dataset = datasets.concatenate_datasets([train_dataset, extra_rows])
     if script_args.history_windows:
-        options = dict(script_args.dataset_options or {})
         windows = history_windows(
             sequences,
             train_examples,
