@@ -241,7 +241,10 @@ def recommend_messages(
     return [{"role": "user", "content": content}]
 
 
-def title_history_summary(titles: Sequence[str], max_items: int = 20) -> str:
-    """User representation of the title-only (TALLRec-style) baseline: no image information at all."""
-    titles = [clean_field(t, 120) for t in titles][-max_items:]
-    return "The user recently interacted with: " + "; ".join(titles) + "."
+def title_history_summary(titles: Sequence[str], max_items: int = 20, texts: Sequence[str] | None = None) -> str:
+    """User representation of the title-only (TALLRec-style) baseline: no image information at all. ``texts``: each
+    item's catalogue text (MovieLens: its genres and year), shown in brackets after its title."""
+    titles = [clean_field(t, 120) for t in titles]
+    if texts is not None:
+        titles = [f"{t} [{clean_field(x, 200)}]" if clean_field(x, 200) else t for t, x in zip(titles, texts)]
+    return "The user recently interacted with: " + "; ".join(titles[-max_items:]) + "."

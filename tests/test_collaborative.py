@@ -10,9 +10,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from hf_mllm_msr.evaluation.encoders import BOS, PAD, SASRecConfig, SASRecEncoder
 from hf_mllm_msr.recommendation.collaborative import (
     ITEM_TOKEN,
     UNKNOWN_ROW,
+    USER_TOKEN,
     add_collaborative_tokens,
     collaborative_embedding,
 )
@@ -39,12 +41,21 @@ def base(tmp_path_factory):
     return testing.tiny_llama(tmp_path_factory.mktemp("collab") / "tiny_llama")
 
 
-def collaborative_model(base):
+def _user_encoder(rows: int = NUM_ITEMS + 3, dim: int = 8):
+    config = SASRecConfig(hidden_size=dim, inner_size=16, max_len=8, seed=0)
+    torch.manual_seed(2)
+    encoder = SASRecEncoder(rows, config).eval()
+    encoder.config = config
+    return encoder
+
+
+def collaborative_model(base, user_token: bool = False):
     model = AutoModelForCausalLM.from_pretrained(base).eval()
     tokenizer = AutoTokenizer.from_pretrained(base)
     table, ids = _table()
     torch.manual_seed(1)
-    add_collaborative_tokens(model, tokenizer, table, ids, hidden_size=16)
+    encoder = _user_encoder() if user_token else None
+    add_collaborative_tokens(model, tokenizer, table, ids, hidden_size=16, user_encoder=encoder)
     return model, tokenizer
 
 
@@ -72,6 +83,26 @@ def test_placeholders_become_projected_item_vectors(base):
         embedding.item_token_ids(ids, [["i1", "i2"]])
 
 
+def test_the_user_token_is_the_projected_sasrec_state_after_the_history(base):
+    model, tokenizer = collaborative_model(base, user_token=True)
+    embedding = collaborative_embedding(model)
+    assert embedding.user_token == USER_TOKEN and USER_TOKEN in tokenizer.get_vocab()
+    text = f"liked {ITEM_TOKEN}{ITEM_TOKEN}{USER_TOKEN} then {ITEM_TOKEN}{USER_TOKEN}"
+    ids = tokenizer([text], return_tensors="pt")["input_ids"]
+    mapped = embedding.item_token_ids(ids, [["i3", "never-seen", "i0"]])
+    users = (ids[0] == embedding.user_token_id).nonzero().flatten()
+    # the dropout-free frozen SASRec encoder over [BOS] + the item rows right before each user token
+    reference = _user_encoder()
+    first = reference(torch.tensor([[BOS, 6, UNKNOWN_ROW]]))[:, -1]
+    second = reference(torch.tensor([[PAD, PAD, BOS, 3]]))[:, -1]
+    model.train()  # training mode must not make the user vector random
+    out = embedding(mapped)
+    expected = embedding.collaborative_user_projector(torch.cat([first, second]))
+    torch.testing.assert_close(out[0, users], expected)
+    assert not any(p.requires_grad for p in embedding.user_encoder.parameters())
+    assert embedding.record()["user_token"] == USER_TOKEN
+
+
 def test_a_title_cannot_forge_an_item_token(base):
     """Data fields are cleaned before the placeholders are added: a title holding the token string gives none."""
     model, tokenizer = collaborative_model(base)
@@ -81,8 +112,9 @@ def test_a_title_cannot_forge_an_item_token(base):
     assert int((enc["input_ids"] >= collaborative_embedding(model).offset).sum()) == 2  # one history + one candidate
 
 
-def test_shared_prefix_scores_equal_one_forward_per_candidate(base):
-    model, tokenizer = collaborative_model(base)
+@pytest.mark.parametrize("user_token", [False, True], ids=["items", "items+user"])
+def test_shared_prefix_scores_equal_one_forward_per_candidate(base, user_token):
+    model, tokenizer = collaborative_model(base, user_token)
     scorer = YesNoScorer(model, tokenizer, mode="title")
     user = "The user recently interacted with: item 1; item 2; item 3."
     candidates = [{"item_id": f"i{k}", "title": f"item {k}"} for k in (4, 5, 6)] + [{"item_id": "cold", "title": "x"}]
@@ -94,8 +126,9 @@ def test_shared_prefix_scores_equal_one_forward_per_candidate(base):
     assert not np.allclose(shared, other, atol=1e-4)
 
 
-def test_packed_logits_equal_unpacked_rows(base):
-    model, tokenizer = collaborative_model(base)
+@pytest.mark.parametrize("user_token", [False, True], ids=["items", "items+user"])
+def test_packed_logits_equal_unpacked_rows(base, user_token):
+    model, tokenizer = collaborative_model(base, user_token)
     items = datasets.Dataset.from_dict(
         {"item_id": [f"i{k}" for k in range(NUM_ITEMS)], "title": [f"film {k}" for k in range(NUM_ITEMS)]}
     )
@@ -141,7 +174,8 @@ def _collaborative_world():
     return items, datasets.DatasetDict(splits), datasets.Dataset.from_dict(sequences)
 
 
-def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypatch):
+@pytest.mark.parametrize("user_token", [False, True], ids=["items", "items+user"])
+def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypatch, user_token):
     from trl import ModelConfig
 
     items, examples, sequences = _collaborative_world()
@@ -150,6 +184,7 @@ def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypat
         mode="title",
         packing_mode="shared_prefix",
         collaborative_tokens=True,
+        collaborative_user_token=user_token,
         collaborative_hidden_size=16,
         max_eval_users=4,
     )
@@ -183,12 +218,16 @@ def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypat
     from safetensors import safe_open
 
     with safe_open(str(folder / "adapter_model.safetensors"), framework="pt") as f:
-        assert any("collaborative_projector" in key for key in f.keys())  # the trained projector is in the adapter
+        keys = list(f.keys())
+    assert any("collaborative_projector" in key for key in keys)  # the trained projector is in the adapter
+    assert any("collaborative_user_projector" in key for key in keys) == user_token
+    assert record["user_token"] == (USER_TOKEN if user_token else None)
 
     monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))
     recommender = MsrRecommender.from_pretrained(out)
     embedding = collaborative_embedding(recommender.model)
     assert embedding is not None and embedding.item_table.shape[0] == NUM_ITEMS + 3
+    assert (embedding.user_encoder is not None) == user_token
     # the loaded projector is the trained one, not a fresh random one
     fresh, _ = collaborative_model(base)
     assert not torch.allclose(
@@ -220,6 +259,8 @@ def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypat
 def test_collaborative_tokens_need_packing():
     with pytest.raises(ValueError, match="shared_prefix"):
         MsrSftArguments(dataset_name="toy", mode="title", collaborative_tokens=True)
+    with pytest.raises(ValueError, match="needs collaborative_tokens"):
+        MsrSftArguments(dataset_name="toy", mode="title", packing_mode="shared_prefix", collaborative_user_token=True)
 
 
 def test_history_windows_cut_each_train_users_sequence():

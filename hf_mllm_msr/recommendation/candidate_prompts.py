@@ -61,21 +61,31 @@ def fit_user_summary(user_summary: str, tokenizer=None, max_tokens: int | None =
 
 
 def recommend_prompt(
-    mode: str, user_summary: str, candidate: dict, item_token: str = "", num_history_items: int = 0
+    mode: str,
+    user_summary: str,
+    candidate: dict,
+    item_token: str = "",
+    num_history_items: int = 0,
+    user_token: str = "",
 ) -> list[dict]:
     """The user turn for one candidate. Text modes use string content (every text chat template reads it);
     image mode uses content parts with the image placeholder between the user part and the candidate.
     ``item_token``: the collaborative placeholder, once per history item (``num_history_items``) and after the
-    candidate's title; empty for a model without collaborative tokens."""
+    candidate's title; empty for a model without collaborative tokens. ``user_token``: the collaborative user
+    placeholder, right after the history's item tokens (the user embedding is computed from them). Modes title and image show the candidate's
+    catalogue ``text`` when it has one (a recommender trained with ``item_text``)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    item_text = item_summary_text(candidate.get("summary"), candidate.get("visual_cues")) if mode == "summary" else ""
+    if mode == "summary":
+        item_text = item_summary_text(candidate.get("summary"), candidate.get("visual_cues"))
+    else:
+        item_text = candidate.get("text") or ""
     messages = recommend_messages(
         user_summary,
         candidate["title"],
         item_text,
         with_image=mode == "image",
-        history_item_tokens=item_token * num_history_items,
+        history_item_tokens=item_token * num_history_items + user_token,
         candidate_item_token=item_token,
     )
     if mode != "image":
@@ -123,15 +133,16 @@ def render_prompts(
     candidates: Sequence[dict],
     item_token: str = "",
     num_history_items: int = 0,
+    user_token: str = "",
 ) -> list[str]:
     """One user's candidate prompts rendered with the chat template and the generation prompt (training and scoring
     tokenize exactly these texts, without adding special tokens). ``item_token``, ``num_history_items``: the
-    collaborative placeholders (:func:`recommend_prompt`)."""
+    collaborative placeholders, ``user_token`` the user's (:func:`recommend_prompt`)."""
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
     template_owner = processing_class if getattr(processing_class, "chat_template", None) else tokenizer
     return [
         template_owner.apply_chat_template(
-            recommend_prompt(mode, user_summary, c, item_token, num_history_items),
+            recommend_prompt(mode, user_summary, c, item_token, num_history_items, user_token),
             add_generation_prompt=True,
             tokenize=False,
         )

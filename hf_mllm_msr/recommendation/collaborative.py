@@ -15,10 +15,18 @@ The SASRec item table is frozen; the projector (2-layer MLP) is trained in SFT n
 (``modules_to_save``: ``PROJECTOR_NAME``); the table and the item-id order are saved as ``collaborative.safetensors``
 next to the adapter. An item SASRec never saw (not in its training catalogue) maps to SASRec's UNKNOWN row (a zero
 vector unless rare items were merged into it), a defined embedding: a cold candidate is still scored, from its title.
+
+The user token (``user_token: true``, CoLLM's user embedding): item vectors alone do not carry SASRec's sequence encoder,
+which is what ranks a user's candidates (its score is ``encoder(history) . item``). With it, the prompt holds one
+:data:`USER_TOKEN` right after the history's item tokens; the input embedding runs the frozen SASRec encoder over the
+item ids just before it (the same ``[BOS] + history`` the baseline scores with) and puts
+``user_projector(state)`` in its place. So the user vector, too, needs no extra model input, and packing and
+shared-prefix scoring carry it as they carry the items. The encoder's weights go into ``collaborative.safetensors``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -28,12 +36,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..evaluation.encoders import UNKNOWN
-from .scoring import COLLABORATIVE_FILE, PROJECTOR_NAME
+from ..evaluation.encoders import BOS, PAD, UNKNOWN, SASRecConfig, SASRecEncoder
+from .scoring import COLLABORATIVE_FILE, PROJECTOR_NAME, USER_PROJECTOR_NAME
 
 logger = logging.getLogger(__name__)
 
 ITEM_TOKEN = "<|msr_item|>"
+USER_TOKEN = "<|msr_user|>"
 UNKNOWN_ROW = UNKNOWN  # the table is SASRec's own: its UNKNOWN row stands for every item it does not know
 
 
@@ -65,6 +74,9 @@ class CollaborativeEmbedding(nn.Module):
         item_ids: the item id of each row (rows without one, e.g. padding, are None).
         placeholder_id: the tokenizer's id of :data:`ITEM_TOKEN`.
         hidden_size: the projector's hidden width.
+        user_encoder: the SASRec encoder that made ``item_table``, with its ``config`` attribute (it is saved with
+            it); frozen here, dropout 0. With ``user_token_id``, the tokenizer's id of :data:`USER_TOKEN`, it adds the
+            user token. None: item tokens only.
     """
 
     item_token = ITEM_TOKEN
@@ -76,6 +88,8 @@ class CollaborativeEmbedding(nn.Module):
         item_ids: Sequence[str | None],
         placeholder_id: int,
         hidden_size: int = 256,
+        user_encoder: SASRecEncoder | None = None,
+        user_token_id: int | None = None,
     ):
         super().__init__()
         if len(item_ids) != len(item_table):
@@ -85,15 +99,39 @@ class CollaborativeEmbedding(nn.Module):
         self.item_ids = list(item_ids)
         self.item_rows = {item: row for row, item in enumerate(self.item_ids) if item is not None}
         weight = token_embedding.weight
+        if (user_encoder is None) != (user_token_id is None):
+            raise ValueError("A user token needs both user_encoder and user_token_id.")
         # Item ids come after both the embedding table and the tokenizer's added tokens (some models pad their table).
-        self.placeholder_id, self.offset = int(placeholder_id), max(int(placeholder_id) + 1, weight.shape[0])
+        self.placeholder_id = int(placeholder_id)
+        self.user_token_id = None if user_token_id is None else int(user_token_id)
+        self.offset = max(self.placeholder_id + 1, (self.user_token_id or 0) + 1, weight.shape[0])
+        self.user_token = USER_TOKEN if user_encoder is not None else ""
+        out_std = float(weight.detach().float().std())
         self.collaborative_projector = CollaborativeProjector(
             item_table.shape[1],
             hidden_size,
             weight.shape[1],
             input_scale=1.0 / float(item_table.float().std().clamp(min=1e-6)),
-            out_std=float(weight.detach().float().std()),
+            out_std=out_std,
         ).to(weight.device)
+        # Held outside the module tree (a list is not registered): LoRA's target matching, model.train() and the
+        # model's state dict never reach the frozen encoder; it is saved in collaborative.safetensors instead.
+        self._user_encoder: list[SASRecEncoder] = []
+        if user_encoder is not None:
+            self._user_encoder.append(user_encoder.requires_grad_(False).eval().to(weight.device))
+            for module in user_encoder.modules():  # and without dropout, even if someone calls train() on it
+                if isinstance(module, nn.Dropout):
+                    module.p = 0.0
+                elif isinstance(module, nn.MultiheadAttention):
+                    module.dropout = 0.0
+            # The encoder ends in a LayerNorm: its states have unit scale already.
+            self.collaborative_user_projector = CollaborativeProjector(
+                item_table.shape[1], hidden_size, weight.shape[1], out_std=out_std
+            ).to(weight.device)
+
+    @property
+    def user_encoder(self) -> SASRecEncoder | None:
+        return self._user_encoder[0] if self._user_encoder else None
 
     @property
     def weight(self):  # transformers and PEFT read the token table through the input embedding
@@ -105,13 +143,34 @@ class CollaborativeEmbedding(nn.Module):
                 f"{ITEM_TOKEN} reached the model unmapped: map prompts with item_token_ids() before the forward."
             )
         is_item = input_ids >= self.offset
-        embeds = self.token_embedding(input_ids.masked_fill(is_item, 0))
+        is_user = input_ids == self.user_token_id if self.user_token_id is not None else torch.zeros_like(is_item)
+        embeds = self.token_embedding(input_ids.masked_fill(is_item | is_user, 0))
         if is_item.any():
             vectors = self.item_table[input_ids[is_item] - self.offset]
             embeds = embeds.masked_scatter(
                 is_item.unsqueeze(-1), self.collaborative_projector(vectors).to(embeds.dtype)
             )
+        if is_user.any():
+            states = self.user_states(input_ids, is_user.nonzero().tolist())
+            embeds = embeds.masked_scatter(
+                is_user.unsqueeze(-1), self.collaborative_user_projector(states).to(embeds.dtype)
+            )
         return embeds
+
+    @torch.no_grad()
+    def user_states(self, input_ids: torch.Tensor, positions: Sequence[Sequence[int]]) -> torch.Tensor:
+        """SASRec's state after the history whose item tokens end right before each (row, column) user position:
+        ``encoder([BOS] + history)[-1]``, as the baseline scores (an empty history gives the state after BOS)."""
+        histories = []
+        for row, column in positions:
+            start = column
+            while start > 0 and int(input_ids[row, start - 1]) >= self.offset:
+                start -= 1
+            histories.append([BOS, *(input_ids[row, start:column] - self.offset).tolist()])
+        width = max(map(len, histories))
+        encoder = self.user_encoder.to(input_ids.device)
+        ids = torch.tensor([[PAD] * (width - len(h)) + h for h in histories], device=input_ids.device)
+        return encoder(ids)[:, -1].to(self.collaborative_user_projector.linear_1.weight.dtype)
 
     def row_of(self, item_id) -> int:
         return self.item_rows.get(str(item_id) if item_id is not None else None, UNKNOWN_ROW)
@@ -140,17 +199,25 @@ class CollaborativeEmbedding(nn.Module):
             "projector": PROJECTOR_NAME,
             "projector_hidden_size": self.collaborative_projector.linear_1.out_features,
             "token": self.item_token,
+            "user_token": self.user_token or None,
+            "user_projector": USER_PROJECTOR_NAME if self.user_encoder is not None else None,
         }
 
     def save(self, folder) -> None:
-        """``collaborative.safetensors``: the item table and the row order (the projector is in the adapter)."""
+        """``collaborative.safetensors``: the item table, the row order and, with the user token, the SASRec encoder
+        and its config (the projectors are in the adapter)."""
         from safetensors.torch import save_file
 
         metadata = {
             "item_ids": json.dumps(self.item_ids),
             "hidden_size": str(self.collaborative_projector.linear_1.out_features),
         }
-        save_file({"item_table": self.item_table.contiguous()}, str(Path(folder) / COLLABORATIVE_FILE), metadata)
+        tensors = {"item_table": self.item_table.contiguous()}
+        if self.user_encoder is not None:
+            metadata["user_encoder_config"] = json.dumps(dataclasses.asdict(self.user_encoder.config))
+            state = self.user_encoder.state_dict()
+            tensors.update({f"user_encoder.{k}": v.detach().contiguous() for k, v in state.items()})
+        save_file(tensors, str(Path(folder) / COLLABORATIVE_FILE), metadata)
 
 
 def collaborative_embedding(model) -> CollaborativeEmbedding | None:
@@ -159,16 +226,24 @@ def collaborative_embedding(model) -> CollaborativeEmbedding | None:
     return embedding if isinstance(embedding, CollaborativeEmbedding) else None
 
 
-def add_collaborative_tokens(model, tokenizer, item_table, item_ids, hidden_size: int = 256) -> CollaborativeEmbedding:
-    """Installs a :class:`CollaborativeEmbedding` as ``model``'s input embedding and :data:`ITEM_TOKEN` in the tokenizer.
+def add_collaborative_tokens(
+    model, tokenizer, item_table, item_ids, hidden_size: int = 256, user_encoder: SASRecEncoder | None = None
+) -> CollaborativeEmbedding:
+    """Installs a :class:`CollaborativeEmbedding` as ``model``'s input embedding and :data:`ITEM_TOKEN` (and, with a
+    ``user_encoder``, :data:`USER_TOKEN`) in the tokenizer.
 
-    The tokenizer gains one special token; the LM's vocabulary (and output head) stays as it was, because the token
-    never reaches the embedding table unmapped."""
+    The tokenizer gains one or two special tokens; the LM's vocabulary (and output head) stays as it was, because the
+    tokens never reach the embedding table."""
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
-    if ITEM_TOKEN not in tokenizer.get_vocab():
-        tokenizer.add_tokens([ITEM_TOKEN], special_tokens=True)
+    tokens = [ITEM_TOKEN] + ([USER_TOKEN] if user_encoder is not None else [])
+    missing = [t for t in tokens if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
     placeholder_id = tokenizer.convert_tokens_to_ids(ITEM_TOKEN)
-    embedding = CollaborativeEmbedding(model.get_input_embeddings(), item_table, item_ids, placeholder_id, hidden_size)
+    user_token_id = tokenizer.convert_tokens_to_ids(USER_TOKEN) if user_encoder is not None else None
+    embedding = CollaborativeEmbedding(
+        model.get_input_embeddings(), item_table, item_ids, placeholder_id, hidden_size, user_encoder, user_token_id
+    )
     model.set_input_embeddings(embedding)
     return embedding
 
@@ -183,14 +258,27 @@ def load_collaborative_tokens(model, tokenizer, folder) -> CollaborativeEmbeddin
 
     with safe_open(str(path), framework="pt") as f:
         table, metadata = f.get_tensor("item_table"), f.metadata()
+        prefix = "user_encoder."
+        encoder_state = {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+    user_encoder = None
+    if "user_encoder_config" in metadata:
+        config = SASRecConfig(**json.loads(metadata["user_encoder_config"]))
+        user_encoder = SASRecEncoder(len(table), config)
+        user_encoder.load_state_dict(encoder_state)
+        user_encoder.config = config
     return add_collaborative_tokens(
-        model, tokenizer, table, json.loads(metadata["item_ids"]), hidden_size=int(metadata["hidden_size"])
+        model,
+        tokenizer,
+        table,
+        json.loads(metadata["item_ids"]),
+        hidden_size=int(metadata["hidden_size"]),
+        user_encoder=user_encoder,
     )
 
 
 def sasrec_item_table(sequences, examples, items, seed: int = 0):
-    """``(item_table, item_ids)`` of the SASRec that the evaluation trains on the same split (same config and seed:
-    the baseline's own model), for :func:`add_collaborative_tokens`.
+    """``(item_table, item_ids, encoder)`` of the SASRec that the evaluation trains on the same split (same config and
+    seed: the baseline's own model), for :func:`add_collaborative_tokens` (``encoder``: its ``user_encoder``).
 
     Args:
         sequences: the protocol's ``sequences``.
@@ -211,4 +299,5 @@ def sasrec_item_table(sequences, examples, items, seed: int = 0):
     item_ids: list = [None] * len(table)
     for item, row in model.item_index.items():
         item_ids[row] = item
-    return table, item_ids
+    model.model.config = model.config  # saved with the encoder, to rebuild it
+    return table, item_ids, model.model

@@ -21,6 +21,9 @@ from .candidate_prompts import MODES, candidate_text_fields, fit_user_summary, r
 
 logger = logging.getLogger(__name__)
 
+# What a training group keeps of each candidate (``text``: the catalogue text, only with ``item_text``).
+CANDIDATE_FIELDS = ("item_id", "title", "text", "summary", "visual_cues")
+
 
 def _lookup(ds: datasets.Dataset | None, key: str) -> dict:
     return {} if ds is None else {k: i for i, k in enumerate(ds[key])}
@@ -35,10 +38,12 @@ def resolve_examples(
     user_summaries=None,
     on_missing="error",
     candidate_text="summary_and_cues",
+    item_text=False,
 ):
     """Joins example rows with items and summaries: one ``(user_summary, candidate dict)`` per row, or None
     for a skipped row. Missing pieces raise one error naming the ids, or are counted and skipped. ``candidate_text``
-    (`hf_mllm_msr.recommendation.candidate_prompts.CANDIDATE_TEXTS`) picks the item-summary fields a candidate keeps."""
+    (`hf_mllm_msr.recommendation.candidate_prompts.CANDIDATE_TEXTS`) picks the item-summary fields a candidate keeps.
+    ``item_text``: the items' catalogue ``text`` goes with each history title (mode title) and into the candidate."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     if on_missing not in ("error", "skip"):
@@ -54,6 +59,7 @@ def resolve_examples(
         summary_row = _lookup(item_summaries, "item_id")
     # Whole columns once: row access on a Dataset decodes every field of the row each time.
     titles = items["title"]
+    texts = items["text"] if item_text else None
     user_texts = user_summaries["summary"] if user_summaries is not None else []
     item_texts = item_summaries["summary"] if item_summaries is not None else []
     cues = (
@@ -68,14 +74,18 @@ def resolve_examples(
         if cand_id not in item_row:
             problem = ("candidate item", cand_id)
         elif mode == "title":
-            known = [titles[item_row[h]] for h in history if h in item_row]
-            user_text = prompts.title_history_summary(known)
+            known = [item_row[h] for h in history if h in item_row]
+            user_text = prompts.title_history_summary(
+                [titles[r] for r in known], texts=[texts[r] for r in known] if texts is not None else None
+            )
         elif history_key(history) not in user_row:
             problem = ("user summary", f"user {user_id} (history_key {history_key(history)})")
         else:
             user_text = user_texts[user_row[history_key(history)]]
         if problem is None:
             candidate = {"item_id": cand_id, "title": titles[item_row[cand_id]]}
+            if texts is not None:
+                candidate["text"] = texts[item_row[cand_id]]
             if mode == "summary":
                 if cand_id not in summary_row:
                     problem = ("item summary", cand_id)
@@ -116,6 +126,7 @@ def build_sft_dataset(
     tokenizer=None,
     max_user_tokens: int | None = None,
     candidate_text: str = "summary_and_cues",
+    item_text: bool = False,
 ) -> datasets.Dataset:
     """SFT rows in TRL's conversational prompt-completion format (completion-only loss by default).
 
@@ -128,6 +139,8 @@ def build_sft_dataset(
         on_missing: ``"error"`` (default) raises naming the ids; ``"skip"`` leaves those rows out, counted in the log.
         tokenizer, max_user_tokens: when both are given, user summaries longer than this are cut from the start.
         candidate_text: mode "summary": one of `candidate_prompts.CANDIDATE_TEXTS` (``summary_and_cues``, ``cues``, ...).
+        item_text: show the items' catalogue ``text`` (MovieLens: genres and year) with the history titles (mode
+            title) and the candidate.
 
     Returns:
         A dataset with ``prompt`` (user turn), ``completion`` (assistant "Yes"/"No") and, in image mode,
@@ -141,6 +154,7 @@ def build_sft_dataset(
         user_summaries=user_summaries,
         on_missing=on_missing,
         candidate_text=candidate_text,
+        item_text=item_text,
     )
     columns: dict[str, list] = {"prompt": [], "completion": []}
     if mode == "image":
@@ -233,6 +247,7 @@ def build_group_dataset(
     max_user_tokens: int | None = None,
     require_positive: bool = False,
     candidate_text: str = "summary_and_cues",
+    item_text: bool = False,
     history_items: bool = False,
 ) -> datasets.Dataset:
     """One row per user and history, with all of their candidates: the groups of shared-prefix packed SFT
@@ -243,8 +258,8 @@ def build_group_dataset(
         history_items: add a ``history_items`` column (the history's item ids: their collaborative tokens).
 
     Returns:
-        A dataset with ``user_id``, ``user_text`` (cut to ``max_user_tokens``), ``candidates`` (``item_id``,
-        ``title``, ``summary``, ``visual_cues``), ``labels``, ``answer_weights`` (1.0 each) and, in image mode,
+        A dataset with ``user_id``, ``user_text`` (cut to ``max_user_tokens``), ``candidates``
+        (:data:`CANDIDATE_FIELDS`), ``labels``, ``answer_weights`` (1.0 each) and, in image mode,
         ``images`` (one per candidate).
     """
     rows = resolve_examples(
@@ -255,6 +270,7 @@ def build_group_dataset(
         user_summaries=user_summaries,
         on_missing=on_missing,
         candidate_text=candidate_text,
+        item_text=item_text,
     )
     groups: dict[tuple, list[int]] = {}
     for i, (user_id, history, resolved) in enumerate(zip(examples["user_id"], examples["history"], rows)):
@@ -279,9 +295,7 @@ def build_group_dataset(
         no_negative += 0 not in group_labels
         columns["user_id"].append(user_id)
         columns["user_text"].append(fit_user_summary(rows[indices[0]][0], tokenizer, max_user_tokens))
-        columns["candidates"].append(
-            [{k: rows[i][1].get(k) for k in ("item_id", "title", "summary", "visual_cues")} for i in indices]
-        )
+        columns["candidates"].append([{k: rows[i][1].get(k) for k in CANDIDATE_FIELDS} for i in indices])
         columns["labels"].append(group_labels)
         columns["answer_weights"].append([1.0] * len(indices))
         if history_items:
@@ -293,9 +307,7 @@ def build_group_dataset(
     features = {
         "user_id": datasets.Value("string"),
         "user_text": datasets.Value("string"),
-        "candidates": datasets.List(
-            {k: datasets.Value("string") for k in ("item_id", "title", "summary", "visual_cues")}
-        ),
+        "candidates": datasets.List({k: datasets.Value("string") for k in CANDIDATE_FIELDS}),
         "labels": datasets.List(datasets.Value("int64")),
         "answer_weights": datasets.List(datasets.Value("float32")),
     }

@@ -66,12 +66,14 @@ class SharedPrefixCollator:
     def encode(self, features: Sequence[dict]) -> tuple[list[dict], dict]:
         """The unpacked rows of every group (``input_ids``, ``position_ids``, token types; no padding) and the image
         tensors of all rows, in order."""
-        item_token = self.items.item_token if self.items is not None else ""
+        item_token, user_token = (self.items.item_token, self.items.user_token) if self.items is not None else ("", "")
         history = [f["history_items"] if self.items is not None else [] for f in features]
         texts = [
             text
             for f, h in zip(features, history)
-            for text in render_prompts(self.processor, self.mode, f["user_text"], f["candidates"], item_token, len(h))
+            for text in render_prompts(
+                self.processor, self.mode, f["user_text"], f["candidates"], item_token, len(h), user_token
+            )
         ]
         kwargs = dict(padding=True, padding_side="right", return_tensors="pt", add_special_tokens=False)
         if self.mode == "image":

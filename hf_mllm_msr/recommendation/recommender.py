@@ -84,6 +84,7 @@ class MsrRecommender(YesNoScorer):
             model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
         kwargs.setdefault("max_user_tokens", msr_config.get("max_user_tokens"))
         kwargs.setdefault("candidate_text", msr_config.get("candidate_text", "summary_and_cues"))
+        kwargs.setdefault("item_text", msr_config.get("item_text", False))
         return cls(model.to(device).eval(), processor, mode=mode, **kwargs)
 
     def score_examples(
@@ -110,6 +111,7 @@ class MsrRecommender(YesNoScorer):
             item_summaries=item_summaries,
             user_summaries=user_summaries,
             on_missing=on_missing,
+            item_text=self.item_text,
         )
         groups: dict[tuple, list[int]] = {}
         for i, (user_id, history, resolved) in enumerate(zip(examples["user_id"], examples["history"], rows)):

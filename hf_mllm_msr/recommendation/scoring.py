@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 # so that PEFT's modules_to_save matches nothing else.
 COLLABORATIVE_FILE = "collaborative.safetensors"
 PROJECTOR_NAME = "collaborative_projector"
+USER_PROJECTOR_NAME = "collaborative_user_projector"
 MSR_CONFIG_NAME = "msr_config.json"  # next to an adapter / saved pipeline: its mode, max_user_tokens, candidate_text
 TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")  # per-token image markers (Gemma3, Qwen2-VL)
 
@@ -106,6 +107,8 @@ class YesNoScorer:
         shared_prefix: run each user's common prefix once (results equal one forward per candidate).
         candidate_text: mode "summary": show the candidates' ``summary_and_cues``, ``summary`` or ``cues`` only,
             as at training time.
+        item_text: the model was trained with the items' catalogue text (candidates carry it as ``text``);
+            :meth:`~hf_mllm_msr.recommendation.recommender.MsrRecommender.score_examples` then adds it.
     """
 
     def __init__(
@@ -117,12 +120,13 @@ class YesNoScorer:
         max_user_tokens: int | None = None,
         shared_prefix: bool = True,
         candidate_text: str = "summary_and_cues",
+        item_text: bool = False,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
         if candidate_text not in CANDIDATE_TEXTS:
             raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {candidate_text!r}.")
-        self.candidate_text = candidate_text
+        self.candidate_text, self.item_text = candidate_text, item_text
         self.model, self.processor, self.mode = model, processing_class, mode
         self.tokenizer = getattr(processing_class, "tokenizer", processing_class)
         if self.tokenizer.pad_token is None:
@@ -146,8 +150,12 @@ class YesNoScorer:
 
     def _encode(self, user_summary: str, candidates: Sequence[dict], history_items: Sequence = ()):
         candidates = [candidate_text_fields(c, self.candidate_text) for c in candidates]
-        item_token = self._items.item_token if self._items is not None else ""
-        texts = render_prompts(self.processor, self.mode, user_summary, candidates, item_token, len(history_items))
+        item_token, user_token = (
+            (self._items.item_token, self._items.user_token) if self._items is not None else ("", "")
+        )
+        texts = render_prompts(
+            self.processor, self.mode, user_summary, candidates, item_token, len(history_items), user_token
+        )
         kwargs = dict(padding=True, padding_side="right", return_tensors="pt", add_special_tokens=False)
         if self.mode == "image":
             enc = self.processor(text=texts, images=[[c["image"]] for c in candidates], **kwargs)

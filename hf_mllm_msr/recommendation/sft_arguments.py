@@ -66,12 +66,26 @@ class MsrSftArguments(ScriptArguments):
             "positive; `hf_mllm_msr.recommendation.windows`). 0: the protocol's one target per user."
         },
     )
+    item_text: bool = field(
+        default=False,
+        metadata={
+            "help": "Show each item's catalogue text (the dataset's `text` column; MovieLens: genres and year) after its "
+            "title, in the history (mode title) and for the candidate (recorded in msr_config.json)."
+        },
+    )
     collaborative_tokens: bool = field(
         default=False,
         metadata={
             "help": "Give every history item and candidate one more input embedding: its vector from the SASRec trained "
             "on the same train split, through a small projector trained with LoRA (after LLaRA/CoLLM; "
             "`hf_mllm_msr.recommendation.collaborative`). Needs packing_mode shared_prefix."
+        },
+    )
+    collaborative_user_token: bool = field(
+        default=False,
+        metadata={
+            "help": "With collaborative_tokens: also one user token, the SASRec encoder's state after the history "
+            "(CoLLM's user embedding) through its own projector; SASRec ranks candidates by that state."
         },
     )
     collaborative_hidden_size: int = field(
@@ -115,6 +129,10 @@ class MsrSftArguments(ScriptArguments):
             raise ValueError(
                 "collaborative_tokens needs packing_mode: shared_prefix (its collator maps each item placeholder to "
                 "its item; TRL's one-row-per-candidate path tokenizes rows itself and cannot)."
+            )
+        if self.collaborative_user_token and not self.collaborative_tokens:
+            raise ValueError(
+                "collaborative_user_token needs collaborative_tokens: true (it reads the history's items)."
             )
         if self.history_windows < 0:
             raise ValueError(f"history_windows must be >= 0, got {self.history_windows}.")

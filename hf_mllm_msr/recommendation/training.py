@@ -26,7 +26,7 @@ from .examples import build_group_dataset, build_sft_dataset, prefix_examples
 from .packed_trainer import SharedPrefixCollator, SharedPrefixSFTTrainer, split_groups
 from .packing import attention_rules
 from .recommender import _resolve
-from .scoring import MSR_CONFIG_NAME, PROJECTOR_NAME, image_token_ids
+from .scoring import MSR_CONFIG_NAME, PROJECTOR_NAME, USER_PROJECTOR_NAME, image_token_ids
 from .sft_arguments import MsrSftArguments
 from .validation import ValidationAucCallback, first_users
 from .windows import history_windows
@@ -191,13 +191,22 @@ def train_recommender(
     model.config._name_or_path = model.name_or_path = base_model
     collaborative = None
     if script_args.collaborative_tokens:
-        table, item_ids = sasrec_item_table(sequences, examples, items, seed=training_args.seed)
+        table, item_ids, encoder = sasrec_item_table(sequences, examples, items, seed=training_args.seed)
         collaborative = add_collaborative_tokens(
-            model, tokenizer, table, item_ids, script_args.collaborative_hidden_size
+            model,
+            tokenizer,
+            table,
+            item_ids,
+            script_args.collaborative_hidden_size,
+            user_encoder=encoder if script_args.collaborative_user_token else None,
         )
     summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
     train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
-    scorer_options = dict(max_user_tokens=script_args.max_user_tokens, candidate_text=script_args.candidate_text)
+    scorer_options = dict(
+        max_user_tokens=script_args.max_user_tokens,
+        candidate_text=script_args.candidate_text,
+        item_text=script_args.item_text,
+    )
     row_options = dict(mode=mode, on_missing=script_args.on_missing, tokenizer=tokenizer, **scorer_options)
     if packed:  # one row per user and history, all their candidates in it
         row_options["require_positive"] = script_args.answer_loss != "pointwise"
@@ -249,6 +258,7 @@ def train_recommender(
             target_modules=lora_targets(model_args, mode),
             modules_to_save=(model_args.lora_modules_to_save or [])
             + ([PROJECTOR_NAME] if collaborative is not None else [])
+            + ([USER_PROJECTOR_NAME] if collaborative is not None and collaborative.user_token else [])
             or None,
             task_type="CAUSAL_LM",
         )
@@ -313,6 +323,7 @@ def train_recommender(
             "base_model_revision": model_args.model_revision,
             "max_user_tokens": script_args.max_user_tokens,
             "candidate_text": script_args.candidate_text,
+            "item_text": script_args.item_text,
             "collaborative_tokens": collaborative.record() if collaborative is not None else None,
             "protocol": portable_paths(
                 {
