@@ -18,8 +18,8 @@ def msr_cache_dir(tmp_path_factory):
 def bad_input_corpus(tmp_path):
     """`(bad_dir, clean_dir, options)`: MovieLens-format raw files seeded with every kind of bad input, and the same
     data without the bad rows; `load_msr_dataset("movielens", ..., data_dir=d, **options)` gives identical datasets
-    for both (see tests/test_builders.py)."""
-    from test_builders import CORPUS_OPTIONS, write_bad_input_corpus
+    for both (`hf_mllm_msr.testing.raw_data`)."""
+    from hf_mllm_msr.testing.raw_data import CORPUS_OPTIONS, write_bad_input_corpus
 
     bad = write_bad_input_corpus(tmp_path / "bad" / "ml")
     return bad, write_bad_input_corpus(tmp_path / "clean", bad=False), dict(CORPUS_OPTIONS)

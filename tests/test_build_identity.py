@@ -14,10 +14,7 @@ import pytest
 
 from hf_mllm_msr import load_msr_dataset
 from hf_mllm_msr.data.loading import read_build_report
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_build import write_amazon as write_amazon_category  # noqa: E402
-from test_builders import (  # noqa: E402
+from hf_mllm_msr.testing.raw_data import (
     CORPUS_OPTIONS,
     REAL_MOVIELENS,
     TINY,
@@ -26,6 +23,9 @@ from test_builders import (  # noqa: E402
     write_microlens,
     write_movielens,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_build import write_amazon as write_amazon_category  # noqa: E402
 
 REFERENCE = Path(__file__).with_name("build_reference.json")
 CONFIGS = ("items", "sequences", "examples")
