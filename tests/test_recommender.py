@@ -84,26 +84,34 @@ def test_candidate_text_colours_keeps_only_the_cue_colour_names():
     assert candidate_text_fields({**candidate, "visual_cues": None}, "colours")["visual_cues"] is None
 
 
-def test_item_text_shows_the_catalogue_text_with_every_title(world, model_dir, tmp_path):
-    items = world["items"].map(lambda row: {"text": f"Genres: {row['title'].split()[0]} things."})
-    plain = sft_rows(world, "title")[0]["prompt"][0]["content"]
-    shown = build_sft_dataset(world["examples"]["train"], items, mode="title", item_text=True)[0]["prompt"][0][
-        "content"
-    ]
+def test_item_text_shows_an_item_column_with_every_title(world, model_dir, tmp_path):
+    items = world["items"].map(
+        lambda row: {"text": f"Genres: {row['title'].split()[0]} things.", "genres": [row["title"].split()[0], "home"]}
+    )
+    train = world["examples"]["train"]
+
+    def first_prompt(item_text):
+        return build_sft_dataset(train, items, mode="title", item_text=item_text)[0]["prompt"][0]["content"]
+
+    shown = first_prompt("text")
     assert "red lamp [Genres: red things.]; red mug [Genres: red things.]; red chair [Genres: red things.]." in shown
     assert 'Title: "red vase"\nAbout the item: "Genres: red things."' in shown
-    assert "Genres" not in plain  # off by default: the title-only prompts stay as they were
+    listed = first_prompt("genres")  # a list column is joined with commas
+    assert "red lamp [red, home]; red mug [red, home]" in listed and 'About the item: "red, home"' in listed
+    assert first_prompt("") == sft_rows(world, "title")[0]["prompt"][0]["content"]  # off: titles only, as before
+    with pytest.raises(ValueError, match="no column 'colour'"):
+        first_prompt("colour")
 
-    # a saved recommender's msr_config.json says so, and its scores then show the texts
+    # a saved recommender's msr_config.json names the column, and its scores then show it
     folder = tmp_path / "base"
     AutoModelForCausalLM.from_pretrained(model_dir("tiny_llama")).save_pretrained(folder)
     testing.tiny_chatml_tokenizer().save_pretrained(folder)
-    (folder / "msr_config.json").write_text(json.dumps({"mode": "title", "item_text": True}))
+    (folder / "msr_config.json").write_text(json.dumps({"mode": "title", "item_text": "genres"}))
     loaded = MsrRecommender.from_pretrained(str(folder))
-    assert loaded.item_text is True
+    assert loaded.item_text == "genres"
     validation = world["examples"]["validation"]
     with_text = loaded.score_examples(validation, items, progress=False)
-    loaded.item_text = False
+    loaded.item_text = ""
     without = loaded.score_examples(validation, items, progress=False)
     assert np.max(np.abs(with_text - without)) > 1e-4
 

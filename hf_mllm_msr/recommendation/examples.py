@@ -29,6 +29,19 @@ def _lookup(ds: datasets.Dataset | None, key: str) -> dict:
     return {} if ds is None else {k: i for i, k in enumerate(ds[key])}
 
 
+def item_texts_column(items, item_text) -> list[str] | None:
+    """The values of the ``item_text`` column of ``items`` as strings (lists joined with commas), or None for none."""
+    column = item_text or None
+    if column is None:
+        return None
+    if column not in items.column_names:
+        raise ValueError(
+            f"item_text={item_text!r}: the items dataset has no column {column!r} (it has {items.column_names}). "
+            "Name one of those, or leave item_text empty for titles only."
+        )
+    return [", ".join(map(str, v)) if isinstance(v, list) else str(v or "") for v in items[column]]
+
+
 def resolve_examples(
     examples,
     items,
@@ -38,12 +51,13 @@ def resolve_examples(
     user_summaries=None,
     on_missing="error",
     candidate_text="summary_and_cues",
-    item_text=False,
+    item_text="",
 ):
     """Joins example rows with items and summaries: one ``(user_summary, candidate dict)`` per row, or None
     for a skipped row. Missing pieces raise one error naming the ids, or are counted and skipped. ``candidate_text``
     (`hf_mllm_msr.recommendation.candidate_prompts.CANDIDATE_TEXTS`) picks the item-summary fields a candidate keeps.
-    ``item_text``: the items' catalogue ``text`` goes with each history title (mode title) and into the candidate."""
+    ``item_text``: a column of ``items`` (``"text"``, ``"genres"``) whose value goes with each
+    history title (mode title) and into the candidate as its ``text``; empty: titles only."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     if on_missing not in ("error", "skip"):
@@ -59,9 +73,9 @@ def resolve_examples(
         summary_row = _lookup(item_summaries, "item_id")
     # Whole columns once: row access on a Dataset decodes every field of the row each time.
     titles = items["title"]
-    texts = items["text"] if item_text else None
+    texts = item_texts_column(items, item_text)
     user_texts = user_summaries["summary"] if user_summaries is not None else []
-    item_texts = item_summaries["summary"] if item_summaries is not None else []
+    summary_texts = item_summaries["summary"] if item_summaries is not None else []
     cues = (
         item_summaries["visual_cues"]
         if item_summaries is not None and "visual_cues" in item_summaries.column_names
@@ -91,7 +105,7 @@ def resolve_examples(
                     problem = ("item summary", cand_id)
                 else:
                     index = summary_row[cand_id]
-                    candidate.update(summary=item_texts[index], visual_cues=cues[index] if cues else None)
+                    candidate.update(summary=summary_texts[index], visual_cues=cues[index] if cues else None)
                     candidate = candidate_text_fields(candidate, candidate_text)
             elif mode == "image":
                 candidate["image"] = items[item_row[cand_id]]["image"]
@@ -126,7 +140,7 @@ def build_sft_dataset(
     tokenizer=None,
     max_user_tokens: int | None = None,
     candidate_text: str = "summary_and_cues",
-    item_text: bool = False,
+    item_text: str = "",
 ) -> datasets.Dataset:
     """SFT rows in TRL's conversational prompt-completion format (completion-only loss by default).
 
@@ -139,8 +153,8 @@ def build_sft_dataset(
         on_missing: ``"error"`` (default) raises naming the ids; ``"skip"`` leaves those rows out, counted in the log.
         tokenizer, max_user_tokens: when both are given, user summaries longer than this are cut from the start.
         candidate_text: mode "summary": one of `candidate_prompts.CANDIDATE_TEXTS` (``summary_and_cues``, ``cues``, ...).
-        item_text: show the items' catalogue ``text`` (MovieLens: genres and year) with the history titles (mode
-            title) and the candidate.
+        item_text: a column of ``items`` (``text``, ``genres``, ...) shown with the history titles (mode title) and
+            the candidate; empty: titles only.
 
     Returns:
         A dataset with ``prompt`` (user turn), ``completion`` (assistant "Yes"/"No") and, in image mode,
@@ -247,7 +261,7 @@ def build_group_dataset(
     max_user_tokens: int | None = None,
     require_positive: bool = False,
     candidate_text: str = "summary_and_cues",
-    item_text: bool = False,
+    item_text: str = "",
     history_items: bool = False,
 ) -> datasets.Dataset:
     """One row per user and history, with all of their candidates: the groups of shared-prefix packed SFT
