@@ -7,8 +7,9 @@ trained and scored on any folder in the MovieLens format (RecBole atomic files `
 Stages, each timed: build (the protocol's examples, items, sequences), the baselines (fit + score), and per LLM
 configuration (``recipes/movielens/sft/config_title.yaml``: title-only; ``config_title_collab.yaml``: + collaborative
 tokens) its SFT and its scoring of the test users. It prints every model's test AUC and HR@10 with user-bootstrap
-intervals, the AUC on cold candidates (fewer than 5 training interactions), and the best LLM configuration's paired AUC
-difference to popularity and to SASRec. The last line reads
+intervals, the AUC on cold candidates (fewer than 5 training interactions), every LLM row's paired AUC difference to
+popularity, SASRec and GRU4Rec and to each other LLM row (controlled comparisons of two recipes), and the best LLM
+configuration's difference to popularity and to SASRec. The scores go to ``scores.npz``. The last line reads
 
     auc=<best LLM> popularity=<p> sasrec=<s> delta_pop=<d> delta_sasrec=<e> ratio=<wall time / 90 min>
 
@@ -94,6 +95,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     from hf_mllm_msr.data.loading import load_msr_dataset
     from hf_mllm_msr.evaluation import baseline_scoring, bootstrap, report
+    from hf_mllm_msr.recommendation.collaborative import collaborative_embedding
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
     start, stages = time.perf_counter(), {}
@@ -123,7 +125,7 @@ def main(argv=None) -> dict:
     for name in scores:
         stages[f"baseline {name}"] = info[name]["fit_seconds"]
 
-    llm_names = []
+    llm_names, with_tokens = [], {}
     runs = {Path(folder).name: folder for folder in args.adapters} if args.adapters else dict.fromkeys(args.configs)
     for name, folder in runs.items():
         if folder is None:
@@ -135,6 +137,7 @@ def main(argv=None) -> dict:
         scores[name] = recommender.score_examples(test, data["items"], progress=False)
         stages[f"{name}: scoring"] = time.perf_counter() - tic
         info[name] = {"kind": "adapter", "source": folder}
+        with_tokens[name] = collaborative_embedding(recommender.model) is not None
         llm_names.append(name)
         del recommender
 
@@ -152,6 +155,7 @@ def main(argv=None) -> dict:
     results["stage_seconds"] = {k: round(v, 1) for k, v in stages.items()}
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    np.savez(output_dir / "scores.npz", user_id=np.asarray(test["user_id"]), label=np.asarray(test["label"]), **scores)
 
     labels, users = np.asarray(test["label"]), np.asarray(test["user_id"])
     print(f"\nMovieLens-format benchmark on {args.data_dir}: {results['num_users']} test users x (1 + 20)")
@@ -161,15 +165,24 @@ def main(argv=None) -> dict:
         (al, ah), (hl, hh) = row["ci"]["auc"], row["ci"]["hr@10"]
         cold = row["by_popularity"].get(COLD, {}).get("auc", float("nan"))
         print(f"{name:32s} {auc:.3f} [{al:.3f}, {ah:.3f}]     {hr:.3f} [{hl:.3f}, {hh:.3f}]     {cold:.3f}")
-    best = max(llm_names, key=lambda n: results["models"][n]["metrics"]["auc"])
-    deltas = {}
-    for reference in ("popularity", "sasrec"):
-        paired = bootstrap.paired_bootstrap(
-            scores[best], scores[reference], labels, users, "auc", args.bootstrap_samples, args.seed
+
+    def paired(name, reference) -> float:
+        result = bootstrap.paired_bootstrap(
+            scores[name], scores[reference], labels, users, "auc", args.bootstrap_samples, args.seed
         )
-        deltas[reference] = paired["difference"]
-        low, high = paired["ci"]
-        print(f"{best} - {reference}: AUC {paired['difference']:+.3f} [{low:+.3f}, {high:+.3f}] (paired, users)")
+        low, high = result["ci"]
+        print(f"{name} - {reference}: AUC {result['difference']:+.3f} [{low:+.3f}, {high:+.3f}] (paired, users)")
+        return result["difference"]
+
+    print("\nPaired AUC differences (user bootstrap):")
+    for position, name in enumerate(llm_names):
+        tokens = " (collaborative tokens)" if with_tokens[name] else ""
+        print(f"- {name}{tokens}")
+        for reference in ("popularity", "sasrec", "gru4rec", *llm_names[position + 1 :]):
+            paired(name, reference)
+    best = max(llm_names, key=lambda n: results["models"][n]["metrics"]["auc"])
+    print(f"best LLM row: {best}")
+    deltas = {reference: paired(best, reference) for reference in ("popularity", "sasrec")}
     # What the LLM rows learned of SASRec: the rank correlation of their scores with SASRec's within each test user
     # (1: the same order; 0: unrelated).
     for name in llm_names:
