@@ -18,12 +18,12 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
 from ..evaluation import tables
+from ..recommendation.msr_config import MSR_CONFIG_NAME, RecommenderConfig
 
 logger = logging.getLogger(__name__)
 
 ADAPTER_TEMPLATE = "recommender_adapter.md"
 SUMMARIES_TEMPLATE = "summaries_dataset.md"
-MSR_CONFIG_NAME = "msr_config.json"
 TASK_TYPE = "text-classification"  # the recommender answers Yes/No; the Hub has no sequential-recommendation task
 TASK_NAME = "Sequential recommendation (1 positive + N sampled negatives per user)"
 
@@ -89,7 +89,7 @@ def render_model_card(
     model_key: str | None = None,
     repo_id: str | None = None,
     model_name: str | None = None,
-    msr_config: Mapping | None = None,
+    msr_config: RecommenderConfig | Mapping | None = None,
     license: str | None = None,
 ) -> ModelCard:
     """Render the recommender adapter card.
@@ -104,7 +104,8 @@ def render_model_card(
         model_key: the results row of this adapter (default: the first row of kind ``adapter``, else the first).
         repo_id: Hub id the adapter is pushed to, shown in the loading snippet (a folder placeholder when None).
         model_name: name in the model-index (default: ``repo_id``'s last part or ``model_key``).
-        msr_config: contents of the adapter's ``msr_config.json`` (mode, prompt version).
+        msr_config: the adapter's ``RecommenderConfig`` (mode, prompt versions, collaborative tokens), or the dict of
+            its ``msr_config.json``.
         license: license of the adapter (usually the base model's).
     """
     if "models" in results:
@@ -113,7 +114,8 @@ def render_model_card(
     else:
         model_key, metrics, results = model_key or "mllm-msr", results, None
     protocol = dict(protocol if protocol is not None else (results or {}).get("protocol", {}))
-    msr_config = dict(msr_config or {})
+    if not isinstance(msr_config, RecommenderConfig):
+        msr_config = RecommenderConfig.from_dict(msr_config or {})
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else model_key)
     eval_dataset = str(protocol.get("dataset", dataset_name))
     on_hub = _is_hub_id(base_model)
@@ -148,11 +150,11 @@ def render_model_card(
         base_model_link=f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`",
         dataset_name=dataset_name,
         eval_dataset=eval_dataset,
-        mode=msr_config.get("mode", "unknown"),
-        candidate_text=msr_config.get("candidate_text", "summary_and_cues"),
-        collaborative=msr_config.get("collaborative_tokens"),
-        prompt_version=msr_config.get("prompt_version", "unknown"),
-        summary_prompt_version=msr_config.get("summary_prompt_version", "unknown"),
+        mode=msr_config.mode or "unknown",
+        candidate_text=msr_config.candidate_text,
+        collaborative=msr_config.collaborative_tokens,
+        prompt_version=msr_config.prompt_version or "unknown",
+        summary_prompt_version=msr_config.summary_prompt_version or "unknown",
         num_users=num_users,
         num_rows=num_rows,
         confidence=f"{100 * (1 - alpha):.0f}%",
@@ -181,12 +183,11 @@ def write_adapter_card(adapter_dir: str | Path, results: Mapping, *, repo_id: st
     ``kwargs`` go to `render_model_card` and override what the folder says (``base_model``, ``dataset_name``, ...).
     """
     adapter_dir = Path(adapter_dir)
-    config_path = adapter_dir / MSR_CONFIG_NAME
-    msr_config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    msr_config = RecommenderConfig.from_pretrained(adapter_dir)
     recipes = sorted(adapter_dir.glob("*.yaml"))
     recipe = yaml.safe_load(recipes[0].read_text()) if recipes else {}
-    protocol = msr_config.get("protocol", {})
-    kwargs.setdefault("base_model", msr_config.get("base_model") or _peft_base_model(adapter_dir))
+    protocol = msr_config.protocol
+    kwargs.setdefault("base_model", msr_config.base_model or _peft_base_model(adapter_dir))
     kwargs.setdefault("dataset_name", str(protocol.get("dataset", "unknown")))
     card = render_model_card(recipe, results, repo_id=repo_id, msr_config=msr_config, **kwargs)
     card.save(adapter_dir / "README.md")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..evaluation import report
 from ..models.offline import PICKLE_PATTERNS
-from .cards import MSR_CONFIG_NAME, render_summaries_card
+from ..recommendation.msr_config import MSR_CONFIG_NAME, RecommenderConfig
+from .cards import render_summaries_card
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,7 @@ def push_to_hub(
         commits[repo_id] = api.upload_folder(
             repo_id=repo_id, folder_path=staging, commit_message=commit_message
         ).commit_url
-    config_path = folder / MSR_CONFIG_NAME
-    msr_config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    msr_config = RecommenderConfig.from_pretrained(folder)
     for name, path in (include_summaries or {}).items():
         dataset = report.load_summaries(path)
         dataset_repo = f"{repo_id}-{name}"
@@ -118,9 +118,9 @@ def push_to_hub(
             render_summaries_card(
                 dataset,
                 repo_id=dataset_repo,
-                source_dataset=str(msr_config.get("protocol", {}).get("dataset", "unknown")),
-                summarizer_model=str(msr_config.get("summarizer_model", "see the adapter card")),
-                prompt_version=str(msr_config.get("prompt_version", "unknown")),
+                source_dataset=str(msr_config.protocol.get("dataset", "unknown")),
+                summarizer_model=str(msr_config.summarizer_model or "see the adapter card"),
+                prompt_version=str(msr_config.prompt_version or "unknown"),
                 kind="user" if "user" in name else "item",
             ).save(os.path.join(staging, "README.md"))
             api.create_repo(dataset_repo, repo_type="dataset", private=private, exist_ok=True)
@@ -148,9 +148,9 @@ def published_base(folder: Path, repo_id: str, base_repo_id: str | None = None) 
     base = json.loads(config_path.read_text()).get("base_model_name_or_path", "")
     local = base == VISION_MODEL_NAME or is_local_path(base)
     if local and Path(base).is_dir() or base == VISION_MODEL_NAME:
-        from ..recommendation.recommender import _resolve
+        from ..recommendation.recommender import resolve_model
 
-        base_folder = Path(_resolve(base))
+        base_folder = Path(resolve_model(base))
         model_type = json.loads((base_folder / "config.json").read_text()).get("model_type")
         if model_type == "mllm_msr_vision":
             return base_repo_id or f"{repo_id}-base", str(base_folder)
@@ -171,17 +171,18 @@ def _name_the_base(folder: Path, base: str) -> None:
     config_path = folder / "adapter_config.json"
     if not base or not config_path.exists():
         return
-    old = json.loads(config_path.read_text()).get("base_model_name_or_path")
+    config = json.loads(config_path.read_text())
+    old = config.get("base_model_name_or_path")
     if old == base:
         return
-    for name, key in (("adapter_config.json", "base_model_name_or_path"), (MSR_CONFIG_NAME, "base_model")):
-        path = folder / name
-        if path.exists():
-            config = json.loads(path.read_text())
-            if name == MSR_CONFIG_NAME and not is_local_path(old):  # e.g. "smollm2-135m-vision": how it was made
-                config["base_model_built_from"] = old
-            config[key] = base
-            path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    config["base_model_name_or_path"] = base
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    if (folder / MSR_CONFIG_NAME).exists():
+        msr_config = RecommenderConfig.from_pretrained(folder)
+        msr_config.base_model = base
+        if not is_local_path(old):  # e.g. "smollm2-135m-vision": how it was made
+            msr_config.base_model_built_from = old
+        msr_config.save_pretrained(folder)
     card = folder / "README.md"
     if card.exists():
         card.write_text(card.read_text().replace(old, base))

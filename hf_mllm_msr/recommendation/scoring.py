@@ -11,10 +11,10 @@ Three modes (the same rows, three ways to show the candidate):
 * ``"summary"``: a text-only model gets the candidate's item summary (summary + textualized visual cues).
 * ``"title"``: the title-only ablation; the user is their history's titles, the candidate its title.
 
-The prompts and the answer tokens come from :mod:`.candidate_prompts`. This module imports nothing else of the
-package (and that one only :mod:`hf_mllm_msr.prompts`): all three are copied next to a pipeline saved with
-``pipe.save_pretrained``, which then loads (for a user who opts into ``trust_remote_code``) where hf_mllm_msr is
-not installed.
+The prompts and the answer tokens come from :mod:`.candidate_prompts`, the choices and their checks from
+:mod:`.msr_config`. This module imports nothing else of the package, and those two nothing but
+:mod:`hf_mllm_msr.prompts`: all four are copied next to a pipeline saved with ``pipe.save_pretrained``, which then
+loads (for a user who opts into ``trust_remote_code``) where hf_mllm_msr is not installed.
 """
 
 from __future__ import annotations
@@ -25,14 +25,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .candidate_prompts import (
-    CANDIDATE_TEXTS,
-    MODES,
-    answer_token_ids,
-    candidate_text_fields,
-    fit_user_summary,
-    render_prompts,
-)
+from .candidate_prompts import answer_token_ids, candidate_text_fields, fit_user_summary, render_prompts
+from .msr_config import DEFAULT_CANDIDATE_TEXT, check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +35,6 @@ logger = logging.getLogger(__name__)
 COLLABORATIVE_FILE = "collaborative.safetensors"
 PROJECTOR_NAME = "collaborative_projector"
 USER_PROJECTOR_NAME = "collaborative_user_projector"
-MSR_CONFIG_NAME = "msr_config.json"  # next to an adapter / saved pipeline: its mode, max_user_tokens, candidate_text
 TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")  # per-token image markers (Gemma3, Qwen2-VL)
 
 
@@ -105,10 +98,11 @@ class YesNoScorer:
         mode: ``"image"``, ``"summary"`` or ``"title"``.
         max_user_tokens: cut user summaries to this many tokens, as at training time.
         shared_prefix: run each user's common prefix once (results equal one forward per candidate).
-        candidate_text: mode "summary": show the candidates' ``summary_and_cues``, ``summary`` or ``cues`` only,
-            as at training time.
-        item_text: the model was trained with the items' catalogue text (candidates carry it as ``text``);
-            :meth:`~hf_mllm_msr.recommendation.recommender.MsrRecommender.score_examples` then adds it.
+        candidate_text: mode "summary": what a candidate shows of its item summary (one of
+            ``msr_config.CANDIDATE_TEXTS``), as at training time.
+        item_text: the items column the model was trained to see after each title (``"text"``, ``"genres"``;
+            empty: none); candidates carry it as ``text``, and
+            :meth:`~hf_mllm_msr.recommendation.recommender.MsrRecommender.score_examples` adds it from the items.
     """
 
     def __init__(
@@ -119,13 +113,11 @@ class YesNoScorer:
         mode: str,
         max_user_tokens: int | None = None,
         shared_prefix: bool = True,
-        candidate_text: str = "summary_and_cues",
-        item_text: bool = False,
+        candidate_text: str = DEFAULT_CANDIDATE_TEXT,
+        item_text: str = "",
     ):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-        if candidate_text not in CANDIDATE_TEXTS:
-            raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {candidate_text!r}.")
+        check_choice("mode", mode)
+        check_choice("candidate_text", candidate_text)
         self.candidate_text, self.item_text = candidate_text, item_text
         self.model, self.processor, self.mode = model, processing_class, mode
         self.tokenizer = getattr(processing_class, "tokenizer", processing_class)
@@ -140,7 +132,7 @@ class YesNoScorer:
             )
         self._image_token_ids = image_token_ids(model, self.tokenizer)
         # Collaborative tokens (`hf_mllm_msr.recommendation.collaborative`), found on the model by duck typing: this
-        # module is copied as remote code and imports nothing of the package beyond the prompts.
+        # module is copied as remote code and imports nothing of the package beyond the prompts and msr_config.
         embedding = model.get_input_embeddings()
         self._items = embedding if hasattr(embedding, "item_token_ids") else None
 

@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 
 from trl import ScriptArguments
 
-from .candidate_prompts import CANDIDATE_TEXTS, MODES
+from .msr_config import (
+    CANDIDATE_TEXT_HELP,
+    DEFAULT_CANDIDATE_TEXT,
+    DEFAULT_PACKING_MODE,
+    MODES,
+    RecommenderConfig,
+)
 from .packed_trainer import ANSWER_LOSSES
-
-PACKING_MODES = ("none", "shared_prefix")
 
 
 @dataclass
@@ -38,6 +42,9 @@ class MsrSftArguments(ScriptArguments):
         answer_loss: with ``shared_prefix``: ``pointwise``, ``listwise`` or ``both``.
         candidate_text: mode ``summary``: what a candidate shows of its item summary (recorded in ``msr_config.json``,
             so scoring shows the same).
+
+    ``mode``, ``candidate_text``, ``item_text``, ``max_user_tokens`` and ``packing_mode`` go into the adapter's
+    :class:`~hf_mllm_msr.recommendation.msr_config.RecommenderConfig`, which validates them.
     """
 
     mode: str = field(default="summary", metadata={"help": f"One of {MODES}."})
@@ -66,11 +73,13 @@ class MsrSftArguments(ScriptArguments):
             "positive; `hf_mllm_msr.recommendation.windows`). 0: the protocol's one target per user."
         },
     )
-    item_text: bool = field(
-        default=False,
+    item_text: str = field(
+        default="",
         metadata={
-            "help": "Show each item's catalogue text (the dataset's `text` column; MovieLens: genres and year) after its "
-            "title, in the history (mode title) and for the candidate (recorded in msr_config.json)."
+            "help": "A column of the items dataset shown after each title, in the history (mode title) and for the "
+            "candidate: 'text' (the catalogue text; MovieLens: 'Genres: ... Released in ...'), or a shorter one such "
+            "as MovieLens' 'genres' (a list column is joined with commas). Empty: titles only. Recorded in "
+            "msr_config.json."
         },
     )
     collaborative_tokens: bool = field(
@@ -93,7 +102,7 @@ class MsrSftArguments(ScriptArguments):
     )
     summary_block_size: int = field(default=3, metadata={"help": "block_size of the summarize run (prefix_examples)."})
     packing_mode: str = field(
-        default="none",
+        default=DEFAULT_PACKING_MODE,
         metadata={
             "help": "'none': one training row per candidate (the paper). 'shared_prefix': one sequence per user holding "
             "the user part once and every candidate as a branch of it (a 4D mask keeps branches apart); with it, "
@@ -107,22 +116,13 @@ class MsrSftArguments(ScriptArguments):
             "'listwise' (softmax over the user's candidates of logit(Yes) - logit(No)) or 'both' (their sum)."
         },
     )
-    candidate_text: str = field(
-        default="summary_and_cues",
-        metadata={
-            "help": "Mode summary: 'summary_and_cues' (the item paragraph, then the textualized visual cues), "
-            "'summary', 'cues' or 'colours' (only the cues' colour names). 'cues' and 'colours' for summarizers whose "
-            "paragraphs are unreliable (SmolLM2-135M: recipes/smollm2-135m/README.md)."
-        },
-    )
+    candidate_text: str = field(default=DEFAULT_CANDIDATE_TEXT, metadata={"help": CANDIDATE_TEXT_HELP})
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        # validates mode, candidate_text, packing_mode and max_user_tokens; an earlier recipe's item_text: true is 'text'
+        self.item_text = self.recommender_config().item_text
         if isinstance(self.dataset_options, str):
             self.dataset_options = json.loads(self.dataset_options)
-        if self.packing_mode not in PACKING_MODES:
-            raise ValueError(f"packing_mode must be one of {PACKING_MODES}, got {self.packing_mode!r}.")
         if self.answer_loss not in ANSWER_LOSSES:
             raise ValueError(f"answer_loss must be one of {ANSWER_LOSSES}, got {self.answer_loss!r}.")
         if self.collaborative_tokens and self.packing_mode != "shared_prefix":
@@ -141,5 +141,15 @@ class MsrSftArguments(ScriptArguments):
                 "history_windows needs mode 'title': the windows' histories have no generated user summaries. "
                 "For the summary and image modes use prefix_examples (the recurrent summarizer's earlier steps)."
             )
-        if self.candidate_text not in CANDIDATE_TEXTS:
-            raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {self.candidate_text!r}.")
+
+    def recommender_config(self, **recorded) -> RecommenderConfig:
+        """The adapter's ``msr_config.json`` as these arguments set it; ``recorded``: what training adds to it (base
+        model, protocol, validation metrics, ...)."""
+        return RecommenderConfig(
+            mode=self.mode,
+            candidate_text=self.candidate_text,
+            item_text=self.item_text,
+            max_user_tokens=self.max_user_tokens,
+            packing_mode=self.packing_mode,
+            **recorded,
+        )

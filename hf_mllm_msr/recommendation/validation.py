@@ -28,7 +28,7 @@ class ValidationAucCallback(TrainerCallback):
 
     def __init__(self, examples, items, *, mode, item_summaries=None, user_summaries=None, **scorer_options):
         """``scorer_options``: :class:`~hf_mllm_msr.recommendation.scoring.YesNoScorer` options as at training time
-        (``max_user_tokens``, ``candidate_text``)."""
+        (``RecommenderConfig.scorer_options()``: ``max_user_tokens``, ``candidate_text``, ``item_text``)."""
         self.examples, self.items, self.mode = examples, items, mode
         self.item_summaries, self.user_summaries = item_summaries, user_summaries
         self.scorer_options = scorer_options
