@@ -174,6 +174,7 @@ def main(args: EvaluateArguments) -> dict:
     from hf_mllm_msr.evaluation import baseline_scoring, report, tables
     from hf_mllm_msr.models.offline import resolve_adapter
     from hf_mllm_msr.publishing import cards, hub
+    from hf_mllm_msr.recommendation.msr_config import RecommenderConfig
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
     # --- Data: the examples (train/validation/test) and items under the configured protocol -------------------------
@@ -198,9 +199,8 @@ def main(args: EvaluateArguments) -> dict:
     user_summaries = report.load_summaries(args.user_summaries)
     for i, (adapter, name) in enumerate(zip(args.adapters, args.report_names())):
         folder = Path(resolve_adapter(adapter))
-        config_path = folder / cards.MSR_CONFIG_NAME
-        msr_config = json.loads(config_path.read_text()) if config_path.exists() else {}
-        trained_on = msr_config.get("protocol", {}).get("dataset")
+        msr_config = RecommenderConfig.from_pretrained(folder)
+        trained_on = msr_config.protocol.get("dataset")
         if args.adapter_groups:
             group = args.adapter_groups[i]
         else:
@@ -211,8 +211,8 @@ def main(args: EvaluateArguments) -> dict:
             test, items, item_summaries=item_summaries, user_summaries=user_summaries, batch_size=args.batch_size
         )
         models_info[name] = {"group": group, "kind": "adapter", "source": str(adapter), "mode": recommender.mode}
-        if msr_config.get("training_size"):
-            models_info[name]["training_size"] = msr_config["training_size"]
+        if msr_config.training_size:
+            models_info[name]["training_size"] = msr_config.training_size
         if trained_on:
             models_info[name]["trained_on"] = trained_on
         del recommender
