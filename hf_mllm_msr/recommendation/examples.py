@@ -17,7 +17,8 @@ from .. import prompts
 from ..data.loading import InsufficientDataError
 from ..data.preprocessing import sample_negatives
 from ..data.schema import history_key
-from .candidate_prompts import MODES, candidate_text_fields, fit_user_summary, recommend_prompt
+from .candidate_prompts import candidate_text_fields, fit_user_summary, recommend_prompt
+from .msr_config import DEFAULT_CANDIDATE_TEXT, check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def resolve_examples(
     item_summaries=None,
     user_summaries=None,
     on_missing="error",
-    candidate_text="summary_and_cues",
+    candidate_text=DEFAULT_CANDIDATE_TEXT,
     item_text="",
 ):
     """Joins example rows with items and summaries: one ``(user_summary, candidate dict)`` per row, or None
@@ -58,8 +59,7 @@ def resolve_examples(
     (`hf_mllm_msr.recommendation.candidate_prompts.CANDIDATE_TEXTS`) picks the item-summary fields a candidate keeps.
     ``item_text``: a column of ``items`` (``"text"``, ``"genres"``) whose value goes with each
     history title (mode title) and into the candidate as its ``text``; empty: titles only."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    check_choice("mode", mode)
     if on_missing not in ("error", "skip"):
         raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}.")
     if mode in ("image", "summary") and user_summaries is None:
@@ -139,7 +139,7 @@ def build_sft_dataset(
     on_missing: str = "error",
     tokenizer=None,
     max_user_tokens: int | None = None,
-    candidate_text: str = "summary_and_cues",
+    candidate_text: str = DEFAULT_CANDIDATE_TEXT,
     item_text: str = "",
 ) -> datasets.Dataset:
     """SFT rows in TRL's conversational prompt-completion format (completion-only loss by default).
@@ -152,7 +152,7 @@ def build_sft_dataset(
         user_summaries: the user-summary dataset (``history_key``, ``summary``); modes "image" and "summary".
         on_missing: ``"error"`` (default) raises naming the ids; ``"skip"`` leaves those rows out, counted in the log.
         tokenizer, max_user_tokens: when both are given, user summaries longer than this are cut from the start.
-        candidate_text: mode "summary": one of `candidate_prompts.CANDIDATE_TEXTS` (``summary_and_cues``, ``cues``, ...).
+        candidate_text: mode "summary": one of `msr_config.CANDIDATE_TEXTS` (``summary_and_cues``, ``cues``, ...).
         item_text: a column of ``items`` (``text``, ``genres``, ...) shown with the history titles (mode title) and
             the candidate; empty: titles only.
 
@@ -260,7 +260,7 @@ def build_group_dataset(
     tokenizer=None,
     max_user_tokens: int | None = None,
     require_positive: bool = False,
-    candidate_text: str = "summary_and_cues",
+    candidate_text: str = DEFAULT_CANDIDATE_TEXT,
     item_text: str = "",
     history_items: bool = False,
 ) -> datasets.Dataset:
