@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: install
-	$(VENV)/bin/mllm-msr demo --output_dir $(OUTPUT_DIR)
+	$(VENV)/bin/mllm-msr demo --config recipes/demo/config.yaml --output_dir $(OUTPUT_DIR)
 
 test: install
 	$(PY) -m pytest tests -x -q -p no:cacheprovider

@@ -28,8 +28,8 @@ import tempfile
 import time
 from collections import Counter
 
-from hf_mllm_msr.demo_arguments import VISION_LORA_TARGETS
 from hf_mllm_msr.recommendation.candidate_prompts import CANDIDATE_TEXTS
+from hf_mllm_msr.recommendation.training import VLM_LORA_TARGETS  # the LM only: the frozen encoder is never adapted
 from hf_mllm_msr.testing.worlds import RECIPE_PROTOCOL as PROTOCOL  # 20 stored negatives per train user
 
 GOAL_AUC, GOAL_SECONDS = 0.90, 15 * 60
@@ -345,7 +345,7 @@ def main():
         lora_target_modules=["all-linear"],
     )
     if args.mode == "image":  # the frozen image encoder is never adapted (as the vision recipe)
-        model_args.lora_target_modules = [VISION_LORA_TARGETS]
+        model_args.lora_target_modules = [VLM_LORA_TARGETS]
         model_args.lora_modules_to_save = None if args.freeze_projector else ["multi_modal_projector"]
     callbacks = []
     if args.curve_every:

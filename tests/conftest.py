@@ -29,7 +29,7 @@ def bad_input_corpus(tmp_path):
 def demo_run(tmp_path_factory):
     """`(output_dir, completed_process)` of one uninterrupted tiny demo run (shared by the demo and reliability
     tests, which compare their own runs against it)."""
-    from test_demo import run_demo
+    from hf_mllm_msr.testing.demo import run_demo
 
     output_dir = tmp_path_factory.mktemp("demo")
     proc = run_demo(output_dir)

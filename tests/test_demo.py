@@ -1,4 +1,4 @@
-"""The main job end to end, reduced size: tiny random model, a few users; every stage's output checked."""
+"""The main job end to end, reduced size: tiny random models, a few users; every stage's output checked."""
 
 import json
 import subprocess
@@ -7,63 +7,46 @@ import sys
 import datasets
 import pytest
 import yaml
-from test_builders import INTER_HEADER, ITEM_HEADER
 
-from hf_mllm_msr.demo import DemoArguments, adapter_row_name
-from hf_mllm_msr.demo_arguments import VISION_LORA_TARGETS, sft_arguments
+from hf_mllm_msr.scripts import sft
+from hf_mllm_msr.scripts.demo import DEFAULT_CONFIG, main, make_parser, stage_arguments
+from hf_mllm_msr.testing.demo import NO_ABLATION, VISION_ADAPTER, run_demo, run_movielens_demo
+from hf_mllm_msr.testing.raw_data import write_disjoint_movielens
 
-ADAPTER_ROW = adapter_row_name(DemoArguments.candidate_text)  # the default run
-
-TINY_DEMO = [
-    "--tiny",
-    "--num_users",
-    "16",
-    "--num_items",
-    "40",
-    "--num_train_epochs",
-    "1",
-    "--summary_max_new_tokens",
-    "8",
-    "--bootstrap_samples",
-    "20",
-    "--baselines",
-    "popularity",
-]
+ADAPTER_ROW = yaml.safe_load(DEFAULT_CONFIG.read_text())["adapters"]["adapter"]["name"]  # the default run
+STAGES = ("summaries", "adapter", "adapter_title", "report")
 
 
-def run_demo(output_dir, *extra, timeout=900):
-    cmd = [sys.executable, "-m", "hf_mllm_msr", "demo", "--output_dir", str(output_dir), *TINY_DEMO, *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def test_dotted_flags_set_one_key_of_a_section():
+    (args,) = make_parser().parse_args_and_config(
+        ["--sft.learning_rate", "3e-4", "--dataset_options.num_users", "8", *NO_ABLATION, "--data", "movielens"]
+    )
+    _, training_args, _ = stage_arguments(sft.make_parser, args.sft, dataset_name="x", output_dir="y")
+    assert training_args.learning_rate == 3e-4 and args.sft["packing_mode"] == "shared_prefix"
+    assert args.dataset_options["num_users"] == 8 and args.dataset_options["split"] == "leave_one_out"
+    assert list(args.adapters) == ["adapter"] and args.dataset_name == "movielens"
+    (args,) = make_parser().parse_args_and_config(["--adapters.adapter", VISION_ADAPTER])
+    assert args.adapters["adapter"]["lora_modules_to_save"] == ["multi_modal_projector"]
+    with pytest.raises(ValueError, match="Unknown keys"):
+        make_parser().parse_args_and_config(["--no_such_key.x", "1"])
 
 
-def test_report_row_names_what_the_candidate_showed():
-    assert adapter_row_name("colours") == "MLLM-MSR (user summaries + image colours)"
-    assert adapter_row_name("summary_and_cues") == "MLLM-MSR (user summaries + item summaries + image cues)"
-    with pytest.raises(ValueError, match="--candidate_text must be one of .*'cues'.*got 'colour'"):
-        DemoArguments(candidate_text="colour")
-
-
-def test_vision_demo_trains_only_a_projector_it_built(tmp_path):
-    """The projector trains in SFT only when the demo built it (random); an aligned folder keeps it frozen."""
-    for recommender_model, tiny, trained in (
-        ("smollm2-135m-vision", False, True),
-        (None, True, True),
-        ("outputs/smollm2-135m-vision/align", False, False),
-    ):
-        args = DemoArguments(recommender_model=recommender_model, tiny=tiny)
-        _, _, model_args = sft_arguments(args, "model", "image", tmp_path / "adapter", {})
-        assert model_args.lora_target_modules == [VISION_LORA_TARGETS]
-        assert model_args.lora_modules_to_save == (["multi_modal_projector"] if trained else None)
+def test_a_bad_key_stops_the_demo_before_any_stage(tmp_path):
+    """Every stage's section is parsed by that stage's dataclasses before the first stage runs."""
+    (args,) = make_parser().parse_args_and_config(["--output_dir", str(tmp_path), "--sft.candidate_text", "colour"])
+    with pytest.raises(ValueError, match="candidate_text"):
+        main(args)
+    assert not any(path.is_dir() for path in tmp_path.iterdir())
 
 
 def test_demo_writes_every_stage(demo_run):
     output_dir, proc = demo_run
-    for stage in ("item_summaries", "user_summaries", "adapter", "adapter_title", "report"):
+    for stage in STAGES:
         assert (output_dir / stage / ".stage_done").exists(), stage
     assert not list(output_dir.glob(".*.partial")), "a finished run leaves no partial stage folder"
 
-    items = datasets.load_from_disk(str(output_dir / "item_summaries" / "data"))
-    users = datasets.load_from_disk(str(output_dir / "user_summaries" / "data"))
+    items = datasets.load_from_disk(str(output_dir / "summaries" / "item_summaries"))
+    users = datasets.load_from_disk(str(output_dir / "summaries" / "user_summaries"))
     assert len(items) > 0 and len(users) > 0
     assert all(p for p in items["prompt"]), "every item summary records its prompt"
     # leave-one-out: each test user has train, validation and test histories, all summarized
@@ -93,14 +76,14 @@ def test_demo_rerun_skips_finished_stages(demo_run):
     before = (output_dir / "report" / "results.json").read_text()
     proc = run_demo(output_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for stage in ("item_summaries", "user_summaries", "adapter", "adapter_title", "report"):
+    for stage in STAGES:
         assert f"[{stage}] already done" in proc.stderr
     assert (output_dir / "report" / "results.json").read_text() == before
 
 
 def test_demo_with_the_vision_recommender(tmp_path):
-    """--recommender_model smollm2-135m-vision: the recommender sees candidate images (tiny composition here)."""
-    proc = run_demo(tmp_path, "--recommender_model", "smollm2-135m-vision", "--num_users", "8", "--no_ablation")
+    """The recommender sees candidate images (recipes/demo/config.yaml's vision entry; tiny composition here)."""
+    proc = run_demo(tmp_path, "--adapters.adapter", VISION_ADAPTER, *NO_ABLATION, "--dataset_options.num_users", "8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert set(results["models"]) == {"MLLM-MSR (MsrVision sees the image)", "popularity"}
@@ -129,36 +112,6 @@ def test_full_size_demo_with_smollm2(tmp_path):
     assert results["num_rows"] == 21 * results["num_users"]
 
 
-def run_movielens_demo(output_dir, data_dir, options: dict, *extra):
-    """The tiny demo on MovieLens-format files with the given dataset options."""
-    return run_demo(
-        output_dir,
-        "--data",
-        "movielens",
-        "--data_dir",
-        str(data_dir),
-        "--dataset_options",
-        json.dumps(options),
-        "--ablation",
-        "false",
-        *extra,
-    )
-
-
-def write_disjoint_movielens(folder):
-    """RecBole atomic files of 4 users who share no item: no item occurs twice in the train sequences."""
-    folder.mkdir()
-    items, inter = [ITEM_HEADER], [INTER_HEADER]
-    for user in range(1, 5):
-        for step in range(4):
-            item = 10 * user + step
-            items.append(f"{item}\tFilm {item}\t1995\tDrama")
-            inter.append(f"{user}\t{item}\t4\t{100 * user + step}")
-    (folder / "ml-100k.item").write_text("\n".join(items) + "\n")
-    (folder / "ml-100k.inter").write_text("\n".join(inter) + "\n")
-    return folder
-
-
 def test_small_real_format_run_reports_what_it_cannot_train(tmp_path):
     """Issue 17: a 4-user MovieLens-format run where SASRec cannot train still writes the report, with SASRec's
     reason in its row; the baselines train on the whole train split although --max_users cuts the LLM stages."""
@@ -168,9 +121,8 @@ def test_small_real_format_run_reports_what_it_cannot_train(tmp_path):
         "min_user_interactions": 4,
         **dict.fromkeys(("num_test_negatives", "num_train_negatives", "num_validation_negatives"), 3),
     }
-    proc = run_movielens_demo(
-        tmp_path / "out", data_dir, options, "--baselines", "popularity", "sasrec", "--max_users", "2"
-    )
+    baselines = ["--evaluate.baselines", "[popularity, sasrec]"]
+    proc = run_movielens_demo(tmp_path / "out", data_dir, options, *baselines, "--max_users", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "out" / "report" / "results.json").read_text())
     models = results["models"]

@@ -9,14 +9,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import datasets
 import pytest
-from test_builders import CORPUS_OPTIONS
-from test_demo import TINY_DEMO, run_demo, run_movielens_demo
+
+from hf_mllm_msr.testing.demo import demo_command, run_demo, run_movielens_demo
+from hf_mllm_msr.testing.raw_data import CORPUS_OPTIONS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_mllm_msr"
 BUILDERS = Path(__file__).resolve().parents[1] / "dataset_builders"
@@ -27,8 +27,14 @@ def corpus_demo(output_dir, data_dir):
     return run_movielens_demo(output_dir, data_dir, options)
 
 
+def models(output_dir) -> dict:
+    """The report's rows, without the wall-clock times (`fit_seconds`), which no two runs share."""
+    rows = json.loads((output_dir / "report" / "results.json").read_text())["models"]
+    return {name: {k: v for k, v in row.items() if not k.endswith("_seconds")} for name, row in rows.items()}
+
+
 def summaries(output_dir, stage):
-    return datasets.load_from_disk(str(output_dir / stage / "data")).remove_columns("model").to_list()
+    return datasets.load_from_disk(str(output_dir / "summaries" / stage)).remove_columns("model").to_list()
 
 
 def test_full_flow_on_the_bad_input_corpus(bad_input_corpus, tmp_path):
@@ -51,10 +57,9 @@ def test_full_flow_on_the_bad_input_corpus(bad_input_corpus, tmp_path):
         assert reason in runs["bad"].stderr, reason
     for stage in ("item_summaries", "user_summaries"):
         assert summaries(tmp_path / "bad", stage) == summaries(tmp_path / "clean", stage), stage
-    results = [json.loads((tmp_path / n / "report" / "results.json").read_text()) for n in ("bad", "clean")]
-    assert results[0]["models"] == results[1]["models"]
+    assert models(tmp_path / "bad") == models(tmp_path / "clean")
     # the injected title is data inside the prompt, never a new chat turn
-    prompts = " ".join(datasets.load_from_disk(str(tmp_path / "bad" / "item_summaries" / "data"))["prompt"])
+    prompts = " ".join(datasets.load_from_disk(str(tmp_path / "bad" / "summaries" / "item_summaries"))["prompt"])
     assert "<|im_start|>system" not in prompts and "Ignore all previous instructions" in prompts
 
 
@@ -69,14 +74,13 @@ def _kill_when(proc, condition, timeout=600):
     return False
 
 
-@pytest.mark.parametrize("kill_point", ["item_summaries", "adapter"])
+@pytest.mark.parametrize("kill_point", ["summaries", "adapter"])
 def test_sigkill_then_rerun_gives_the_uninterrupted_result(kill_point, tmp_path, demo_run):
     """SIGKILL in the middle of a stage, rerun: the final outputs equal those of an uninterrupted run (the
     `demo_run` fixture), and no partial folder is ever visible under a final stage name."""
     uninterrupted, _ = demo_run
     output_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "hf_mllm_msr", "demo", "--output_dir", str(output_dir), *TINY_DEMO]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(demo_command(output_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = output_dir / f".{kill_point}.partial"
     killed = _kill_when(proc, partial.exists)
     assert killed, f"the run ended before reaching {kill_point}"
@@ -86,8 +90,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(kill_point, tmp_path,
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     for stage in ("item_summaries", "user_summaries"):
         assert summaries(output_dir, stage) == summaries(uninterrupted, stage)
-    got, want = (json.loads((d / "report" / "results.json").read_text()) for d in (output_dir, uninterrupted))
-    assert got["models"] == want["models"]
+    assert models(output_dir) == models(uninterrupted)
 
 
 def _sources():
