@@ -120,27 +120,46 @@ def write_amazon(folder: Path, reviews: int, seed: int = 0) -> Path:
 
 
 def write_movielens(folder: Path, items: int = 10_000, interactions: int = 100_000, seed: int = 0) -> Path:
-    """RecBole atomic files `ml-scale.inter` / `ml-scale.item` (MovieLens format, no posters): 610 users with
-    power-law activity (20 to 2 000 ratings) over `items` items of power-law popularity, as in ml-latest-small."""
+    """RecBole atomic files `ml-scale.inter` / `ml-scale.item` (MovieLens format, no posters) shaped like
+    ml-latest-small: 610 users with power-law activity (20 to 2 000 ratings, about `interactions` in all) over `items`
+    items of power-law popularity, nearly all of them rated at least once.
+
+    Each item has one of 12 genres and each user a taste over them; a user's next rating stays in the genre of the
+    last one with probability 0.75, else a genre is drawn from the taste, and within it an item not rated yet is
+    drawn by popularity. So the next item depends on the user and on the recent items: structure that SASRec and
+    GRU4Rec can learn and popularity cannot, as in the real files."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     users = 610
     activity = 20 + _power_law(rng, 2000, users, 1.2, 10.0)
     activity = np.maximum(20, (activity * interactions / activity.sum()).astype(int))
     genres = "Action Adventure Animation Comedy Crime Drama Fantasy Horror Romance Sci-Fi Thriller War".split()
+    genre_of = rng.integers(0, len(genres), items)
+    popularity = (rng.permutation(items) + 20.0) ** -0.9  # popular items are not the low ids
     with open(folder / "ml-scale.item", "w") as handle:
         handle.write("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n")
-        for item in range(1, items + 1):
-            genre = " ".join(rng.choice(genres, size=int(rng.integers(1, 4)), replace=False))
-            handle.write(f"{item}\tMovie {item}\t{1950 + item % 70}\t{genre}\n")
+        for item in range(items):
+            extra = rng.choice(len(genres), size=int(rng.integers(0, 3)), replace=False)
+            names = [genres[genre_of[item]]] + [genres[g] for g in extra if g != genre_of[item]]
+            handle.write(f"{item + 1}\tMovie {item + 1}\t{1950 + item % 70}\t{' '.join(names)}\n")
+    members = [np.flatnonzero(genre_of == g) for g in range(len(genres))]
     with open(folder / "ml-scale.inter", "w") as handle:
         handle.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
         for user in range(1, users + 1):
             count = min(int(activity[user - 1]), items // 2)
-            chosen = np.unique(_power_law(rng, items, 3 * count, 0.8, 20.0))[:count]
-            rng.shuffle(chosen)
+            taste = rng.dirichlet(np.full(len(genres), 0.3))
+            # per genre, the user's items in order of a popularity-weighted draw without replacement
+            # (Efraimidis-Spirakis keys u ** (1 / weight))
+            queues = [list(m[np.argsort(-(rng.random(len(m)) ** (1 / popularity[m])))]) for m in members]
+            genre, rated = int(rng.choice(len(genres), p=taste)), []
+            while len(rated) < count:
+                if rng.random() > 0.75 or not queues[genre]:
+                    genre = int(rng.choice(len(genres), p=taste))
+                    if not queues[genre]:
+                        continue
+                rated.append(queues[genre].pop(0))
             start = 900_000_000 + int(rng.integers(0, 500_000_000))
-            for step, item in enumerate(chosen.tolist()):
+            for step, item in enumerate(rated):
                 handle.write(f"{user}\t{item + 1}\t{int(rng.integers(1, 6))}\t{start + 60 * step}\n")
     return folder
 
