@@ -113,15 +113,48 @@ def test_learns_sequential_pattern_above_popularity(examples, train, popularity_
     assert [r["epoch"] for r in model.history_] == list(range(1, len(model.history_) + 1))
 
 
-@pytest.mark.parametrize("loss", ["bce", "ce"])
+# A catalogue "larger" than 10 items: the next-item models train with a sampled softmax of 8 items per batch.
+SAMPLED = {"full_softmax_max_items": 10, "num_sampled_items": 8}
+
+
+@pytest.mark.parametrize(
+    "model_class,config_class", [(SASRec, SASRecConfig), (GRU4Rec, GRU4RecConfig)], ids=["sasrec", "gru4rec"]
+)
+def test_sampled_softmax_learns_sequential_pattern(examples, train, popularity_auc, model_class, config_class):
+    model = model_class(config_class(**FAST, **SAMPLED)).fit(train, examples["validation"])
+    assert model.sampled_softmax
+    auc = auc_of(model, examples["test"])
+    assert auc > 0.9 and auc > popularity_auc + 0.25, (auc, popularity_auc)
+
+
+def test_full_softmax_up_to_full_softmax_max_items(examples, train):
+    # 40 items + 3 special ids: the full softmax by default (ML-100K's 1.7 k items too), the same model as with the
+    # sampled softmax switched off; sampled once the vocabulary is larger than the threshold
+    config = SASRecConfig(**{**FAST, "epochs": 2})
+    default = SASRec(config).fit(train)
+    assert not default.sampled_softmax
+    never = SASRec(SASRecConfig(**{**FAST, "epochs": 2, "full_softmax_max_items": 0})).fit(train)
+    np.testing.assert_array_equal(default.score(examples["test"]), never.score(examples["test"]))
+    assert SASRec(SASRecConfig(**{**FAST, "epochs": 1, "full_softmax_max_items": 42})).fit(train).sampled_softmax
+    assert not SASRec(SASRecConfig(**{**FAST, "epochs": 1, "full_softmax_max_items": 43})).fit(train).sampled_softmax
+    assert not SASRec(SASRecConfig(**{**FAST, "epochs": 1, "loss": "bce", **SAMPLED})).fit(train).sampled_softmax
+
+
+@pytest.mark.parametrize("loss", ["bce", "ce", "sampled"])
 def test_cold_candidates_score_like_one_rare_item(loss):
     # 4 rare items per user are merged into UNKNOWN (min_item_count 2): ~1/4 of all training targets. Scored as their
     # SUM, never-seen candidates would beat the true next item; scored as ONE rare item, they must lose to it.
     examples, sequences = sequential_examples(num_users=150, rare_items_per_user=4, cold_test_negatives=True)
-    model = SASRec(SASRecConfig(loss=loss, min_item_count=2, **FAST))
+    options = {"loss": "ce", **SAMPLED} if loss == "sampled" else {"loss": loss}
+    model = SASRec(SASRecConfig(**options, min_item_count=2, **FAST))
     model.fit(training_sequences(sequences, examples), examples["validation"])
     assert model.num_merged_items == 150 * 4
     assert auc_of(model, examples["test"]) > 0.9
+    if loss == "sampled":
+        # The sampled softmax draws UNKNOWN for 600 of its 640 ids; its log-Q correction keeps the merged items' total
+        # mass after a test history near the full softmax's (0.037; sampled 0.022, without the correction 0.0006).
+        negatives = examples["test"].filter(lambda row: row["label"] == 0)  # cold: each scored as one merged item
+        assert np.exp(model.score(negatives) + np.log(model.num_merged_items)).mean() > 0.01
 
 
 def test_catalogue_items_never_seen_get_their_own_embedding_and_score_low():
@@ -249,3 +282,5 @@ def test_popularity_counts_every_training_interaction():
 def test_config_validation():
     with pytest.raises(ValueError, match="loss"):
         SASRecConfig(loss="bpr")
+    with pytest.raises(ValueError, match="num_sampled_items"):
+        SASRecConfig(num_sampled_items=0)
