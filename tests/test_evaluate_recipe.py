@@ -77,6 +77,10 @@ def test_baselines_every_test_user(config, msr_cache_dir, tmp_path):
     out = tmp_path / "out"
     assert json.loads((out / "results.json").read_text()) == results
     assert "| popularity |" in (out / "report.md").read_text()
+    # each stage's wall and CPU seconds, in results.json and report.md
+    assert list(results["stage_seconds"]) == ["build", "baseline popularity", "metrics"]
+    assert all(set(seconds) == {"wall", "cpu"} for seconds in results["stage_seconds"].values())
+    assert "## Stage times\n| stage | wall s | CPU s |" in (out / "report.md").read_text()
     assert (out / "auc_per_model.png").stat().st_size > 0
 
 

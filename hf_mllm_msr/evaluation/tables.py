@@ -80,8 +80,17 @@ def _bucket_table(results: Mapping, view: str, metric: str) -> str:
     return "\n".join(lines)
 
 
+def stage_table(stage_seconds: Mapping[str, Mapping[str, float]]) -> str:
+    """Markdown section: each stage's wall-clock and CPU seconds (CPU: every thread of the process; wall is longer
+    when other jobs share the cores)."""
+    lines = ["## Stage times", "| stage | wall s | CPU s |", "|---|---|---|"]
+    lines += [f"| {stage} | {t['wall']:.1f} | {t['cpu']:.1f} |" for stage, t in stage_seconds.items()]
+    return "\n".join(lines)
+
+
 def markdown_report(results: Mapping, plots: Sequence[str] = ()) -> str:
-    """The whole ``report.md``: protocol, main table, cross-domain section (when present), cold-start tables."""
+    """The whole ``report.md``: protocol, main table, cross-domain section (when present), cold-start tables, stage
+    times (when recorded)."""
     protocol = "\n".join(f"- **{key}**: `{json.dumps(value)}`" for key, value in results["protocol"].items())
     bootstrap = results["bootstrap"]
     parts = [
@@ -105,5 +114,7 @@ def markdown_report(results: Mapping, plots: Sequence[str] = ()) -> str:
         for metric in next(iter(first_model.get(f"by_{view}", {}).values()), {}):
             parts.append(f"## {metric} by {title}\nColumns: bucket (number of test positives).\n\n")
             parts[-1] += _bucket_table(results, view, metric)
+    if results.get("stage_seconds"):
+        parts.append(stage_table(results["stage_seconds"]))
     parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     return "\n\n".join(parts) + "\n"

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -137,25 +139,45 @@ def protocol_of(args: EvaluateArguments) -> dict:
     }
 
 
+@contextmanager
+def timed(stage_seconds: dict, stage: str):
+    """Record the block's wall-clock and CPU seconds (every thread of this process) as `stage_seconds[stage]`."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    stage_seconds[stage] = {"wall": round(time.perf_counter() - wall, 1), "cpu": round(time.process_time() - cpu, 1)}
+    logger.info("Stage %s: %.1f s wall, %.1f s CPU.", stage, stage_seconds[stage]["wall"], stage_seconds[stage]["cpu"])
+
+
 def write_results(
-    args: EvaluateArguments, scores: dict, models_info: dict, test, train, protocol: dict, history_lengths
+    args: EvaluateArguments,
+    scores: dict,
+    models_info: dict,
+    test,
+    train,
+    protocol: dict,
+    history_lengths,
+    stage_seconds: dict | None = None,
 ) -> tuple[dict, dict]:
     """Every scored model's metrics, intervals and cold-start views on the same test rows, written to
-    `args.output_dir` (results.json, report.md, plots); returns `(results, {name: path written})`."""
+    `args.output_dir` (results.json, report.md, plots); returns `(results, {name: path written})`. `stage_seconds`
+    (stage -> wall and CPU seconds) goes into both files, with the metrics' own time added as stage "metrics"."""
     from hf_mllm_msr.evaluation import report
 
-    results = report.evaluate_models(
-        scores,
-        test,
-        train,
-        protocol,
-        models_info=models_info,
-        user_history_lengths=history_lengths,
-        ks=args.ks,
-        bootstrap_samples=args.bootstrap_samples,
-        seed=args.seed,
-        reference=args.compare_to,
-    )
+    stage_seconds = dict(stage_seconds or {})
+    with timed(stage_seconds, "metrics"):
+        results = report.evaluate_models(
+            scores,
+            test,
+            train,
+            protocol,
+            models_info=models_info,
+            user_history_lengths=history_lengths,
+            ks=args.ks,
+            bootstrap_samples=args.bootstrap_samples,
+            seed=args.seed,
+            reference=args.compare_to,
+        )
+    results["stage_seconds"] = stage_seconds
     return results, report.write_report(results, args.output_dir)
 
 
@@ -178,14 +200,15 @@ def main(args: EvaluateArguments) -> dict:
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
     # --- Data: the examples (train/validation/test) and items under the configured protocol -------------------------
-    protocol = protocol_of(args)
-    examples = load_msr_dataset(args.dataset_name, "examples", data_dir=args.data_dir, **args.dataset_options)
-    items = load_msr_dataset(args.dataset_name, "items", data_dir=args.data_dir, **args.dataset_options)
+    protocol, stage_seconds = protocol_of(args), {}  # stage -> wall and CPU seconds, written into the report
+    with timed(stage_seconds, "build"):
+        examples = load_msr_dataset(args.dataset_name, "examples", data_dir=args.data_dir, **args.dataset_options)
+        items = load_msr_dataset(args.dataset_name, "items", data_dir=args.data_dir, **args.dataset_options)
+        sequences = load_msr_dataset(args.dataset_name, "sequences", data_dir=args.data_dir, **args.dataset_options)
     test = report.select_test_users(examples["test"], args.max_test_users, seed=args.seed)
     protocol["num_test_users"] = len(set(test["user_id"]))
     # Cold-start view by history length: the user's whole past (the test target is each user's last interaction under
     # both split rules), not the `history` column, which max_history caps.
-    sequences = load_msr_dataset(args.dataset_name, "sequences", data_dir=args.data_dir, **args.dataset_options)
     history_lengths = {
         user_id: len(item_ids) - 1 for user_id, item_ids in zip(sequences["user_id"], sequences["item_ids"])
     }
@@ -205,11 +228,12 @@ def main(args: EvaluateArguments) -> dict:
             group = args.adapter_groups[i]
         else:
             group = "cross-domain" if trained_on and trained_on != args.dataset_name else "in-domain"
-        recommender = MsrRecommender.from_pretrained(str(folder), device=args.device)
-        logger.info("Scoring %d test rows with adapter %s (mode %s).", len(test), name, recommender.mode)
-        scores[name] = recommender.score_examples(
-            test, items, item_summaries=item_summaries, user_summaries=user_summaries, batch_size=args.batch_size
-        )
+        with timed(stage_seconds, f"adapter {name}"):
+            recommender = MsrRecommender.from_pretrained(str(folder), device=args.device)
+            logger.info("Scoring %d test rows with adapter %s (mode %s).", len(test), name, recommender.mode)
+            scores[name] = recommender.score_examples(
+                test, items, item_summaries=item_summaries, user_summaries=user_summaries, batch_size=args.batch_size
+            )
         models_info[name] = {"group": group, "kind": "adapter", "source": str(adapter), "mode": recommender.mode}
         if msr_config.training_size:
             models_info[name]["training_size"] = msr_config.training_size
@@ -223,9 +247,14 @@ def main(args: EvaluateArguments) -> dict:
     )
     scores.update(baseline_scores)
     models_info.update(baseline_info)
+    for name, info in baseline_info.items():
+        if "fit_seconds" in info:
+            stage_seconds[f"baseline {name}"] = {"wall": info["fit_seconds"], "cpu": info["fit_cpu_seconds"]}
 
     # --- Report ------------------------------------------------------------------------------------------------------
-    results, written = write_results(args, scores, models_info, test, examples["train"], protocol, history_lengths)
+    results, written = write_results(
+        args, scores, models_info, test, examples["train"], protocol, history_lengths, stage_seconds
+    )
     print(tables.markdown_table(results))
     if args.compare_to:
         print(tables.paired_table(results))
