@@ -96,3 +96,18 @@ def test_second_load_reads_the_cache(tmp_path, monkeypatch):
     assert all(first[split][:] == second[split][:] for split in first)
     assert seconds < 5, seconds  # about 0.1 s when the machine is quiet
     print(json.dumps({"cache_reread_seconds": round(seconds, 3)}))
+
+
+def test_num_proc_builds_the_same_rows(tmp_path):
+    """``num_proc`` is accepted as in ``datasets.load_dataset``; the rows are those of a one-process build, and a
+    cached build reads back with any value."""
+    folder = write_amazon(tmp_path / "raw", 3_000)
+    plain = load_msr_dataset("amazon_reviews_2023", "examples", data_dir=folder, cache_dir=tmp_path / "one")
+    parallel = load_msr_dataset(
+        "amazon_reviews_2023", "examples", data_dir=folder, cache_dir=tmp_path / "two", num_proc=2
+    )
+    assert all(plain[split][:] == parallel[split][:] for split in plain)
+    again = load_msr_dataset(
+        "amazon_reviews_2023", "examples", data_dir=folder, cache_dir=tmp_path / "one", num_proc=2
+    )
+    assert all(plain[split][:] == again[split][:] for split in plain)

@@ -124,7 +124,7 @@ def _builder_class(name):
     )
 
 
-def load_msr_dataset(name, config_name: str, data_dir=None, cache_dir=None, **options):
+def load_msr_dataset(name, config_name: str, data_dir=None, cache_dir=None, num_proc: int | None = None, **options):
     """Build (once, cached) and load one configuration of a multimodal sequential-recommendation dataset.
 
     Args:
@@ -134,6 +134,10 @@ def load_msr_dataset(name, config_name: str, data_dir=None, cache_dir=None, **op
         config_name: "items", "sequences" or "examples".
         data_dir: folder with the raw files (not needed by "synthetic").
         cache_dir: where built datasets are kept; default `$HF_MLLM_MSR_CACHE` or `~/.cache/hf_mllm_msr/datasets`.
+        num_proc: as in `datasets.load_dataset`, passed to `download_and_prepare`. The build's heavy part (reading,
+            k-core, histories, split) runs on Arrow tables in one process, with pyarrow's own threads; each split is
+            then written as one shard, so `datasets` writes it with one process (it logs so). A cached build is read
+            back whatever the value.
         **options: `MsrConfig` fields (and the source's own, e.g. `num_users` for "synthetic").
 
     Returns:
@@ -164,7 +168,7 @@ def load_msr_dataset(name, config_name: str, data_dir=None, cache_dir=None, **op
     )
     builder.config.validate()
     try:
-        builder.download_and_prepare()
+        builder.download_and_prepare(num_proc=num_proc)
     except datasets.exceptions.DatasetGenerationError as error:
         # datasets wraps errors raised while writing rows; surface ours (they name the file/row and the fix)
         if isinstance(error.__cause__, (ValueError, OSError)):
