@@ -22,10 +22,15 @@ def run_stage(stage: str, argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None):
-    argv = sys.argv[1:] if argv is None else argv
+    """Runs `mllm-msr <stage> ...`; returns the stage main's result when given `argv` (from Python). As the command
+    (no `argv`) it returns None: the console script hands the return value to `sys.exit`, where a results dict or an
+    output path would print itself and exit with status 1."""
+    command_line = argv is None
+    argv = sys.argv[1:] if command_line else argv
     if not argv or argv[0] not in STAGES:
         lines = [f"  {name:<10} {help_}" for name, help_ in STAGES.items()]
         print("usage: mllm-msr {" + ",".join(STAGES) + "} [--config YAML] [options]\n\nstages:\n" + "\n".join(lines))
         print("\n`mllm-msr <stage> --help` lists a stage's options.")
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    return run_stage(argv[0], argv[1:])
+    result = run_stage(argv[0], argv[1:])
+    return None if command_line else result
