@@ -44,9 +44,7 @@ def base(tmp_path_factory):
 def _user_encoder(rows: int = NUM_ITEMS + 3, dim: int = 8):
     config = SASRecConfig(hidden_size=dim, inner_size=16, max_len=8, seed=0)
     torch.manual_seed(2)
-    encoder = SASRecEncoder(rows, config).eval()
-    encoder.config = config
-    return encoder
+    return SASRecEncoder(rows, config).eval()
 
 
 def collaborative_model(base, user_token: bool = False):

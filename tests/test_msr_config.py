@@ -81,17 +81,6 @@ def test_every_earlier_msr_config_loads_and_round_trips(written, tmp_path):
     assert {k: v for k, v in written.items() if v is not None}.items() <= rewritten.items()
 
 
-@pytest.mark.parametrize("written,column", [(True, "text"), (False, "")])
-def test_item_text_written_as_a_flag_reads_as_the_column_it_meant(written, column, tmp_path):
-    """Before item_text named a column, true meant the items' `text` column."""
-    config = RecommenderConfig.from_dict({**TRAINED_BEFORE, "item_text": written})
-    assert config.item_text == column and config.scorer_options()["item_text"] == column
-    assert RecommenderConfig.from_dict(config.to_dict()) == config
-    from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
-
-    assert MsrSftArguments(dataset_name="toy", item_text=written).item_text == column  # an earlier recipe's flag
-
-
 def test_a_new_config_round_trips_and_writes_no_defaults_but_mode_and_candidate_text(tmp_path):
     config = RecommenderConfig(
         mode="summary",

@@ -113,6 +113,7 @@ class SASRecEncoder(nn.Module):
 
     def __init__(self, num_items: int, config: SASRecConfig):
         super().__init__()
+        self.config = config  # kept, so that a saved encoder can be built again (collaborative user tokens)
         self.num_heads = config.num_heads
         self.item_embedding = _item_embedding(num_items, config.hidden_size)
         self.position_embedding = nn.Embedding(config.max_len, config.hidden_size)

@@ -74,8 +74,7 @@ class CollaborativeEmbedding(nn.Module):
         item_ids: the item id of each row (rows without one, e.g. padding, are None).
         placeholder_id: the tokenizer's id of :data:`ITEM_TOKEN`.
         hidden_size: the projector's hidden width.
-        user_encoder: the SASRec encoder that made ``item_table``, with its ``config`` attribute (it is saved with
-            it); frozen here, dropout 0. With ``user_token_id``, the tokenizer's id of :data:`USER_TOKEN`, it adds the
+        user_encoder: the SASRec encoder that made ``item_table`` (frozen, in eval mode). With ``user_token_id``, the tokenizer's id of :data:`USER_TOKEN`, it adds the
             user token. None: item tokens only.
     """
 
@@ -119,11 +118,6 @@ class CollaborativeEmbedding(nn.Module):
         self._user_encoder: list[SASRecEncoder] = []
         if user_encoder is not None:
             self._user_encoder.append(user_encoder.requires_grad_(False).eval().to(weight.device))
-            for module in user_encoder.modules():  # and without dropout, even if someone calls train() on it
-                if isinstance(module, nn.Dropout):
-                    module.p = 0.0
-                elif isinstance(module, nn.MultiheadAttention):
-                    module.dropout = 0.0
             # The encoder ends in a LayerNorm: its states have unit scale already.
             self.collaborative_user_projector = CollaborativeProjector(
                 item_table.shape[1], hidden_size, weight.shape[1], out_std=out_std
@@ -265,7 +259,6 @@ def load_collaborative_tokens(model, tokenizer, folder) -> CollaborativeEmbeddin
         config = SASRecConfig(**json.loads(metadata["user_encoder_config"]))
         user_encoder = SASRecEncoder(len(table), config)
         user_encoder.load_state_dict(encoder_state)
-        user_encoder.config = config
     return add_collaborative_tokens(
         model,
         tokenizer,
@@ -299,5 +292,4 @@ def sasrec_item_table(sequences, examples, items, seed: int = 0):
     item_ids: list = [None] * len(table)
     for item, row in model.item_index.items():
         item_ids[row] = item
-    model.model.config = model.config  # saved with the encoder, to rebuild it
     return table, item_ids, model.model

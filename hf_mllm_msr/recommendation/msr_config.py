@@ -61,10 +61,7 @@ class RecommenderConfig:
     candidate_text: str = field(default=DEFAULT_CANDIDATE_TEXT, metadata={"help": CANDIDATE_TEXT_HELP})
     item_text: str = field(
         default="",
-        metadata={
-            "help": "The items dataset column shown after each title (e.g. 'text', 'genres'); empty: none. Earlier "
-            "releases wrote true (the 'text' column) or false."
-        },
+        metadata={"help": "The items dataset column shown after each title (e.g. 'text', 'genres'); empty: none."},
     )
     max_user_tokens: int | None = field(
         default=None,
@@ -116,8 +113,6 @@ class RecommenderConfig:
     )
 
     def __post_init__(self):
-        if isinstance(self.item_text, bool):  # before it named a column, item_text (true) meant the 'text' column
-            self.item_text = "text" if self.item_text else ""
         if self.mode is not None:
             check_choice("mode", self.mode)
         check_choice("candidate_text", self.candidate_text)

@@ -119,8 +119,7 @@ class MsrSftArguments(ScriptArguments):
     candidate_text: str = field(default=DEFAULT_CANDIDATE_TEXT, metadata={"help": CANDIDATE_TEXT_HELP})
 
     def __post_init__(self):
-        # validates mode, candidate_text, packing_mode and max_user_tokens; an earlier recipe's item_text: true is 'text'
-        self.item_text = self.recommender_config().item_text
+        self.recommender_config()  # validates mode, candidate_text, packing_mode and max_user_tokens
         if isinstance(self.dataset_options, str):
             self.dataset_options = json.loads(self.dataset_options)
         if self.answer_loss not in ANSWER_LOSSES:
