@@ -185,6 +185,10 @@ def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypat
         collaborative_user_token=user_token,
         collaborative_hidden_size=16,
         max_eval_users=4,
+        # the user-token run also takes the real-data options: SASRec without the tails, windows of 2 positives there
+        collaborative_holdout=0.5 if user_token else 0.0,
+        history_windows=2 if user_token else 0,
+        window_positives=2,
     )
     training = testing.cpu_sft_config(tmp_path / "adapter", max_steps=6)
     model_args = ModelConfig(model_name_or_path=base, use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
@@ -286,6 +290,58 @@ def test_history_windows_cut_each_train_users_sequence():
         sequences, examples["train"], items["item_id"], windows_per_user=2, max_history=3, num_negatives=2, seed=0
     )
     assert again["candidate"] == rows["candidate"]
+
+
+def test_window_positives_are_the_target_and_the_items_after_it():
+    from hf_mllm_msr.recommendation.windows import history_windows
+
+    items, examples, sequences = _collaborative_world()
+    rows = history_windows(
+        sequences, examples["train"], items["item_id"], windows_per_user=2, max_history=3, num_negatives=2,
+        positives_per_window=3, seed=0,
+    )
+    seq_of = dict(zip(sequences["user_id"], sequences["item_ids"]))
+    groups: dict[str, list] = {}
+    for user, candidate, label in zip(rows["user_id"], rows["candidate"], rows["label"]):
+        groups.setdefault(user, []).append((candidate, label))
+    for user, group in groups.items():
+        name, position = user.split("@")
+        expected = seq_of[name][int(position) : int(position) + 3]
+        assert sorted(c for c, y in group if y == 1) == sorted(expected)
+        assert sum(1 for _, y in group if y == 0) == 2
+
+
+def test_holdout_keeps_the_windows_out_of_the_sasrec_sequences():
+    from hf_mllm_msr.recommendation.windows import history_windows, holdout_sequences, holdout_start
+
+    assert holdout_start(10, 0.3) == 7 and holdout_start(10, 0.0) == 10
+    assert holdout_start(4, 0.1) == 2  # the tail holds at least the protocol's target and one window
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        holdout_start(10, 1.0)
+    items, examples, sequences = _collaborative_world()
+    train_users = set(examples["train"]["user_id"])
+    seen = holdout_sequences(sequences, train_users, 0.5)
+    seq_of = dict(zip(sequences["user_id"], sequences["item_ids"]))
+    seen_of = dict(zip(seen["user_id"], seen["item_ids"]))
+    for user, sequence in seq_of.items():
+        if user in train_users:
+            assert seen_of[user] == sequence[: holdout_start(len(sequence), 0.5)]
+        else:
+            assert seen_of[user] == sequence  # validation users: untouched
+    rows = history_windows(
+        sequences, examples["train"], items["item_id"], windows_per_user=3, max_history=3, num_negatives=2,
+        positives_per_window=2, holdout_fraction=0.5, seed=0,
+    )
+    assert len(rows) > 0
+    for user, candidate, label in zip(rows["user_id"], rows["candidate"], rows["label"]):
+        name, position = user.split("@")
+        assert int(position) >= len(seen_of[name])  # every target lies in the tail SASRec never saw
+        if label == 1:  # positives, too, come from the tail
+            assert candidate in seq_of[name][len(seen_of[name]) :]
+    with pytest.raises(ValueError, match="collaborative_holdout"):
+        MsrSftArguments(dataset_name="toy", mode="title", packing_mode="shared_prefix", collaborative_holdout=0.3)
+    with pytest.raises(ValueError, match="window_positives"):
+        MsrSftArguments(dataset_name="toy", mode="title", window_positives=0)
 
 
 def test_history_windows_need_mode_title():

@@ -73,6 +73,14 @@ class MsrSftArguments(ScriptArguments):
             "positive; `hf_mllm_msr.recommendation.windows`). 0: the protocol's one target per user."
         },
     )
+    window_positives: int = field(
+        default=1,
+        metadata={
+            "help": "With history_windows: each window's target and the items right after it, this many in all, are "
+            "its positives (one history prefix, several positives: positives teach an item's prior, and each costs "
+            "only its candidate tokens)."
+        },
+    )
     item_text: str = field(
         default="",
         metadata={
@@ -95,6 +103,14 @@ class MsrSftArguments(ScriptArguments):
         metadata={
             "help": "With collaborative_tokens: also one user token, the SASRec encoder's state after the history "
             "(CoLLM's user embedding) through its own projector; SASRec ranks candidates by that state."
+        },
+    )
+    collaborative_holdout: float = field(
+        default=0.0,
+        metadata={
+            "help": "With collaborative_tokens: train the tokens' SASRec on each train user's sequence without its last "
+            "fraction, and put history_windows only in that tail, so an SFT row's tokens come from a SASRec that never "
+            "learned that row (as a test user's). 0: SASRec sees every training interaction (the baseline's own)."
         },
     )
     collaborative_hidden_size: int = field(
@@ -132,6 +148,13 @@ class MsrSftArguments(ScriptArguments):
         if self.collaborative_user_token and not self.collaborative_tokens:
             raise ValueError(
                 "collaborative_user_token needs collaborative_tokens: true (it reads the history's items)."
+            )
+        if self.window_positives < 1:
+            raise ValueError(f"window_positives must be >= 1, got {self.window_positives}.")
+        if self.collaborative_holdout and not (self.collaborative_tokens and 0.0 < self.collaborative_holdout < 1.0):
+            raise ValueError(
+                f"collaborative_holdout must be in (0, 1) and needs collaborative_tokens: true, got "
+                f"{self.collaborative_holdout} (collaborative_tokens: {self.collaborative_tokens})."
             )
         if self.history_windows < 0:
             raise ValueError(f"history_windows must be >= 0, got {self.history_windows}.")

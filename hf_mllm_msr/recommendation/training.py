@@ -30,7 +30,7 @@ from .recommender import resolve_model
 from .scoring import PROJECTOR_NAME, USER_PROJECTOR_NAME, image_token_ids
 from .sft_arguments import MsrSftArguments
 from .validation import ValidationAucCallback, first_users
-from .windows import history_windows
+from .windows import history_windows, holdout_sequences
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,12 @@ def train_recommender(
     model.config._name_or_path = model.name_or_path = base_model
     collaborative = None
     if script_args.collaborative_tokens:
-        table, item_ids, encoder = sasrec_item_table(sequences, examples, items, seed=training_args.seed)
+        sasrec_sequences = sequences
+        if script_args.collaborative_holdout:  # the train users' tails, where the windows go, stay unseen
+            sasrec_sequences = holdout_sequences(
+                sequences, examples[script_args.dataset_train_split]["user_id"], script_args.collaborative_holdout
+            )
+        table, item_ids, encoder = sasrec_item_table(sasrec_sequences, examples, items, seed=training_args.seed)
         collaborative = add_collaborative_tokens(
             model,
             tokenizer,
@@ -231,6 +236,8 @@ def train_recommender(
             items["item_id"],
             windows_per_user=script_args.history_windows,
             max_history=options.get("max_history", 10),  # the builder's default
+            positives_per_window=script_args.window_positives,
+            holdout_fraction=script_args.collaborative_holdout,
             seed=options.get("seed", 0),
         )
         extra_rows = build_rows(windows, items, **row_options)

@@ -7,6 +7,12 @@ sequence at up to ``windows_per_user`` earlier points, spread evenly over it; th
 interaction and becomes a positive, the ``max_history`` items before it the history, and sampled items the user never
 interacted with the negatives. Validation and test users are never touched, and neither are a train user's held-out
 targets (they are not in the training sequences).
+
+Two options serve real data. ``positives_per_window`` makes the target and the items right after it positives of one
+window: each costs a candidate's few tokens, not another history prefix, and positives are what teach an item's
+prior (how often anyone picks it), which uniform negatives do not. ``holdout_fraction`` keeps the windows in the last
+part of each user's sequence; :func:`holdout_sequences` gives the rest, on which the collaborative tokens' SASRec is
+trained, so the tokens of an SFT row come from a SASRec that never learned that row's transitions, as on test users.
 """
 
 from __future__ import annotations
@@ -19,14 +25,38 @@ import numpy as np
 from ..data.preprocessing import sample_negatives
 
 
-def window_targets(length: int, windows: int, min_history: int) -> list[int]:
+def window_targets(length: int, windows: int, min_history: int, first: int = 0) -> list[int]:
     """Up to ``windows`` target positions in a sequence of ``length`` items, evenly spread from the last item back to
-    the first one with ``min_history`` items before it; the last item (the protocol's own target) is excluded."""
+    the first one with ``min_history`` items before it and at or after ``first``; the last item (the protocol's own
+    target) is excluded."""
     last = length - 2  # length - 1 is the protocol's target
-    if windows < 1 or last < min_history:
+    lowest = max(min_history, first)
+    if windows < 1 or last < lowest:
         return []
-    count = min(windows, last - min_history + 1)
-    return sorted({int(round(p)) for p in np.linspace(last, min_history, count)})
+    count = min(windows, last - lowest + 1)
+    return sorted({int(round(p)) for p in np.linspace(last, lowest, count)})
+
+
+def holdout_start(length: int, fraction: float) -> int:
+    """Where the held-out tail of a sequence of ``length`` items starts: its last ``fraction`` (at least the protocol's
+    target and one window), so that ``length - holdout_start`` items are never seen by the tokens' SASRec."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in [0, 1), got {fraction}.")
+    if fraction == 0.0:
+        return length
+    return max(1, length - max(2, int(round(length * fraction))))
+
+
+def holdout_sequences(sequences: datasets.Dataset, users, fraction: float) -> datasets.Dataset:
+    """``sequences`` with each of ``users``' item lists cut before its held-out tail (:func:`holdout_start`); other
+    users' rows are unchanged. Train the collaborative tokens' SASRec on this, and window with the same ``fraction``."""
+    users = set(users)
+
+    def cut(row):
+        items = row["item_ids"]
+        return {"item_ids": items[: holdout_start(len(items), fraction)] if row["user_id"] in users else items}
+
+    return sequences.map(cut, desc="Holding out the windows' tails")
 
 
 def history_windows(
@@ -38,6 +68,8 @@ def history_windows(
     max_history: int | None,
     num_negatives: int | None = None,
     min_history: int = 3,
+    positives_per_window: int = 1,
+    holdout_fraction: float = 0.0,
     seed: int = 0,
 ) -> datasets.Dataset:
     """Extra example rows from the training users' whole sequences.
@@ -51,6 +83,9 @@ def history_windows(
         max_history: the longest history a window gives (as the protocol's ``max_history``; 0 or None: all).
         num_negatives: sampled negatives per window; None: as many as the examples give a positive.
         min_history: a target needs at least this many items before it.
+        positives_per_window: the target and the next ``positives_per_window - 1`` items of the sequence (those there
+            are) are the window's positives, after the same history.
+        holdout_fraction: windows only in the last ``holdout_fraction`` of each sequence (:func:`holdout_start`).
         seed: seed of the negatives (each user draws from ``(seed, crc32(user_id), 2)``, independent of row order).
 
     Returns:
@@ -70,12 +105,14 @@ def history_windows(
         end = items.index(positives[user]) + 1 if positives[user] in items else len(items)
         items = items[:end]
         rng = np.random.default_rng([seed, zlib.crc32(user.encode("utf-8")), 2])
-        for target in window_targets(len(items), windows_per_user, min_history):
+        first = holdout_start(len(items), holdout_fraction) if holdout_fraction else 0
+        for target in window_targets(len(items), windows_per_user, min_history, first):
             history = items[max(0, target - max_history) if max_history else 0 : target]
-            candidates = [items[target]] + sample_negatives(rng, catalogue, seen, num_negatives)
+            targets = items[target : target + positives_per_window]
+            candidates = targets + sample_negatives(rng, catalogue, seen, num_negatives)
             for rank in rng.permutation(len(candidates)):
                 rows["user_id"].append(f"{user}@{target}")
                 rows["history"].append(history)
                 rows["candidate"].append(candidates[rank])
-                rows["label"].append(int(rank == 0))
+                rows["label"].append(int(rank < len(targets)))
     return datasets.Dataset.from_dict(rows, features=datasets.Features({k: examples.features[k] for k in rows}))
