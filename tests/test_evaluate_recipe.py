@@ -9,7 +9,7 @@ from conftest import TINY_SYNTHETIC
 
 from hf_mllm_msr import load_msr_dataset
 from hf_mllm_msr.cli import main as cli
-from hf_mllm_msr.scripts.evaluate import EvaluateArguments
+from hf_mllm_msr.scripts.evaluate import NOT_TRAINED, EvaluateArguments
 from hf_mllm_msr.testing.text import tiny_llama
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -110,6 +110,18 @@ def test_adapters_in_and_cross_domain(config, tmp_path_factory, tmp_path):
     assert results["protocol"]["max_test_users"] == 2 and results["num_users"] == 2
     report_md = (tmp_path / "out" / "report.md").read_text()
     assert report_md.index("| msr-from-movielens |") > report_md.index("## Results (cross-domain)")
+
+
+def test_an_adapter_the_data_could_not_train_gets_a_row_with_its_reason(config, tmp_path):
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    reason = "no SFT rows left after resolving the examples (all were skipped)"
+    (folder / NOT_TRAINED).write_text(f"{reason}\n")
+    results = cli_evaluate(["--config", str(config), "--adapters", str(folder), "--adapter_names", "msr"])
+    assert list(results["models"]) == ["popularity", "msr"]
+    msr = results["models"]["msr"]
+    assert msr["not_trained"] == reason and msr["metrics"] == {} and msr["group"] == "in-domain"
+    assert "| msr | not trained: no SFT rows left" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_compare_to(config, tmp_path):

@@ -184,16 +184,6 @@ def test_nan_metrics_are_json_null(test_split, train):
     json.dumps(results, allow_nan=False)
 
 
-def test_select_test_users(test_split):
-    assert report.select_test_users(test_split, None) is test_split
-    assert report.select_test_users(test_split, 1000) is test_split
-    subset = report.select_test_users(test_split, 5, seed=3)
-    users = set(subset["user_id"])
-    assert len(users) == 5 and len(subset) == 5 * 5  # every row of each kept user
-    assert set(report.select_test_users(test_split, 5, seed=3)["user_id"]) == users
-    assert users != {f"u{u:02d}" for u in range(5)}  # random users, not the first ones
-
-
 def test_load_summaries(tmp_path):
     summaries = datasets.Dataset.from_dict({"item_id": ["a", "b"], "summary": ["red lamp", "blue mug"]})
     summaries.save_to_disk(str(tmp_path / "disk"))

@@ -244,22 +244,7 @@ def write_report(results: Mapping, output_dir: str | Path) -> dict[str, Path]:
     return written
 
 
-# --- Inputs shared by recipes/evaluate.py and the demo ---------------------------------------------------------------
-
-
-def select_test_users(test, max_test_users: int | None = None, seed: int = 0):
-    """The whole test split, or (only when ``max_test_users`` is set) every row of a seeded sample of its users.
-
-    A subset is drawn at random, never the first users, so that it is not biased by the split's user order.
-    """
-    if not max_test_users:
-        return test
-    users = sorted(set(test["user_id"]))
-    if max_test_users >= len(users):
-        return test
-    kept = set(np.random.default_rng(seed).choice(users, size=max_test_users, replace=False).tolist())
-    logger.warning("Evaluating %d of %d test users (max_test_users=%d).", len(kept), len(users), max_test_users)
-    return test.select([i for i, user_id in enumerate(test["user_id"]) if user_id in kept])
+# --- Inputs of recipes/evaluate.py ---------------------------------------------------------------------------------
 
 
 def load_summaries(path: str | Path | None):

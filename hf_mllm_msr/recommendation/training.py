@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from .. import prompts
+from ..data.users import first_users
 from ..models.offline import SMOLLM2_HUB_ID, SMOLLM2_SOURCE, portable_model_name, resolve_model_path
 from .candidate_prompts import answer_token_ids
 from .collaborative import add_collaborative_tokens, sasrec_item_table
@@ -29,7 +30,7 @@ from .packing import attention_rules
 from .recommender import resolve_model
 from .scoring import PROJECTOR_NAME, USER_PROJECTOR_NAME, image_token_ids
 from .sft_arguments import MsrSftArguments
-from .validation import ValidationAucCallback, first_users
+from .validation import ValidationAucCallback
 from .windows import history_windows, holdout_sequences
 
 logger = logging.getLogger(__name__)

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import logging
 
-import datasets
 import numpy as np
 from transformers import TrainerCallback
 
 from .recommender import MsrRecommender
 
 logger = logging.getLogger(__name__)
-
-
-def first_users(examples: datasets.Dataset, max_users: int | None) -> datasets.Dataset:
-    """The rows of the first ``max_users`` users in sorted id order (all rows when None)."""
-    if not max_users:
-        return examples
-    keep = set(sorted(set(examples["user_id"]))[:max_users])
-    return examples.select([i for i, u in enumerate(examples["user_id"]) if u in keep])
 
 
 class ValidationAucCallback(TrainerCallback):

@@ -12,13 +12,18 @@ every finished stage; an SFT stage resumes from its checkpoint):
 
     summaries   `mllm-msr summarize` (section `summarize`): item_summaries/ and user_summaries/ of the first
                 `max_users` users, one generation cache for both (`output_dir/generation_cache.sqlite`)
-    <adapter>   `mllm-msr sft` (section `sft`, plus the entry's keys) for each entry of `adapters`
-    report      `mllm-msr evaluate` (section `evaluate`): every adapter + the baselines on the same test candidates,
-                results.json, report.md, plots; then the first adapter's model card (README.md)
+    <adapter>   `mllm-msr sft` (section `sft`, plus the entry's keys) for each entry of `adapters`, on the same users
+                (`max_train_users`); an adapter the data cannot train gets its reason in NOT_TRAINED.txt
+    report      `mllm-msr evaluate` (section `evaluate`): every adapter + the baselines on the same test candidates of
+                the same users (`max_test_users`), results.json, report.md, plots; then the first adapter's model card
+
+`max_users` sets each stage's own option (`hf_mllm_msr.data.users.first_users`: the first N user ids of each split in
+sorted order), so the three stages keep the same users.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,7 +39,6 @@ logger = logging.getLogger("hf_mllm_msr.demo")
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "config.yaml"
 DONE = ".stage_done"
-NOT_TRAINED = "NOT_TRAINED.txt"  # in an adapter's folder: why the data could not train it
 
 
 @dataclass
@@ -50,7 +54,10 @@ class DemoArguments:
         metadata={"help": "load_msr_dataset options, the protocol of every stage (a YAML/JSON mapping)."}
     )
     max_users: int | None = field(
-        metadata={"help": "The LLM stages' users: the first N of the dataset (None: all). Baselines use every user."}
+        metadata={
+            "help": "The LLM stages' users: the first N user ids of each split, sorted (summarize's max_users, sft's "
+            "max_train_users, evaluate's max_test_users; None: all). The baselines train on every user."
+        }
     )
     tiny: bool = field(metadata={"help": "Tiny random models instead of SmolLM2 (tests; numbers are meaningless)."})
     summarize: dict | str = field(
@@ -156,50 +163,6 @@ def tiny_models(args: DemoArguments, output_dir: Path) -> None:
             adapter["model_name_or_path"] = text
 
 
-def evaluate_rows(eval_args, examples, items, test, not_trained: dict) -> dict:
-    """`mllm-msr evaluate` on the given test rows: every adapter of ``eval_args`` (those in ``not_trained`` get a row
-    with the reason) and its baselines (trained on the whole train split); writes results.json, report.md, plots.
-
-    The same steps as `hf_mllm_msr.scripts.evaluate.main` after it has picked its test rows: its ``max_test_users``
-    draws a seeded random subset of users, which the demo's summaries of the first ``max_users`` users do not cover.
-    """
-    from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.evaluation import baseline_scoring, report
-    from hf_mllm_msr.recommendation.msr_config import RecommenderConfig
-    from hf_mllm_msr.recommendation.recommender import MsrRecommender
-    from hf_mllm_msr.scripts.evaluate import protocol_of, write_results
-
-    sequences = load_msr_dataset(
-        eval_args.dataset_name, "sequences", data_dir=eval_args.data_dir, **eval_args.dataset_options
-    )
-    # the test target is each user's last interaction; `history` itself is capped at max_history
-    history_lengths = {user: len(ids) - 1 for user, ids in zip(sequences["user_id"], sequences["item_ids"])}
-    item_summaries = report.load_summaries(eval_args.item_summaries)
-    user_summaries = report.load_summaries(eval_args.user_summaries)
-    scores, info = {}, {}
-    for adapter, name in zip(eval_args.adapters, eval_args.report_names()):
-        info[name] = {"kind": "adapter", "source": Path(adapter).name}
-        if name in not_trained:
-            info[name]["not_trained"] = not_trained[name]
-            continue
-        recommender = MsrRecommender.from_pretrained(adapter, device=eval_args.device)
-        scores[name] = recommender.score_examples(
-            test, items, item_summaries=item_summaries, user_summaries=user_summaries, batch_size=eval_args.batch_size
-        )
-        info[name]["mode"] = recommender.mode
-        training_size = RecommenderConfig.from_pretrained(adapter).training_size
-        info[name].update({"training_size": training_size} if training_size else {})
-    baseline_scores, baseline_info = baseline_scoring.score_baselines(
-        eval_args.baselines, sequences, examples, test, catalogue=items["item_id"], seed=eval_args.seed,
-        tune=eval_args.tune_baselines,
-    )  # fmt: skip
-    scores.update(baseline_scores)
-    info.update(baseline_info)
-    protocol = {**protocol_of(eval_args), "num_test_users": len(set(test["user_id"]))}
-    results, _ = write_results(eval_args, scores, info, test, examples["train"], protocol, history_lengths)
-    return results
-
-
 def main(args: DemoArguments) -> dict:
     """Runs (or resumes) every stage; returns the evaluation results."""
     # --- logging ---
@@ -207,11 +170,9 @@ def main(args: DemoArguments) -> dict:
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from hf_mllm_msr import load_msr_dataset
     from hf_mllm_msr.data.loading import InsufficientDataError
     from hf_mllm_msr.evaluation import tables
     from hf_mllm_msr.publishing.cards import write_adapter_card
-    from hf_mllm_msr.recommendation.training import train_recommender
     from hf_mllm_msr.scripts import evaluate, sft, summarize
 
     # --- args: every stage's dataclasses, checked before the first stage runs ---
@@ -234,7 +195,12 @@ def main(args: DemoArguments) -> dict:
         keys = dict(keys)
         name = keys.pop("name", folder)
         stage_args = stage_arguments(
-            sft.make_parser, {**args.sft, **keys}, **data, **summary_paths, output_dir=str(output_dir / folder)
+            sft.make_parser,
+            {**args.sft, **keys},
+            **data,
+            **summary_paths,
+            output_dir=str(output_dir / folder),
+            max_train_users=args.max_users,
         )
         adapters[name] = folder, stage_args
     (eval_args,) = stage_arguments(
@@ -242,6 +208,7 @@ def main(args: DemoArguments) -> dict:
         args.evaluate,
         **data,
         output_dir=str(output_dir / "report"),
+        max_test_users=args.max_users,
         adapters=[str(output_dir / folder) for folder, _ in adapters.values()],
         adapter_names=list(adapters),
         item_summaries=summary_paths["item_summaries_path"],
@@ -255,34 +222,26 @@ def main(args: DemoArguments) -> dict:
 
     run_stage(output_dir, "summaries", summarize_stage)
 
-    # --- the users the LLM stages see: the first max_users, as the summarize stage picked them ---
-    items = load_msr_dataset(args.dataset_name, "items", data_dir=args.data_dir, **args.dataset_options)
-    examples = load_msr_dataset(args.dataset_name, "examples", data_dir=args.data_dir, **args.dataset_options)
-    llm_examples, llm_items = examples, items
-    if args.max_users:
-        llm_examples, llm_items = summarize.restrict_to_users(examples, items, args.max_users)
-
-    # --- adapters: `mllm-msr sft` (its main is `train_recommender`), on those users ---
+    # --- adapters: `mllm-msr sft`, on the summarized users ---
     def sft_stage(tmp, stage_args):
         script_args, training_args, model_args = stage_args
         training_args.output_dir = str(tmp)
         try:
-            train_recommender(script_args, training_args, model_args, items=llm_items, examples=llm_examples)
+            sft.main(script_args, training_args, model_args)
         except InsufficientDataError as error:  # the report shows the row with its reason, and the demo goes on
             logger.warning("Adapter %s not trained: %s.", tmp.name, error)
-            (tmp / NOT_TRAINED).write_text(f"{error}\n")
+            (tmp / evaluate.NOT_TRAINED).write_text(f"{error}\n")
         for checkpoint in tmp.glob("checkpoint-*"):  # the final adapter is saved; resume points are not needed
             shutil.rmtree(checkpoint)
 
     for folder, stage_args in adapters.values():
         run_stage(output_dir, folder, lambda tmp, stage_args=stage_args: sft_stage(tmp, stage_args), resumable=True)
 
-    # --- report: `mllm-msr evaluate` on those users' test rows ---
+    # --- report: `mllm-msr evaluate`, on the same users' test rows ---
     def report_stage(tmp):
         eval_args.output_dir = str(tmp)
-        notes = {name: output_dir / folder / NOT_TRAINED for name, (folder, _) in adapters.items()}
-        not_trained = {name: note.read_text().strip() for name, note in notes.items() if note.exists()}
-        evaluate_rows(eval_args, examples, items, llm_examples["test"], not_trained)
+        with contextlib.redirect_stdout(sys.stderr):  # its table and staging paths join the log; the summary is below
+            evaluate.main(eval_args)
 
     report_dir = run_stage(output_dir, "report", report_stage)
 

@@ -1,7 +1,9 @@
 """Evaluate MLLM-MSR adapters and the baselines on the same test candidates; write results.json, report.md, plots.
 
-Every test user is scored (a random subset only when `max_test_users` is set, and then it is recorded in the
-protocol). Adapters trained on another dataset are reported as cross-domain rows next to the in-domain ones.
+Every test user is scored (only the first N test users, by sorted id as in every stage, when `max_test_users` is set,
+and then it is recorded in the protocol). Adapters trained on another dataset are reported as cross-domain rows next to
+the in-domain ones; an adapter folder holding `NOT_TRAINED.txt` (the demo writes it when the data cannot train one)
+gets a row with that reason and no numbers.
 
 Usage:
 
@@ -26,6 +28,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+
+NOT_TRAINED = "NOT_TRAINED.txt"  # in an adapter's folder instead of its weights: why the data could not train it
 
 # MsrConfig fields that define the evaluation protocol (the rest are image-size guards and strictness).
 PROTOCOL_FIELDS = (
@@ -82,7 +86,11 @@ class EvaluateArguments:
     )
     ks: list[int] = field(default_factory=lambda: [3, 5, 10], metadata={"help": "Cut-offs K of HR/NDCG/MRR@K."})
     max_test_users: int | None = field(
-        default=None, metadata={"help": "Score a seeded random subset of test users (default: all; recorded)."}
+        default=None,
+        metadata={
+            "help": "Score the first N test users only (sorted ids, as sft's max_train_users and summarize's "
+            "max_users; default: all; recorded)."
+        },
     )
     compare_to: str | None = field(
         default=None,
@@ -92,7 +100,7 @@ class EvaluateArguments:
         },
     )
     bootstrap_samples: int = field(default=1000, metadata={"help": "User resamples per confidence interval."})
-    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap, the user subset and the baselines."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap and the baselines."})
     batch_size: int = field(default=16, metadata={"help": "Candidates per forward pass of an adapter."})
     device: str = field(default="cpu", metadata={"help": "Device of the adapters ('cpu', 'cuda')."})
     push_to_hub: bool = field(default=False, metadata={"help": "Push the first adapter with its updated card."})
@@ -193,6 +201,7 @@ def main(args: EvaluateArguments) -> dict:
 
     # Heavy imports here so that --help is instant.
     from hf_mllm_msr import load_msr_dataset
+    from hf_mllm_msr.data.users import first_users
     from hf_mllm_msr.evaluation import baseline_scoring, report, tables
     from hf_mllm_msr.models.offline import resolve_adapter
     from hf_mllm_msr.publishing import cards, hub
@@ -205,7 +214,7 @@ def main(args: EvaluateArguments) -> dict:
         examples = load_msr_dataset(args.dataset_name, "examples", data_dir=args.data_dir, **args.dataset_options)
         items = load_msr_dataset(args.dataset_name, "items", data_dir=args.data_dir, **args.dataset_options)
         sequences = load_msr_dataset(args.dataset_name, "sequences", data_dir=args.data_dir, **args.dataset_options)
-    test = report.select_test_users(examples["test"], args.max_test_users, seed=args.seed)
+    test = first_users(examples["test"], args.max_test_users)  # the users summarize and sft keep for the same N
     protocol["num_test_users"] = len(set(test["user_id"]))
     # Cold-start view by history length: the user's whole past (the test target is each user's last interaction under
     # both split rules), not the `history` column, which max_history caps.
@@ -222,6 +231,11 @@ def main(args: EvaluateArguments) -> dict:
     user_summaries = report.load_summaries(args.user_summaries)
     for i, (adapter, name) in enumerate(zip(args.adapters, args.report_names())):
         folder = Path(resolve_adapter(adapter))
+        if (folder / NOT_TRAINED).exists():  # a row with the reason, no numbers
+            reason = (folder / NOT_TRAINED).read_text().strip()
+            models_info[name] = {"kind": "adapter", "source": str(adapter), "not_trained": reason}
+            models_info[name].update({"group": args.adapter_groups[i]} if args.adapter_groups else {})
+            continue
         msr_config = RecommenderConfig.from_pretrained(folder)
         trained_on = msr_config.protocol.get("dataset")
         if args.adapter_groups:

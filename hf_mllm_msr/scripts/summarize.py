@@ -42,7 +42,10 @@ class SummarizeArguments:
         default=None, metadata={"help": "Options of load_msr_dataset (a YAML mapping, or JSON on the command line)."}
     )
     max_users: int | None = field(
-        default=None, metadata={"help": "Only the first N users (and the items they touch): quick runs."}
+        default=None,
+        metadata={
+            "help": "Only the first N users of each split (sorted ids, as sft and evaluate pick them) and their items."
+        },
     )
     skip_users: bool = field(default=False, metadata={"help": "Item summaries only."})
     splits: list[str] | None = field(
@@ -71,15 +74,6 @@ def save_atomic(dataset, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def restrict_to_users(examples, items, max_users: int):
-    """The first `max_users` users of the examples (in order of appearance) and the items they touch."""
-    users = list(dict.fromkeys(u for split in examples.values() for u in split["user_id"]))[:max_users]
-    keep = set(users)
-    examples = examples.filter(lambda u: u in keep, input_columns="user_id")
-    touched = {i for split in examples.values() for h, c in zip(split["history"], split["candidate"]) for i in [*h, c]}
-    return examples, items.filter(lambda i: i in touched, input_columns="item_id")
-
-
 def make_parser():
     from trl import TrlParser
 
@@ -94,6 +88,7 @@ def main(args: SummarizeArguments, config: SummarizeConfig) -> dict:
     from datasets import DatasetDict
 
     from hf_mllm_msr import load_msr_dataset
+    from hf_mllm_msr.data.users import first_users
     from hf_mllm_msr.summarization.generation import load_summarizer
     from hf_mllm_msr.summarization.summarize import make_generator, summarize_items
     from hf_mllm_msr.summarization.textualize import Textualizer
@@ -119,8 +114,13 @@ def main(args: SummarizeArguments, config: SummarizeConfig) -> dict:
         if unknown:
             raise ValueError(f"splits={args.splits}: {unknown} not among the dataset's splits {sorted(examples)}.")
         examples = DatasetDict({name: examples[name] for name in args.splits})
-    if args.max_users:
-        examples, items = restrict_to_users(examples, items, args.max_users)
+    examples = first_users(examples, args.max_users)  # of each split: the users sft trains on and evaluate scores
+    if args.max_users:  # only the items those users' histories and candidates touch
+        touched = {
+            item for split in examples.values() for history, candidate in zip(split["history"], split["candidate"])
+            for item in [*history, candidate]
+        }  # fmt: skip
+        items = items.filter(lambda item_id: item_id in touched, input_columns="item_id")
     logger.info("%d items, %s examples", len(items), {k: len(v) for k, v in examples.items()})
 
     # --- model --------------------------------------------------------------------------------------
