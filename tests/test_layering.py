@@ -3,13 +3,13 @@ higher stage.
 
 The layers, lowest first (a module may import its own layer and lower ones, never a higher one):
 
-    0  prompts, data, models, testing, version   (no stage above them)
+    0  prompts, data, models, testing, version   (no stage above them; nor model_cards, the card templates)
     1  dataset_builders                           (`data.builder` only; `data.loading` finds them as files)
     2  evaluation                                 (metrics, bootstrap, baselines, baseline_scoring, report: data only)
     3  summarization                              (data, models, prompts)
     4  recommendation                             (+ evaluation metrics for validation, summarization's data rows)
     5  publishing                                 (cards: + the recommender to resolve bases)
-    6  scripts, demo, demo_arguments, cli, the package root `__init__` (everything: it imports every stage)
+    6  scripts, cli, __main__, the package root `__init__` (everything: it imports every stage)
 
 `from hf_mllm_msr import X` (or `from .. import X`) of a name that is not a submodule imports the package root.
 """
@@ -25,6 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hf_mllm_msr"
 BUILDERS = ROOT / "dataset_builders"  # installed as hf_mllm_msr.dataset_builders
+MAPPED = {"dataset_builders": BUILDERS, "model_cards": ROOT / "model_cards"}  # pyproject's package-dir
 LAYER = {
     "prompts": 0,
     "data": 0,
@@ -38,8 +39,6 @@ LAYER = {
     "recommendation": 4,
     "publishing": 5,
     "scripts": 6,
-    "demo": 6,
-    "demo_arguments": 6,
     "cli": 6,
     "__main__": 6,
     "__init__": 6,
@@ -94,6 +93,15 @@ def sources() -> list[Path]:
     return [p for p in sorted(PACKAGE.rglob("*.py")) if "metric_modules" not in p.parts] + sorted(
         BUILDERS.rglob("*.py")
     )
+
+
+def test_the_layers_name_what_exists():
+    # A layer entry for a deleted module would hide nothing but mislead; a module without one would fail below only
+    # when it imports something (LAYER[own]), and an import of it would count as layer 0.
+    modules = {path.stem for path in PACKAGE.glob("*.py")}
+    packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").exists()}
+    mapped = {name for name, path in MAPPED.items() if (path / "__init__.py").exists()}
+    assert set(LAYER) == modules | packages | mapped
 
 
 def test_the_check_sees_the_package_root_and_the_builders():

@@ -174,6 +174,3 @@ def resolve_model(path_or_id: str, revision: str | None = None) -> str:
 
         return build_msr_vision_model()
     return resolve_adapter(resolve_model_path(str(path_or_id)), revision=revision)
-
-
-_resolve = resolve_model  # the name demo.py imported before resolve_model was public
