@@ -33,6 +33,12 @@ def main(argv=None):
     parser.add_argument("--data_dir", required=True, help="A MovieLens-format folder.")
     parser.add_argument("--dataset_name", default="movielens")
     parser.add_argument("--history_windows", type=int, default=3, help="As the recipes' SFT.")
+    parser.add_argument(
+        "--holdout_fraction",
+        type=float,
+        default=0.0,
+        help="As SFT's collaborative_holdout: SASRec without the train users' tails, the windows in them.",
+    )
     args = parser.parse_args(argv)
     import datasets
 
@@ -41,13 +47,16 @@ def main(argv=None):
     from hf_mllm_msr.evaluation.baselines import SASRec
     from hf_mllm_msr.evaluation.encoders import SASRecConfig
     from hf_mllm_msr.evaluation.metrics import ranking_metrics
-    from hf_mllm_msr.recommendation.windows import history_windows
+    from hf_mllm_msr.recommendation.windows import history_windows, holdout_sequences
 
     start = time.perf_counter()
     load = lambda config: load_msr_dataset(args.dataset_name, config, data_dir=args.data_dir, **PROTOCOL)  # noqa: E731
     items, examples, sequences = load("items"), load("examples"), load("sequences")
+    seen = sequences
+    if args.holdout_fraction:
+        seen = holdout_sequences(sequences, examples["train"]["user_id"], args.holdout_fraction)
     model = SASRec(SASRecConfig(seed=PROTOCOL["seed"], show_progress=False)).fit(
-        training_sequences(sequences, examples), examples["validation"], catalogue=items["item_id"]
+        training_sequences(seen, examples), examples["validation"], catalogue=items["item_id"]
     )
     windows = history_windows(
         sequences,
@@ -55,6 +64,7 @@ def main(argv=None):
         items["item_id"],
         windows_per_user=args.history_windows,
         max_history=PROTOCOL["max_history"],
+        holdout_fraction=args.holdout_fraction,
         seed=PROTOCOL["seed"],
     )
     keep = ["user_id", "history", "candidate", "label"]
@@ -67,7 +77,7 @@ def main(argv=None):
         "test users": examples["test"],
     }
     aucs = {}
-    print(f"SASRec (evaluation config, seed {PROTOCOL['seed']}) on {args.data_dir}")
+    print(f"SASRec (evaluation config, seed {PROTOCOL['seed']}, holdout {args.holdout_fraction}) on {args.data_dir}")
     for name, split in rows.items():
         scores = model.score(split)
         result = ranking_metrics(scores, np.asarray(split["label"]), np.asarray(split["user_id"]), ks=(10,))
