@@ -1,6 +1,7 @@
-"""Collaborative tokens: item placeholders become projected SASRec vectors, packed equals unpacked, shared-prefix scores
-equal one forward per candidate, a cold item gets a defined embedding, and training + saving + loading under another
-HOME round-trips (tiny random Llama, CPU, offline)."""
+"""Collaborative tokens: item placeholders become projected SASRec vectors, the user token SASRec's state and the score
+token SASRec's own score of each candidate, packed equals unpacked, shared-prefix scores equal one forward per
+candidate, a cold item gets a defined embedding, and training + saving + loading under another HOME round-trips (tiny
+random Llama, CPU, offline)."""
 
 import json
 
@@ -22,7 +23,12 @@ from hf_mllm_msr.recommendation.examples import build_group_dataset
 from hf_mllm_msr.recommendation.packed_trainer import SharedPrefixCollator
 from hf_mllm_msr.recommendation.packing import attention_rules
 from hf_mllm_msr.recommendation.recommender import MsrRecommender
-from hf_mllm_msr.recommendation.scoring import COLLABORATIVE_FILE, YesNoScorer
+from hf_mllm_msr.recommendation.scoring import (
+    COLLABORATIVE_FILE,
+    SCORE_PROJECTOR_NAME,
+    USER_PROJECTOR_NAME,
+    YesNoScorer,
+)
 from hf_mllm_msr.recommendation.sft_arguments import MsrSftArguments
 from hf_mllm_msr.recommendation.training import train_recommender
 from hf_mllm_msr.testing import text as testing
@@ -47,13 +53,20 @@ def _user_encoder(rows: int = NUM_ITEMS + 3, dim: int = 8):
     return SASRecEncoder(rows, config).eval()
 
 
-def collaborative_model(base, user_token: bool = False):
+TOKENS = ["items", "user", "score"]  # item tokens; + the user token; + the score token
+
+
+def collaborative_model(base, tokens: str = "items"):
     model = AutoModelForCausalLM.from_pretrained(base).eval()
     tokenizer = AutoTokenizer.from_pretrained(base)
     table, ids = _table()
     torch.manual_seed(1)
-    encoder = _user_encoder() if user_token else None
-    add_collaborative_tokens(model, tokenizer, table, ids, hidden_size=16, user_encoder=encoder)
+    encoder = _user_encoder() if tokens != "items" else None
+    embedding = add_collaborative_tokens(
+        model, tokenizer, table, ids, hidden_size=16, user_encoder=encoder, score_token=tokens == "score"
+    )
+    if tokens == "score":  # a fresh projector's output is tiny: make the score token move the logits clearly
+        embedding.collaborative_score_projector.linear_2.weight.data *= 50
     return model, tokenizer
 
 
@@ -82,7 +95,7 @@ def test_placeholders_become_projected_item_vectors(base):
 
 
 def test_the_user_token_is_the_projected_sasrec_state_after_the_history(base):
-    model, tokenizer = collaborative_model(base, user_token=True)
+    model, tokenizer = collaborative_model(base, "user")
     embedding = collaborative_embedding(model)
     assert embedding.user_token == USER_TOKEN and USER_TOKEN in tokenizer.get_vocab()
     text = f"liked {ITEM_TOKEN}{ITEM_TOKEN}{USER_TOKEN} then {ITEM_TOKEN}{USER_TOKEN}"
@@ -101,6 +114,58 @@ def test_the_user_token_is_the_projected_sasrec_state_after_the_history(base):
     assert embedding.record()["user_token"] == USER_TOKEN
 
 
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_the_score_token_adds_sasrecs_own_score_to_each_candidate(base, loss):
+    from hf_mllm_msr.evaluation.baselines import SASRec
+    from hf_mllm_msr.recommendation.collaborative_sasrec import sasrec_scores, sasrec_tokens, token_layout
+
+    items, _, sequences = _collaborative_world()
+    train = [list(s) for s in sequences["item_ids"]]
+    train[0] += ["rare", "rarer"]  # seen once: merged into UNKNOWN (min_item_count 2), scored as one of the two
+    config = SASRecConfig(
+        hidden_size=8, inner_size=16, max_len=8, epochs=2, min_item_count=2, loss=loss, show_progress=False
+    )
+    sasrec = SASRec(config).fit(train, catalogue=items["item_id"])
+    table, item_ids, encoder, merged = sasrec_tokens(sasrec)
+    assert merged == 2
+    model = AutoModelForCausalLM.from_pretrained(base).eval()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    embedding = add_collaborative_tokens(
+        model, tokenizer, table, item_ids, hidden_size=16, user_encoder=encoder, score_token=True, merged_items=merged
+    )
+    i, u = ITEM_TOKEN, USER_TOKEN
+    # row 0 holds an item before any user token and two groups (history, user token, candidates), as a packed row
+    # may; row 1 a user with an empty history and a candidate SASRec never saw
+    texts = [f"saw {i} then {i}{i}{u} so {i} or {i}; later {i}{u} so {i}", f"{u} so {i}"]
+    ids = tokenizer(texts, return_tensors="pt", padding=True)["input_ids"]
+    row_items = [["i0", "i2", "i4", "i6", "rare", "i3", "i8"], ["never-seen"]]
+    mapped = embedding.item_token_ids(ids, row_items)
+    cases = datasets.Dataset.from_dict(
+        {"history": [["i2", "i4"], ["i2", "i4"], ["i3"], []], "candidate": ["i6", "rare", "i8", "never-seen"]}
+    )
+    expected = torch.tensor(sasrec.score(cases), dtype=torch.float32)  # SASRec's own scores of these rows
+
+    layout = token_layout(mapped, embedding.offset, embedding.user_token_id)
+    assert layout.histories == [[embedding.row_of("i2"), embedding.row_of("i4")], [embedding.row_of("i3")], []]
+    assert layout.candidate_user.tolist() == [0, 0, 1, 2]
+    states = torch.cat([sasrec._encode_last([sasrec._ids(h)]) for h in cases["history"]])
+    rows = mapped[layout.is_candidate] - embedding.offset
+    scores = sasrec_scores(states, embedding.item_table, loss=loss, merged_items=merged)
+    torch.testing.assert_close(scores[torch.arange(4), rows], expected)
+
+    out = embedding(mapped)
+    is_item = mapped >= embedding.offset
+    items_only = embedding.collaborative_projector(embedding.item_table[mapped[is_item] - embedding.offset])
+    candidate = layout.is_candidate[is_item]
+    assert candidate.tolist() == [False, False, False, True, True, False, True, True]
+    torch.testing.assert_close(out[is_item][~candidate], items_only[~candidate])  # the history and stray items
+    with_score = items_only[candidate] + embedding.collaborative_score_projector(expected[:, None])
+    torch.testing.assert_close(out[is_item][candidate], with_score)
+    assert (out[is_item][candidate] - items_only[candidate]).abs().max() > 1e-4  # the score token adds something
+    assert embedding.record()["score_projector"] == SCORE_PROJECTOR_NAME
+
+
 def test_a_title_cannot_forge_an_item_token(base):
     """Data fields are cleaned before the placeholders are added: a title holding the token string gives none."""
     model, tokenizer = collaborative_model(base)
@@ -110,9 +175,9 @@ def test_a_title_cannot_forge_an_item_token(base):
     assert int((enc["input_ids"] >= collaborative_embedding(model).offset).sum()) == 2  # one history + one candidate
 
 
-@pytest.mark.parametrize("user_token", [False, True], ids=["items", "items+user"])
-def test_shared_prefix_scores_equal_one_forward_per_candidate(base, user_token):
-    model, tokenizer = collaborative_model(base, user_token)
+@pytest.mark.parametrize("tokens", TOKENS)
+def test_shared_prefix_scores_equal_one_forward_per_candidate(base, tokens):
+    model, tokenizer = collaborative_model(base, tokens)
     scorer = YesNoScorer(model, tokenizer, mode="title")
     user = "The user recently interacted with: item 1; item 2; item 3."
     candidates = [{"item_id": f"i{k}", "title": f"item {k}"} for k in (4, 5, 6)] + [{"item_id": "cold", "title": "x"}]
@@ -122,11 +187,15 @@ def test_shared_prefix_scores_equal_one_forward_per_candidate(base, user_token):
     # the tokens change the scores (the same text with other history items scores differently)
     other = scorer.score(user, candidates, batch_size=3, history_items=["i7", "i8", "i9"])
     assert not np.allclose(shared, other, atol=1e-4)
+    if tokens == "score":  # and the score token changes them: both paths above did carry it
+        torch.nn.init.zeros_(collaborative_embedding(model).collaborative_score_projector.linear_2.weight)
+        without = scorer.score(user, candidates, batch_size=3, history_items=["i1", "i2", "i3"])
+        assert not np.allclose(shared, without, atol=1e-4)
 
 
-@pytest.mark.parametrize("user_token", [False, True], ids=["items", "items+user"])
-def test_packed_logits_equal_unpacked_rows(base, user_token):
-    model, tokenizer = collaborative_model(base, user_token)
+@pytest.mark.parametrize("tokens", TOKENS)
+def test_packed_logits_equal_unpacked_rows(base, tokens):
+    model, tokenizer = collaborative_model(base, tokens)
     items = datasets.Dataset.from_dict(
         {"item_id": [f"i{k}" for k in range(NUM_ITEMS)], "title": [f"film {k}" for k in range(NUM_ITEMS)]}
     )
@@ -172,10 +241,11 @@ def _collaborative_world():
     return items, datasets.DatasetDict(splits), datasets.Dataset.from_dict(sequences)
 
 
-@pytest.mark.parametrize("user_token", [False, True], ids=["items", "items+user"])
-def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypatch, user_token):
+@pytest.mark.parametrize("tokens", TOKENS)
+def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypatch, tokens):
     from trl import ModelConfig
 
+    user_token, score_token = tokens != "items", tokens == "score"
     items, examples, sequences = _collaborative_world()
     script = MsrSftArguments(
         dataset_name="toy",
@@ -183,6 +253,7 @@ def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypat
         packing_mode="shared_prefix",
         collaborative_tokens=True,
         collaborative_user_token=user_token,
+        collaborative_score_token=score_token,
         collaborative_hidden_size=16,
         max_eval_users=4,
         # the user-token run also takes the real-data options: SASRec without the tails, windows of 2 positives there
@@ -217,25 +288,34 @@ def test_training_saves_and_reloads_under_another_home(base, tmp_path, monkeypat
         in card
     )
     assert 'history_items=["10", "11"]' in card  # the card's example passes the history's item ids
+    assert ("**User token:**" in card) == user_token and ("**Score token:**" in card) == score_token
     from safetensors import safe_open
 
     with safe_open(str(folder / "adapter_model.safetensors"), framework="pt") as f:
         keys = list(f.keys())
     assert any("collaborative_projector" in key for key in keys)  # the trained projector is in the adapter
-    assert any("collaborative_user_projector" in key for key in keys) == user_token
+    assert any(USER_PROJECTOR_NAME in key for key in keys) == user_token
+    assert any(SCORE_PROJECTOR_NAME in key for key in keys) == score_token
     assert record["user_token"] == (USER_TOKEN if user_token else None)
+    assert record["score_token"] == score_token
+    assert record["score_projector"] == (SCORE_PROJECTOR_NAME if score_token else None)
 
     monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))
     recommender = MsrRecommender.from_pretrained(out)
     embedding = collaborative_embedding(recommender.model)
     assert embedding is not None and embedding.item_table.shape[0] == NUM_ITEMS + 3
-    assert (embedding.user_encoder is not None) == user_token
+    assert (embedding.user_encoder is not None) == user_token and embedding.score_token == score_token
     # the loaded projector is the trained one, not a fresh random one
     fresh, _ = collaborative_model(base)
     assert not torch.allclose(
         embedding.collaborative_projector.linear_2.weight,
         collaborative_embedding(fresh).collaborative_projector.linear_2.weight,
     )
+    if score_token:  # and so is the score projector: every weight, and its input scale, as the adapter holds it
+        with safe_open(str(folder / "adapter_model.safetensors"), framework="pt") as f:
+            for name, value in embedding.collaborative_score_projector.state_dict().items():
+                (key,) = [k for k in keys if k.endswith(f"{SCORE_PROJECTOR_NAME}.{name}")]
+                torch.testing.assert_close(value, f.get_tensor(key))
     scores = recommender.score_examples(examples["validation"], items, progress=False)
     assert scores.shape == (16,) and np.all((scores > 0) & (scores < 1))
     again = MsrRecommender.from_pretrained(out).score_examples(examples["validation"], items, progress=False)
@@ -263,6 +343,14 @@ def test_collaborative_tokens_need_packing():
         MsrSftArguments(dataset_name="toy", mode="title", collaborative_tokens=True)
     with pytest.raises(ValueError, match="needs collaborative_tokens"):
         MsrSftArguments(dataset_name="toy", mode="title", packing_mode="shared_prefix", collaborative_user_token=True)
+    with pytest.raises(ValueError, match="needs collaborative_user_token"):
+        MsrSftArguments(
+            dataset_name="toy",
+            mode="title",
+            packing_mode="shared_prefix",
+            collaborative_tokens=True,
+            collaborative_score_token=True,
+        )
 
 
 def test_history_windows_cut_each_train_users_sequence():
@@ -297,8 +385,14 @@ def test_window_positives_are_the_target_and_the_items_after_it():
 
     items, examples, sequences = _collaborative_world()
     rows = history_windows(
-        sequences, examples["train"], items["item_id"], windows_per_user=2, max_history=3, num_negatives=2,
-        positives_per_window=3, seed=0,
+        sequences,
+        examples["train"],
+        items["item_id"],
+        windows_per_user=2,
+        max_history=3,
+        num_negatives=2,
+        positives_per_window=3,
+        seed=0,
     )
     seq_of = dict(zip(sequences["user_id"], sequences["item_ids"]))
     groups: dict[str, list] = {}
@@ -329,8 +423,15 @@ def test_holdout_keeps_the_windows_out_of_the_sasrec_sequences():
         else:
             assert seen_of[user] == sequence  # validation users: untouched
     rows = history_windows(
-        sequences, examples["train"], items["item_id"], windows_per_user=3, max_history=3, num_negatives=2,
-        positives_per_window=2, holdout_fraction=0.5, seed=0,
+        sequences,
+        examples["train"],
+        items["item_id"],
+        windows_per_user=3,
+        max_history=3,
+        num_negatives=2,
+        positives_per_window=2,
+        holdout_fraction=0.5,
+        seed=0,
     )
     assert len(rows) > 0
     for user, candidate, label in zip(rows["user_id"], rows["candidate"], rows["label"]):

@@ -16,30 +16,26 @@ The SASRec item table is frozen; the projector (2-layer MLP) is trained in SFT n
 next to the adapter. An item SASRec never saw (not in its training catalogue) maps to SASRec's UNKNOWN row (a zero
 vector unless rare items were merged into it), a defined embedding: a cold candidate is still scored, from its title.
 
-The user token (``user_token: true``, CoLLM's user embedding): item vectors alone do not carry SASRec's sequence encoder,
-which is what ranks a user's candidates (its score is ``encoder(history) . item``). With it, the prompt holds one
-:data:`USER_TOKEN` right after the history's item tokens; the input embedding runs the frozen SASRec encoder over the
-item ids just before it (the same ``[BOS] + history`` the baseline scores with) and puts
-``user_projector(state)`` in its place. So the user vector, too, needs no extra model input, and packing and
-shared-prefix scoring carry it as they carry the items. The encoder's weights go into ``collaborative.safetensors``.
+The user and score tokens (``collaborative_user_token``, ``collaborative_score_token``; :mod:`.collaborative_sasrec`):
+one :data:`USER_TOKEN` right after the history's item tokens becomes ``user_projector(SASRec's state after the
+history)``, and each candidate's item token also gets ``score_projector(SASRec's score of it after that history)``,
+both computed by the input embedding from the ids in the row. So they, too, need no extra model input; the encoder's
+weights go into ``collaborative.safetensors``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..evaluation.encoders import BOS, PAD, UNKNOWN, SASRecConfig, SASRecEncoder
-from .scoring import COLLABORATIVE_FILE, PROJECTOR_NAME, USER_PROJECTOR_NAME
-
-logger = logging.getLogger(__name__)
+from ..evaluation.encoders import UNKNOWN, SASRecConfig, SASRecEncoder
+from .collaborative_sasrec import encode_histories, sasrec_scores, score_scale, token_layout
+from .scoring import COLLABORATIVE_FILE, PROJECTOR_NAME, SCORE_PROJECTOR_NAME, USER_PROJECTOR_NAME
 
 ITEM_TOKEN = "<|msr_item|>"
 USER_TOKEN = "<|msr_user|>"
@@ -74,8 +70,10 @@ class CollaborativeEmbedding(nn.Module):
         item_ids: the item id of each row (rows without one, e.g. padding, are None).
         placeholder_id: the tokenizer's id of :data:`ITEM_TOKEN`.
         hidden_size: the projector's hidden width.
-        user_encoder: the SASRec encoder that made ``item_table`` (frozen, in eval mode). With ``user_token_id``, the tokenizer's id of :data:`USER_TOKEN`, it adds the
-            user token. None: item tokens only.
+        user_encoder: the SASRec encoder that made ``item_table`` (frozen, in eval mode). With ``user_token_id``, the
+            tokenizer's id of :data:`USER_TOKEN`, it adds the user token. None: item tokens only.
+        score_token: with the user token, each candidate's item token also gets SASRec's score of it.
+        merged_items: how many rare items SASRec's UNKNOWN row stands for (its score of UNKNOWN is one of them).
     """
 
     item_token = ITEM_TOKEN
@@ -89,6 +87,8 @@ class CollaborativeEmbedding(nn.Module):
         hidden_size: int = 256,
         user_encoder: SASRecEncoder | None = None,
         user_token_id: int | None = None,
+        score_token: bool = False,
+        merged_items: int = 0,
     ):
         super().__init__()
         if len(item_ids) != len(item_table):
@@ -100,6 +100,8 @@ class CollaborativeEmbedding(nn.Module):
         weight = token_embedding.weight
         if (user_encoder is None) != (user_token_id is None):
             raise ValueError("A user token needs both user_encoder and user_token_id.")
+        if score_token and user_encoder is None:
+            raise ValueError("A score token needs the user token: a candidate is scored after its user's history.")
         # Item ids come after both the embedding table and the tokenizer's added tokens (some models pad their table).
         self.placeholder_id = int(placeholder_id)
         self.user_token_id = None if user_token_id is None else int(user_token_id)
@@ -121,6 +123,17 @@ class CollaborativeEmbedding(nn.Module):
             # The encoder ends in a LayerNorm: its states have unit scale already.
             self.collaborative_user_projector = CollaborativeProjector(
                 item_table.shape[1], hidden_size, weight.shape[1], out_std=out_std
+            ).to(weight.device)
+        self.score_token, self.merged_items = bool(score_token), int(merged_items)
+        if self.score_token:
+            # SASRec's scores (log-probabilities under its default softmax loss) on unit scale, by a factor fixed by
+            # the table and encoder
+            self.collaborative_score_projector = CollaborativeProjector(
+                1,
+                hidden_size,
+                weight.shape[1],
+                input_scale=score_scale(self.user_encoder, self.item_table, self.merged_items),
+                out_std=out_std,
             ).to(weight.device)
 
     @property
@@ -145,26 +158,25 @@ class CollaborativeEmbedding(nn.Module):
                 is_item.unsqueeze(-1), self.collaborative_projector(vectors).to(embeds.dtype)
             )
         if is_user.any():
-            states = self.user_states(input_ids, is_user.nonzero().tolist())
-            embeds = embeds.masked_scatter(
-                is_user.unsqueeze(-1), self.collaborative_user_projector(states).to(embeds.dtype)
-            )
+            layout = token_layout(input_ids, self.offset, self.user_token_id)
+            states = encode_histories(self.user_encoder.to(input_ids.device), layout.histories)
+            projector = self.collaborative_user_projector
+            users = projector(states.to(projector.linear_1.weight.dtype))
+            embeds = embeds.masked_scatter(is_user.unsqueeze(-1), users.to(embeds.dtype))
+            if self.score_token and layout.is_candidate.any():
+                embeds = embeds + self.candidate_scores(input_ids, layout, states).to(embeds.dtype)
         return embeds
 
-    @torch.no_grad()
-    def user_states(self, input_ids: torch.Tensor, positions: Sequence[Sequence[int]]) -> torch.Tensor:
-        """SASRec's state after the history whose item tokens end right before each (row, column) user position:
-        ``encoder([BOS] + history)[-1]``, as the baseline scores (an empty history gives the state after BOS)."""
-        histories = []
-        for row, column in positions:
-            start = column
-            while start > 0 and int(input_ids[row, start - 1]) >= self.offset:
-                start -= 1
-            histories.append([BOS, *(input_ids[row, start:column] - self.offset).tolist()])
-        width = max(map(len, histories))
-        encoder = self.user_encoder.to(input_ids.device)
-        ids = torch.tensor([[PAD] * (width - len(h)) + h for h in histories], device=input_ids.device)
-        return encoder(ids)[:, -1].to(self.collaborative_user_projector.linear_1.weight.dtype)
+    def candidate_scores(self, input_ids: torch.Tensor, layout, states: torch.Tensor) -> torch.Tensor:
+        """(rows, L, hidden): ``score_projector(s)`` at each candidate item token (zero elsewhere), ``s`` SASRec's own
+        score of the candidate after its user token's history (``collaborative_sasrec.sasrec_scores``)."""
+        config = self.user_encoder.config
+        scores = sasrec_scores(states, self.item_table, loss=config.loss, merged_items=self.merged_items)
+        s = scores[layout.candidate_user, input_ids[layout.is_candidate] - self.offset]
+        projector = self.collaborative_score_projector
+        projected = projector(s[:, None].to(projector.linear_1.weight.dtype))
+        out = projected.new_zeros(*input_ids.shape, projected.shape[-1])
+        return out.masked_scatter(layout.is_candidate.unsqueeze(-1), projected)
 
     def row_of(self, item_id) -> int:
         return self.item_rows.get(str(item_id) if item_id is not None else None, UNKNOWN_ROW)
@@ -195,11 +207,13 @@ class CollaborativeEmbedding(nn.Module):
             "token": self.item_token,
             "user_token": self.user_token or None,
             "user_projector": USER_PROJECTOR_NAME if self.user_encoder is not None else None,
+            "score_token": self.score_token,
+            "score_projector": SCORE_PROJECTOR_NAME if self.score_token else None,
         }
 
     def save(self, folder) -> None:
         """``collaborative.safetensors``: the item table, the row order and, with the user token, the SASRec encoder
-        and its config (the projectors are in the adapter)."""
+        and its config (and, with the score token, its number of merged items); the projectors are in the adapter."""
         from safetensors.torch import save_file
 
         metadata = {
@@ -211,6 +225,8 @@ class CollaborativeEmbedding(nn.Module):
             metadata["user_encoder_config"] = json.dumps(dataclasses.asdict(self.user_encoder.config))
             state = self.user_encoder.state_dict()
             tensors.update({f"user_encoder.{k}": v.detach().contiguous() for k, v in state.items()})
+        if self.score_token:
+            metadata.update(score_token="true", merged_items=str(self.merged_items))
         save_file(tensors, str(Path(folder) / COLLABORATIVE_FILE), metadata)
 
 
@@ -221,10 +237,17 @@ def collaborative_embedding(model) -> CollaborativeEmbedding | None:
 
 
 def add_collaborative_tokens(
-    model, tokenizer, item_table, item_ids, hidden_size: int = 256, user_encoder: SASRecEncoder | None = None
+    model,
+    tokenizer,
+    item_table,
+    item_ids,
+    hidden_size: int = 256,
+    user_encoder: SASRecEncoder | None = None,
+    score_token: bool = False,
+    merged_items: int = 0,
 ) -> CollaborativeEmbedding:
     """Installs a :class:`CollaborativeEmbedding` as ``model``'s input embedding and :data:`ITEM_TOKEN` (and, with a
-    ``user_encoder``, :data:`USER_TOKEN`) in the tokenizer.
+    ``user_encoder``, :data:`USER_TOKEN`) in the tokenizer; ``score_token``, ``merged_items``: as the embedding's.
 
     The tokenizer gains one or two special tokens; the LM's vocabulary (and output head) stays as it was, because the
     tokens never reach the embedding table."""
@@ -236,7 +259,15 @@ def add_collaborative_tokens(
     placeholder_id = tokenizer.convert_tokens_to_ids(ITEM_TOKEN)
     user_token_id = tokenizer.convert_tokens_to_ids(USER_TOKEN) if user_encoder is not None else None
     embedding = CollaborativeEmbedding(
-        model.get_input_embeddings(), item_table, item_ids, placeholder_id, hidden_size, user_encoder, user_token_id
+        model.get_input_embeddings(),
+        item_table,
+        item_ids,
+        placeholder_id,
+        hidden_size,
+        user_encoder,
+        user_token_id,
+        score_token,
+        merged_items,
     )
     model.set_input_embeddings(embedding)
     return embedding
@@ -266,30 +297,6 @@ def load_collaborative_tokens(model, tokenizer, folder) -> CollaborativeEmbeddin
         json.loads(metadata["item_ids"]),
         hidden_size=int(metadata["hidden_size"]),
         user_encoder=user_encoder,
+        score_token=metadata.get("score_token") == "true",
+        merged_items=int(metadata.get("merged_items", 0)),
     )
-
-
-def sasrec_item_table(sequences, examples, items, seed: int = 0):
-    """``(item_table, item_ids, encoder)`` of the SASRec that the evaluation trains on the same split (same config and
-    seed: the baseline's own model), for :func:`add_collaborative_tokens` (``encoder``: its ``user_encoder``).
-
-    Args:
-        sequences: the protocol's ``sequences``.
-        examples: the protocol's splits (train users are learned from; validation positives stop early).
-        items: the items dataset (every catalogue item gets a row, as in the baseline).
-        seed: SASRec's seed.
-    """
-    from ..evaluation.baseline_scoring import training_sequences
-    from ..evaluation.baselines import SASRec
-    from ..evaluation.encoders import SASRecConfig
-
-    start = time.perf_counter()
-    model = SASRec(SASRecConfig(seed=seed)).fit(
-        training_sequences(sequences, examples), examples.get("validation"), catalogue=items["item_id"]
-    )
-    logger.info("Collaborative tokens: SASRec trained in %.0f s.", time.perf_counter() - start)
-    table = model.model.item_embedding.weight.detach().clone()
-    item_ids: list = [None] * len(table)
-    for item, row in model.item_index.items():
-        item_ids[row] = item
-    return table, item_ids, model.model

@@ -30,11 +30,12 @@ from .msr_config import DEFAULT_CANDIDATE_TEXT, check_choice
 
 logger = logging.getLogger(__name__)
 
-# An adapter's collaborative tokens (`.collaborative`): the item table's file, and the projector's module name, unique
+# An adapter's collaborative tokens (`.collaborative`): the item table's file, and the projectors' module names, unique
 # so that PEFT's modules_to_save matches nothing else.
 COLLABORATIVE_FILE = "collaborative.safetensors"
 PROJECTOR_NAME = "collaborative_projector"
 USER_PROJECTOR_NAME = "collaborative_user_projector"
+SCORE_PROJECTOR_NAME = "collaborative_score_projector"
 TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")  # per-token image markers (Gemma3, Qwen2-VL)
 
 
@@ -135,6 +136,8 @@ class YesNoScorer:
         # module is copied as remote code and imports nothing of the package beyond the prompts and msr_config.
         embedding = model.get_input_embeddings()
         self._items = embedding if hasattr(embedding, "item_token_ids") else None
+        # A score token reads the user token in the shared prefix: suffixes then run on their whole rows' embeddings.
+        self._embed_whole_rows = bool(getattr(self._items, "score_token", False))
 
     @property
     def device(self):
@@ -221,8 +224,11 @@ class YesNoScorer:
                 if key in inputs:
                     inputs[key] = inputs[key][:, prefix_len:]
             last = suffix_mask.sum(1) - 1  # right padding: each row's last real token
+            if self._embed_whole_rows:
+                inputs["inputs_embeds"] = self.model.get_input_embeddings()(enc["input_ids"])[:, prefix_len:]
+            else:
+                inputs["input_ids"] = enc["input_ids"][:, prefix_len:]
             out = self.model(
-                input_ids=enc["input_ids"][:, prefix_len:],
                 cache=cache,
                 use_cache=True,
                 attention_mask=torch.cat(

@@ -36,6 +36,9 @@ class MsrSftArguments(ScriptArguments):
         summary_block_size: the summarize run's ``block_size``, for ``prefix_examples``.
         history_windows: mode ``title``: up to N more targets per user from their whole training sequence.
         collaborative_tokens: one SASRec item vector per history item and candidate, projected into the LM.
+        collaborative_user_token: also one user token, SASRec's state after the history.
+        collaborative_score_token: also SASRec's own score of each candidate, on the candidate's item token.
+        collaborative_holdout: train the tokens' SASRec without each train user's last fraction (where SFT targets lie).
         collaborative_hidden_size: the projector's hidden width.
         packing_mode: ``none`` (one row per candidate, TRL's completion loss: the paper) or ``shared_prefix`` (one
             sequence per user with all their candidates, `hf_mllm_msr.recommendation.packed_trainer`).
@@ -105,6 +108,15 @@ class MsrSftArguments(ScriptArguments):
             "(CoLLM's user embedding) through its own projector; SASRec ranks candidates by that state."
         },
     )
+    collaborative_score_token: bool = field(
+        default=False,
+        metadata={
+            "help": "With collaborative_user_token: each candidate's item token also gets SASRec's own score of that "
+            "candidate after the history (what SASRec.score gives it: the user state . the item vector, a "
+            "log-probability under SASRec's softmax loss) through a third projector, so the LLM reads SASRec's ranking "
+            "instead of recomputing it from two projected tokens, and learns how far to trust it next to the title."
+        },
+    )
     collaborative_holdout: float = field(
         default=0.0,
         metadata={
@@ -148,6 +160,11 @@ class MsrSftArguments(ScriptArguments):
         if self.collaborative_user_token and not self.collaborative_tokens:
             raise ValueError(
                 "collaborative_user_token needs collaborative_tokens: true (it reads the history's items)."
+            )
+        if self.collaborative_score_token and not self.collaborative_user_token:
+            raise ValueError(
+                "collaborative_score_token needs collaborative_user_token: true (a candidate is scored from the user "
+                "state after the history)."
             )
         if self.window_positives < 1:
             raise ValueError(f"window_positives must be >= 1, got {self.window_positives}.")

@@ -23,12 +23,13 @@ from .. import prompts
 from ..data.users import first_users
 from ..models.offline import SMOLLM2_HUB_ID, SMOLLM2_SOURCE, portable_model_name, resolve_model_path
 from .candidate_prompts import answer_token_ids
-from .collaborative import add_collaborative_tokens, sasrec_item_table
+from .collaborative import add_collaborative_tokens
+from .collaborative_sasrec import sasrec_item_table
 from .examples import build_group_dataset, build_sft_dataset, prefix_examples
 from .packed_trainer import SharedPrefixCollator, SharedPrefixSFTTrainer, split_groups
 from .packing import attention_rules
 from .recommender import resolve_model
-from .scoring import PROJECTOR_NAME, USER_PROJECTOR_NAME, image_token_ids
+from .scoring import PROJECTOR_NAME, SCORE_PROJECTOR_NAME, USER_PROJECTOR_NAME, image_token_ids
 from .sft_arguments import MsrSftArguments
 from .validation import ValidationAucCallback
 from .windows import history_windows, holdout_sequences
@@ -198,7 +199,9 @@ def train_recommender(
             sasrec_sequences = holdout_sequences(
                 sequences, examples[script_args.dataset_train_split]["user_id"], script_args.collaborative_holdout
             )
-        table, item_ids, encoder = sasrec_item_table(sasrec_sequences, examples, items, seed=training_args.seed)
+        table, item_ids, encoder, merged = sasrec_item_table(
+            sasrec_sequences, examples, items, seed=training_args.seed
+        )
         collaborative = add_collaborative_tokens(
             model,
             tokenizer,
@@ -206,6 +209,8 @@ def train_recommender(
             item_ids,
             script_args.collaborative_hidden_size,
             user_encoder=encoder if script_args.collaborative_user_token else None,
+            score_token=script_args.collaborative_score_token,
+            merged_items=merged,
         )
     summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
     train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
@@ -265,6 +270,7 @@ def train_recommender(
             modules_to_save=(model_args.lora_modules_to_save or [])
             + ([PROJECTOR_NAME] if collaborative is not None else [])
             + ([USER_PROJECTOR_NAME] if collaborative is not None and collaborative.user_token else [])
+            + ([SCORE_PROJECTOR_NAME] if collaborative is not None and collaborative.score_token else [])
             or None,
             task_type="CAUSAL_LM",
         )
