@@ -36,7 +36,7 @@ CONFIGS = {
     "title + collaborative item and user tokens": "recipes/movielens/sft/config_title_collab_user.yaml",
     "title + genres, 8 positives per window": "recipes/movielens/sft/config_title_text_positives.yaml",
     "title + item and user tokens, held-out SASRec": "recipes/movielens/sft/config_title_collab_holdout.yaml",
-    "title + item, user and score tokens, held-out SASRec": "recipes/movielens/sft/config_title_collab_score.yaml",
+    "title + item, user and score tokens": "recipes/movielens/sft/config_title_collab_score.yaml",
 }
 DEFAULT_CONFIGS = ["title-only", "title + collaborative tokens"]
 TIME_LIMIT_S = 90 * 60  # the budget at MovieLens-100K size on 2 CPU cores
