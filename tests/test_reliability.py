@@ -28,9 +28,14 @@ def corpus_demo(output_dir, data_dir):
 
 
 def models(output_dir) -> dict:
-    """The report's rows, without the wall-clock times (`fit_seconds`), which no two runs share."""
+    """The report's rows, without the wall-clock times (`fit_seconds`), which no two runs share, and with each adapter's
+    folder (`source`) relative to the run's output_dir: the two runs write to different folders."""
     rows = json.loads((output_dir / "report" / "results.json").read_text())["models"]
-    return {name: {k: v for k, v in row.items() if not k.endswith("_seconds")} for name, row in rows.items()}
+    out = {name: {k: v for k, v in row.items() if not k.endswith("_seconds")} for name, row in rows.items()}
+    for row in out.values():
+        if row.get("kind") == "adapter" and "source" in row:
+            row["source"] = str(Path(row["source"]).resolve().relative_to(output_dir.resolve()))
+    return out
 
 
 def summaries(output_dir, stage):
