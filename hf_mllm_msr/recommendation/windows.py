@@ -101,11 +101,12 @@ def history_windows(
             continue
         items = list(items)
         seen = set(items)
+        # The tail starts where holdout_sequences cuts the same whole sequence, so no window lies in what SASRec saw.
+        first = holdout_start(len(items), holdout_fraction) if holdout_fraction else 0
         # The sequence up to and including the train positive: the protocol's own example is its last position.
         end = items.index(positives[user]) + 1 if positives[user] in items else len(items)
         items = items[:end]
         rng = np.random.default_rng([seed, zlib.crc32(user.encode("utf-8")), 2])
-        first = holdout_start(len(items), holdout_fraction) if holdout_fraction else 0
         for target in window_targets(len(items), windows_per_user, min_history, first):
             history = items[max(0, target - max_history) if max_history else 0 : target]
             targets = items[target : target + positives_per_window]
