@@ -82,6 +82,7 @@ def test_demo_rerun_skips_finished_stages(demo_run):
     assert (output_dir / "report" / "results.json").read_text() == before
 
 
+@pytest.mark.slow  # 14 s; the fast run keeps the vision adapter's SFT, save and reload (test_hub_round_trip)
 def test_demo_with_the_vision_recommender(tmp_path):
     """The recommender sees candidate images (recipes/demo/config.yaml's vision entry; tiny composition here)."""
     proc = run_demo(tmp_path, "--adapters.adapter", VISION_ADAPTER, *NO_ABLATION, "--dataset_options.num_users", "8")

@@ -42,6 +42,7 @@ def summaries(output_dir, stage):
     return datasets.load_from_disk(str(output_dir / "summaries" / stage)).remove_columns("model").to_list()
 
 
+@pytest.mark.slow  # 24 s; the fast run keeps the data layer's case (test_builders: the same corpus gives the clean output)
 def test_full_flow_on_the_bad_input_corpus(bad_input_corpus, tmp_path):
     """Every kind of bad input at once: no crash, every skip reported with its reason, and the good rows'
     outputs identical to a run on the same data without the bad rows."""
@@ -79,7 +80,11 @@ def _kill_when(proc, condition, timeout=600):
     return False
 
 
-@pytest.mark.parametrize("kill_point", ["summaries", "adapter"])
+@pytest.mark.parametrize(
+    "kill_point",
+    # a kill inside the summaries stage is also tested fast, on the stage alone (test_summarize_recipe's kill and resume)
+    [pytest.param("summaries", marks=pytest.mark.slow), "adapter"],
+)
 def test_sigkill_then_rerun_gives_the_uninterrupted_result(kill_point, tmp_path, demo_run):
     """SIGKILL in the middle of a stage, rerun: the final outputs equal those of an uninterrupted run (the
     `demo_run` fixture), and no partial folder is ever visible under a final stage name."""
