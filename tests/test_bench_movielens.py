@@ -49,14 +49,10 @@ def test_bench_movielens_runs_on_another_folder(tmp_path, monkeypatch, capsys):
     title, tokens = bench.DEFAULT_CONFIGS
     assert set(models) == {"popularity", "sasrec", "gru4rec", title, tokens}
     assert float(last["popularity"]) == round(models["popularity"]["metrics"]["auc"], 4)
-    assert float(last["auc"]) == round(
-        max(models[n]["metrics"]["auc"] for n in (title, tokens)), 4
-    )
+    assert float(last["auc"]) == round(max(models[n]["metrics"]["auc"] for n in (title, tokens)), 4)
     assert results["num_rows"] == 21 * results["num_users"]
     # every stage is timed, and the adapter with collaborative tokens carries its item table
-    assert {"build", "baselines", f"{title}: sft", f"{tokens}: scoring"} <= set(
-        results["stage_seconds"]
-    )
+    assert {"build", "baselines", f"{title}: sft", f"{tokens}: scoring"} <= set(results["stage_seconds"])
     assert (tmp_path / "out" / "title_collab_holdout" / "collaborative.safetensors").exists()
     # the popularity baseline learns this world (popular items first within each taste)
     assert models["popularity"]["metrics"]["auc"] > 0.6

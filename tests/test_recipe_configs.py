@@ -33,4 +33,3 @@ def test_recipe_keys_are_fields_of_its_stage(path):
 
         own = {f.name for f in dataclasses.fields(MsrSftArguments)}
         MsrSftArguments(**{k: v for k, v in config.items() if k in own})  # raises on an invalid combination
-
