@@ -312,10 +312,10 @@ def main():
     from transformers import AutoConfig
 
     from hf_mllm_msr import load_msr_dataset
+    from hf_mllm_msr.data.users import first_users
     from hf_mllm_msr.models.offline import smollm2_path
     from hf_mllm_msr.recommendation.compiled_mlp import compiled_gated_activation
     from hf_mllm_msr.recommendation.fused_lora import scaled_before_up_projection
-    from hf_mllm_msr.data.users import first_users
 
     torch.set_num_threads(args.threads)
     model_path = smollm2_path()

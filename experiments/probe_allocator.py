@@ -41,8 +41,8 @@ def measure(packing_mode: str, num_users: int, threads: int) -> dict:
     from bench_sft import PROTOCOL, summaries, train_seconds  # the benchmark's two paths, measured here
 
     from hf_mllm_msr import load_msr_dataset
-    from hf_mllm_msr.models.offline import smollm2_path
     from hf_mllm_msr.data.users import first_users
+    from hf_mllm_msr.models.offline import smollm2_path
 
     torch.set_num_threads(threads)
     items = load_msr_dataset("synthetic", "items", **PROTOCOL)
