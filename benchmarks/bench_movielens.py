@@ -6,16 +6,17 @@ trained and scored on any folder in the MovieLens format (RecBole atomic files `
 
 Stages, each timed: build (the protocol's examples, items, sequences), the baselines (fit + score), and per LLM
 configuration (``recipes/movielens/sft/config_title.yaml``: title-only; ``config_title_collab_holdout.yaml``: + item
-and user tokens from a SASRec that never saw the SFT targets) its SFT and its scoring of the test users. It prints every model's test AUC and HR@10 with user-bootstrap
-intervals, the AUC on cold candidates (fewer than 5 training interactions), every LLM row's paired AUC difference to
-popularity, SASRec and GRU4Rec and to each other LLM row (controlled comparisons of two recipes), and the best LLM
-configuration's difference to popularity and to SASRec. The scores go to ``scores.npz``. The last line reads
+and user tokens from a SASRec that never saw the SFT targets) its SFT and its scoring of the test users. It prints
+every model's test AUC and HR@10 with user-bootstrap intervals, the AUC on cold candidates (fewer than 5 training
+interactions), every LLM row's paired AUC difference to popularity, SASRec and GRU4Rec and to each other LLM row
+(controlled comparisons of two recipes), and the best LLM configuration's difference to popularity and to SASRec.
+The scores go to ``scores.npz``. The last line reads
 
     auc=<best LLM> popularity=<p> sasrec=<s> delta_pop=<d> delta_sasrec=<e> ratio=<wall time / 90 min>
 
 ``--history_windows`` (default 1), ``--max_steps`` (default 1,000) and ``--max_train_users`` trade accuracy for time:
-the recipes themselves use 3 windows and 1,500 steps (recipes/movielens/README.md gives both). ``--adapters DIR ...`` scores adapters trained already (e.g. by the recipes)
-instead of training, under the same report.
+the recipes themselves use 3 windows and 1,500 steps (recipes/movielens/README.md gives both). ``--adapters DIR ...``
+scores adapters trained already (e.g. by the recipes) instead of training, under the same report.
 """
 
 from __future__ import annotations

@@ -380,18 +380,18 @@ def test_history_windows_cut_each_train_users_sequence():
     assert again["candidate"] == rows["candidate"]
 
 
-def _small_windows(history_windows, sequences, examples, items, **options):
+def _small_windows(sequences, examples, items, **options):
     """The toy world's windows with 3 history items and 2 negatives each."""
+    from hf_mllm_msr.recommendation.windows import history_windows
+
     return history_windows(
         sequences, examples["train"], items["item_id"], max_history=3, num_negatives=2, seed=0, **options
     )
 
 
 def test_window_positives_are_the_target_and_the_items_after_it():
-    from hf_mllm_msr.recommendation.windows import history_windows
-
     items, examples, sequences = _collaborative_world()
-    rows = _small_windows(history_windows, sequences, examples, items, windows_per_user=2, positives_per_window=3)
+    rows = _small_windows(sequences, examples, items, windows_per_user=2, positives_per_window=3)
     seq_of = dict(zip(sequences["user_id"], sequences["item_ids"]))
     groups: dict[str, list] = {}
     for user, candidate, label in zip(rows["user_id"], rows["candidate"], rows["label"]):
@@ -404,7 +404,7 @@ def test_window_positives_are_the_target_and_the_items_after_it():
 
 
 def test_holdout_keeps_the_windows_out_of_the_sasrec_sequences():
-    from hf_mllm_msr.recommendation.windows import history_windows, holdout_sequences, holdout_start
+    from hf_mllm_msr.recommendation.windows import holdout_sequences, holdout_start
 
     assert holdout_start(10, 0.3) == 7 and holdout_start(10, 0.0) == 10
     assert holdout_start(4, 0.1) == 2  # the tail holds at least the protocol's target and one window
@@ -420,9 +420,7 @@ def test_holdout_keeps_the_windows_out_of_the_sasrec_sequences():
             assert seen_of[user] == sequence[: holdout_start(len(sequence), 0.5)]
         else:
             assert seen_of[user] == sequence  # validation users: untouched
-    rows = _small_windows(
-        history_windows, sequences, examples, items, windows_per_user=3, positives_per_window=2, holdout_fraction=0.5
-    )
+    rows = _small_windows(sequences, examples, items, windows_per_user=3, positives_per_window=2, holdout_fraction=0.5)
     assert len(rows) > 0
     for user, candidate, label in zip(rows["user_id"], rows["candidate"], rows["label"]):
         name, position = user.split("@")
