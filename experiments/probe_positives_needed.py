@@ -32,9 +32,10 @@ Measured 2026-12-06 (night; run from experiments/, 21 s wall, 6 s CPU; pool 81,2
 The LLM rows sit on this curve up to 3,300 positives: title + genres at 1,500 positives 0.814 (ideal learner 0.811);
 8 positives per window at step 500, about 3,300 positives, 0.824 (0.818). A learner that counts perfectly passes
 popularity with its interval above 0 from about 6,000 positives. config_title_text_positives.yaml's whole 1,000-step
-schedule shows the LLM about 6,250 (0.25 x 1 + 0.75 x 8 per step) and scored 0.819, +0.019 [-0.020, +0.061]: below
-the curve there. Its rank average with popularity gives 0.854, so it had not learned the prior those positives hold
-(docs/experiments.md, 12-06 night).
+schedule shows the LLM about 6,250 (0.25 x 1 + 0.75 x 8 per step) and scored 0.819, +0.019 [-0.020, +0.061] at
+learning rate 3e-4: below the curve there. Its rank average with popularity gives 0.854, so it had not learned the
+prior those positives hold (docs/experiments.md, 12-06 night). At 1e-3 the same schedule scores 0.839, +0.039
+[+0.003, +0.075], on the curve (docs/experiments.md, 12-07).
 """
 
 from __future__ import annotations
