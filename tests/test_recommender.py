@@ -58,6 +58,20 @@ def test_sft_rows_per_mode(world):
     assert "preference for red" in parts[0]["text"] and 'Title: "red vase"' in parts[2]["text"]
 
 
+def test_image_mode_shows_a_candidate_without_an_image_as_a_blank_one(world, caplog):
+    """A real catalogue lacks some images (MovieLens: 41 posters); the protocol still scores every candidate."""
+    items, train = world["items"], world["examples"]["train"]
+    missing = train[0]["candidate"]
+    posterless = items.map(lambda row: {"image": None if row["item_id"] == missing else row["image"]})
+    rows = build_sft_dataset(
+        train, posterless, mode="image", user_summaries=world["user_summaries"], item_summaries=world["item_summaries"]
+    )
+    assert len(rows) == len(train)  # nothing dropped
+    shown = [images[0] for images, cand in zip(rows["images"], train["candidate"]) if cand == missing]
+    assert shown and all(image.getpixel((0, 0)) == (128, 128, 128) for image in shown)
+    assert "1 candidate items have no image" in caplog.text
+
+
 def test_candidate_text_picks_the_item_summary_fields(world):
     def first_prompt(candidate_text):
         return sft_rows(world, "summary", candidate_text=candidate_text)[0]["prompt"][0]["content"]

@@ -2,7 +2,9 @@
 the 2-process CPU launch gives the same LoRA weights as one process."""
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +32,11 @@ RECIPES = {
     "qwen2vl": REPO / "recipes/qwen2-vl-2b-instruct/sft/config_lora.yaml",
     "vision": REPO / "recipes/smollm2-135m-vision/sft/config_cpu.yaml",
     "title": REPO / "recipes/smollm2-135m/sft/config_cpu_title.yaml",
+    "movielens-text": REPO / "recipes/movielens/sft/config_summary.yaml",
+    "movielens-vision": REPO / "recipes/movielens/sft/config_vision.yaml",
 }
+# The MovieLens recipes dry-run on the synthetic shop, whose items have a "color" column where MovieLens has "genres".
+ON_SYNTHETIC = {"movielens-text": ["--item_text", "color"], "movielens-vision": ["--item_text", "color"]}
 SYNTHETIC = {"num_users": 30, "num_items": 40, "seed": 0}
 
 
@@ -95,6 +101,14 @@ def synthetic(tmp_path_factory):
             "history_key": list(histories),
             "summary": [
                 "The user appears to have a preference for " + ", ".join(titles[i] for i in h[-3:])
+                for h in histories.values()
+            ],
+            # one summary per block of 3, as the recurrent summarizer stores them (read by prefix_examples)
+            "steps": [
+                [
+                    f"After {len(h[: 3 * (j + 1)])} items: " + titles[h[min(3 * j + 2, len(h) - 1)]]
+                    for j in range(-(-len(h) // 3))
+                ]
                 for h in histories.values()
             ],
         }
@@ -166,12 +180,17 @@ DRY_RUN = [
         ("qwen2vl", testing_vlm.tiny_qwen2_vl),
         ("vision", testing_vlm.tiny_msr_vision),
         ("title", testing.tiny_llama),
+        ("movielens-text", testing.tiny_llama),
+        ("movielens-vision", testing_vlm.tiny_msr_vision),
     ],
 )
-def test_recipe_dry_runs_one_step_with_a_tiny_model_of_its_architecture(name, factory, synthetic, tmp_path):
+def test_recipe_dry_runs_one_step_with_a_tiny_model_of_its_architecture(name, factory, synthetic, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="hf_mllm_msr.recommendation.training")
     model_path = factory(tmp_path / "model")
     script, training, model = parse(
-        RECIPES[name], "--model_name_or_path", model_path, "--output_dir", str(tmp_path / "out"), *DRY_RUN
+        RECIPES[name],
+        *("--model_name_or_path", model_path, "--output_dir", str(tmp_path / "out"), *DRY_RUN),
+        *ON_SYNTHETIC.get(name, []),
     )
     summaries = {k: datasets.load_from_disk(synthetic["dir"] / k) for k in ("item_summaries", "user_summaries")}
     processor = testing_vlm.qwen2vl_processor_class().from_pretrained(model_path) if name == "qwen2vl" else None
@@ -192,6 +211,9 @@ def test_recipe_dry_runs_one_step_with_a_tiny_model_of_its_architecture(name, fa
         assert lora and all("language_model" in k for k in lora)
         assert all("vision_tower" not in k for k in keys)
     assert json.loads((Path(out) / "msr_config.json").read_text())["mode"] == script.mode
+    if script.prefix_examples:  # the recurrent summarizer's earlier steps became training rows
+        added = [re.match(r"prefix_examples: (\d+) more", r.getMessage()) for r in caplog.records]
+        assert [int(m.group(1)) for m in added if m][0] > 0
 
 
 def recipe_yaml(tmp_path, name, synthetic, model_path, **extra) -> Path:

@@ -41,6 +41,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 
+def blank_image(size: int = 224) -> Image.Image:
+    """What an image-mode recommender is shown for an item without an image: one mid-grey square, the same for every
+    such item, so that a missing image is a known input rather than a dropped candidate (the protocol scores every
+    candidate, as the ID baselines do)."""
+    return Image.new("RGB", (size, size), (128, 128, 128))
+
+
 def encode_image(image: Image.Image, max_size: int | None = 256, image_format: str = "PNG") -> bytes:
     """RGB-convert `image`, shrink it so its longest side is at most `max_size` px, and encode it.
 

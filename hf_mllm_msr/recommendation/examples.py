@@ -14,6 +14,7 @@ import datasets
 import numpy as np
 
 from .. import prompts
+from ..data.images import blank_image
 from ..data.loading import InsufficientDataError
 from ..data.preprocessing import sample_negatives
 from ..data.schema import history_key
@@ -81,7 +82,8 @@ def resolve_examples(
         if item_summaries is not None and "visual_cues" in item_summaries.column_names
         else None
     )
-    missing: dict[str, list] = {"candidate item": [], "user summary": [], "item summary": [], "candidate image": []}
+    missing: dict[str, list] = {"candidate item": [], "user summary": [], "item summary": []}
+    blank: set[str] = set()
     resolved = []
     for user_id, history, cand_id in zip(examples["user_id"], examples["history"], examples["candidate"]):
         problem, user_text, candidate = None, None, None
@@ -109,13 +111,20 @@ def resolve_examples(
                     candidate = candidate_text_fields(candidate, candidate_text)
             elif mode == "image":
                 candidate["image"] = items[item_row[cand_id]]["image"]
-                if candidate["image"] is None:
-                    problem = ("candidate image", cand_id)
+                if candidate["image"] is None:  # real catalogues lack some images (MovieLens: 41 of 1,682 posters)
+                    candidate["image"] = blank_image()
+                    blank.add(cand_id)
         if problem is not None:
             missing[problem[0]].append(problem[1])
             resolved.append(None)
         else:
             resolved.append((user_text, candidate))
+    if blank:
+        logger.warning(
+            "%d candidate items have no image; each is shown as the same blank grey image (e.g. %s).",
+            len(blank),
+            ", ".join(sorted(blank)[:10]),
+        )
     for what, ids in missing.items():
         if not ids:
             continue

@@ -31,6 +31,9 @@ class AlignArguments:
     )
     dataset_name: str = field(default="synthetic", metadata={"help": "Dataset for load_msr_dataset."})
     dataset_config: str = field(default="items", metadata={"help": "Its config holding the item images."})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Raw files of the dataset (e.g. the MovieLens folder); not for synthetic."}
+    )
     max_images: int = field(default=100, metadata={"help": "Item images used (the first N with an image)."})
     steps: int = field(default=100, metadata={"help": "Optimizer steps."})
     batch_size: int = field(default=8, metadata={"help": "Examples per step."})
@@ -79,7 +82,7 @@ def main(args: AlignArguments) -> dict:
     base = args.base_model_dir or build_msr_vision_model(grid=args.image_grid, colour_bins=args.colour_bins)
 
     # --- data ---
-    items = load_msr_dataset(args.dataset_name, args.dataset_config)
+    items = load_msr_dataset(args.dataset_name, args.dataset_config, data_dir=args.data_dir)
     images = [row["image"] for row in items if row["image"] is not None][: args.max_images]
     logging.info("%d item images from %s/%s", len(images), args.dataset_name, args.dataset_config)
 
