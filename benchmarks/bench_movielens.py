@@ -7,8 +7,8 @@ trained and scored on any folder in the MovieLens format (RecBole atomic files `
 Stages, each timed: build (the protocol's examples, items, sequences), the baselines (fit + score), and per LLM
 configuration (``recipes/movielens/sft/config_title.yaml``: title-only; ``config_title_collab_holdout.yaml``: + item
 and user tokens from a SASRec that never saw the SFT targets) its SFT and its scoring of the test users. It prints
-every model's test AUC and HR@10 with user-bootstrap intervals, the AUC on cold candidates (fewer than 5 training
-interactions), every LLM row's paired AUC difference to popularity, SASRec and GRU4Rec and to each other LLM row
+every model's test AUC and HR@10 with user-bootstrap intervals, the AUC on cold candidates (1-4 training users in
+the training sequences), every LLM row's paired AUC difference to popularity, SASRec and GRU4Rec and to each other LLM row
 (controlled comparisons of two recipes), and the best LLM configuration's difference to popularity and to SASRec.
 The scores go to ``scores.npz``. The last line reads
 
@@ -43,7 +43,7 @@ CONFIGS = {
 # SASRec fit (on 70 % of each train user's sequence) inside its SFT.
 DEFAULT_CONFIGS = ["title-only", "title + item and user tokens, held-out SASRec"]
 TIME_LIMIT_S = 90 * 60  # the budget at MovieLens-100K size on 2 CPU cores
-COLD = "1-4"  # the popularity bucket of candidates with 1 to 4 training interactions (report.POPULARITY_EDGES)
+COLD = "1-4"  # the popularity bucket of candidates with 1 to 4 training users (report.POPULARITY_EDGES)
 
 
 def parse_args(argv=None):
@@ -168,6 +168,9 @@ def main(argv=None) -> dict:
         {"dataset": args.dataset_name, **protocol},
         models_info=info,
         user_history_lengths=lengths,
+        item_counts=report.sequence_item_counts(
+            baseline_scoring.training_sequences(data["sequences"], data["examples"])
+        ),
         bootstrap_samples=args.bootstrap_samples,
         seed=args.seed,
     )
@@ -178,7 +181,9 @@ def main(argv=None) -> dict:
 
     labels, users = np.asarray(test["label"]), np.asarray(test["user_id"])
     print(f"\nMovieLens-format benchmark on {args.data_dir}: {results['num_users']} test users x (1 + 20)")
-    print(f"{'model':32s} {'AUC [95% CI]':24s} {'HR@10 [95% CI]':24s} AUC cold ({COLD} interactions)")
+    num_cold = results["buckets"]["popularity"]["num_positives"].get(COLD, 0)
+    cold_header = f"AUC cold ({COLD} training users; {num_cold} test positives)"
+    print(f"{'model':32s} {'AUC [95% CI]':24s} {'HR@10 [95% CI]':24s} {cold_header}")
     for name, row in results["models"].items():
         auc, hr = row["metrics"]["auc"], row["metrics"]["hr@10"]
         (al, ah), (hl, hh) = row["ci"]["auc"], row["ci"]["hr@10"]

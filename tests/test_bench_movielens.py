@@ -51,6 +51,7 @@ def test_bench_movielens_runs_on_another_folder(tmp_path, monkeypatch, capsys):
     assert float(last["popularity"]) == round(models["popularity"]["metrics"]["auc"], 4)
     assert float(last["auc"]) == round(max(models[n]["metrics"]["auc"] for n in (title, tokens)), 4)
     assert results["num_rows"] == 21 * results["num_users"]
+    assert results["buckets"]["popularity"]["source"] == "training sequences"  # what the baselines learn from
     # every stage is timed, and the adapter with collaborative tokens carries its item table
     assert {"build", "baselines", f"{title}: sft", f"{tokens}: scoring"} <= set(results["stage_seconds"])
     assert (tmp_path / "out" / "title_collab_holdout" / "collaborative.safetensors").exists()

@@ -74,6 +74,7 @@ def test_baselines_every_test_user(config, msr_cache_dir, tmp_path):
     assert list(results["models"]) == ["popularity"]
     # History-length buckets count the whole past, not the capped history column.
     assert results["buckets"]["history_length"]["source"] == "user sequences"
+    assert results["buckets"]["popularity"]["source"] == "training sequences"
     out = tmp_path / "out"
     assert json.loads((out / "results.json").read_text()) == results
     assert "| popularity |" in (out / "report.md").read_text()

@@ -72,6 +72,21 @@ def test_item_popularity_counts_distinct_train_users(train):
     assert report.item_popularity(train) == {"a": 3, "b": 2, "c": 1}
 
 
+def test_popularity_view_from_the_training_sequences(scores, test_split, train):
+    """The ID baselines learn from whole sequences; an item the capped train rows never show is not cold to them."""
+    sequences = [["a", "b", "a"], ["b", "c"], ["new", "c"], ["new", "a"], ["new"], ["new"], ["new"]]
+    counts = report.sequence_item_counts(sequences)
+    assert counts == {"a": 2, "b": 2, "c": 2, "new": 5}  # distinct users, not interactions
+    from_rows = report.evaluate_models(scores, test_split, train, PROTOCOL, bootstrap_samples=5)
+    from_sequences = report.evaluate_models(
+        scores, test_split, train, PROTOCOL, item_counts=counts, bootstrap_samples=5
+    )
+    assert from_rows["buckets"]["popularity"]["source"] == "train rows"
+    assert from_rows["buckets"]["popularity"]["num_positives"] == {"0": 10, "1-4": 30, "5-19": 0, "20+": 0}
+    assert from_sequences["buckets"]["popularity"]["source"] == "training sequences"
+    assert from_sequences["buckets"]["popularity"]["num_positives"] == {"0": 0, "1-4": 30, "5-19": 10, "20+": 0}
+
+
 def test_bucket_names_and_history_edges():
     assert report.bucket_names((1, 5, 20)) == ["0", "1-4", "5-19", "20+"]
     assert report.bucket_names((3,)) == ["0-2", "3+"]

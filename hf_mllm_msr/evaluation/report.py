@@ -8,8 +8,10 @@ next to the in-domain ones. The protocol dict (dataset, split rule, history poli
 into the results verbatim.
 
 Cold-start views (the settings where the paper claims MLLM-MSR is most robust):
-    - item popularity: the test positive's number of distinct train users (in a train history or as a train
-      positive), bucketed by ``popularity_edges`` (default 0 / 1-4 / 5-19 / 20+);
+    - item popularity: the test positive's number of distinct training users, bucketed by ``popularity_edges``
+      (default 0 / 1-4 / 5-19 / 20+). Counted in the training users' whole sequences when the caller gives them
+      (``item_counts``; what the ID baselines and windowed SFT learn from), else in the train rows' histories and
+      positives, which ``max_history`` caps (then an item seen by many users early in their sequences looks cold);
     - user history length: ``len(history)`` of the test rows, bucketed by the tertiles of the test users' lengths.
 """
 
@@ -45,6 +47,16 @@ def item_popularity(train) -> dict[str, int]:
         for item_id in [*history, candidate] if label == 1 else history:
             users_of_item.setdefault(item_id, set()).add(user_id)
     return {item_id: len(users) for item_id, users in users_of_item.items()}
+
+
+def sequence_item_counts(train_sequences) -> dict[str, int]:
+    """Number of distinct training users who interacted with each item, from their whole sequences
+    (`baseline_scoring.training_sequences`): the ``item_counts`` of `evaluate_models`."""
+    counts: dict[str, int] = {}
+    for sequence in train_sequences:
+        for item_id in set(sequence):
+            counts[item_id] = counts.get(item_id, 0) + 1
+    return counts
 
 
 def bucket_names(edges: Sequence[int]) -> list[str]:
@@ -90,6 +102,7 @@ def evaluate_models(
     popularity_edges: Sequence[int] = POPULARITY_EDGES,
     history_edges: Sequence[int] | None = None,
     user_history_lengths: Mapping[str, int] | None = None,
+    item_counts: Mapping[str, int] | None = None,
     reference: str | None = None,
 ) -> dict:
     """Metrics, bootstrap CIs and cold-start buckets of every model on one test split.
@@ -114,6 +127,8 @@ def evaluate_models(
         history_edges: edges of the history length buckets (default: tertiles of the test users' lengths).
         user_history_lengths: user id -> number of the user's interactions before the test target. Default: the
             length of the ``history`` column, which is capped by ``max_history`` (then every long user looks alike).
+        item_counts: item id -> distinct training users, for the popularity view (`sequence_item_counts`). Default:
+            counted in ``train`` (`item_popularity`), whose histories ``max_history`` caps.
         reference: a model name; every other model gets ``vs_reference``: its AUC minus the reference's, with a paired
             bootstrap interval over the same user resamples (`bootstrap.paired_bootstrap`). Use it to ask "is the
             image model better than title-only?": overlapping per-model intervals cannot answer that.
@@ -141,7 +156,7 @@ def evaluate_models(
                 "every row of the same test split."
             )
 
-    popularity = item_popularity(train)
+    popularity = item_popularity(train) if item_counts is None else item_counts
     candidate_popularity = np.array([popularity.get(item_id, 0) for item_id in test["candidate"]])
     if user_history_lengths is None:
         history_lengths = np.array([len(history) for history in test["history"]])
@@ -162,6 +177,7 @@ def evaluate_models(
         counts = np.bincount(bucket_of_row[labels == 1], minlength=len(names))
         buckets_meta[view] = {"edges": list(edges), "names": names, "num_positives": dict(zip(names, counts.tolist()))}
     buckets_meta["history_length"]["source"] = "history column" if user_history_lengths is None else "user sequences"
+    buckets_meta["popularity"]["source"] = "train rows" if item_counts is None else "training sequences"
 
     results = {
         "protocol": dict(protocol),

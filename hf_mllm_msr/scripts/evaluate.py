@@ -165,6 +165,7 @@ def write_results(
     protocol: dict,
     history_lengths,
     stage_seconds: dict | None = None,
+    item_counts: dict | None = None,
 ) -> tuple[dict, dict]:
     """Every scored model's metrics, intervals and cold-start views on the same test rows, written to
     `args.output_dir` (results.json, report.md, plots); returns `(results, {name: path written})`. `stage_seconds`
@@ -180,6 +181,7 @@ def write_results(
             protocol,
             models_info=models_info,
             user_history_lengths=history_lengths,
+            item_counts=item_counts,
             ks=args.ks,
             bootstrap_samples=args.bootstrap_samples,
             seed=args.seed,
@@ -224,6 +226,8 @@ def main(args: EvaluateArguments) -> dict:
     if not set(test["user_id"]) <= set(history_lengths):
         logger.warning("The sequences lack some test users; bucketing history length by the capped history column.")
         history_lengths = None
+    # Cold-start view by item popularity: distinct training users in the whole sequences the baselines learn from.
+    item_counts = report.sequence_item_counts(baseline_scoring.training_sequences(sequences, examples))
 
     # --- Adapters ----------------------------------------------------------------------------------------------------
     scores, models_info = {}, {}
@@ -267,7 +271,7 @@ def main(args: EvaluateArguments) -> dict:
 
     # --- Report ------------------------------------------------------------------------------------------------------
     results, written = write_results(
-        args, scores, models_info, test, examples["train"], protocol, history_lengths, stage_seconds
+        args, scores, models_info, test, examples["train"], protocol, history_lengths, stage_seconds, item_counts
     )
     print(tables.markdown_table(results))
     if args.compare_to:
