@@ -1,0 +1,106 @@
+"""Diagnostic (issue 31): do the LLM recommenders beat SASRec on cold items, under a protocol with enough cold positives?
+
+The evaluation protocol (1 positive + 20 negatives per test user, the positive their last item) holds 3 test
+positives with fewer than 5 training users (``probe_cold_bucket.py``): too few to decide anything. Here each test user
+instead gives one cold event: the LAST item of their sequence that has fewer than ``--max_users`` distinct training
+users (counted in the whole training sequences, as the report does), with the ``max_history`` items before it as the
+history and 20 negatives sampled uniformly among the items the user never had. Test users are never trained on, so
+every model sees these histories for the first time. The baselines are fitted as in the evaluation
+(`baseline_scoring.score_baselines`); each adapter scores the same rows; the bootstrap is over users.
+
+    cd experiments && python probe_cold_protocol.py --data_dir ../../shared/data/movielens-100k-posters \
+        --adapters runs/movielens/sft-title-text-positives
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import zlib
+from pathlib import Path
+
+from probe_poster_information import PROTOCOL
+
+NUM_NEGATIVES = 20
+MIN_HISTORY = 3
+
+
+def cold_rows(sequences, examples, counts, catalogue, max_users: int, max_history: int, seed: int = 0) -> dict:
+    """One cold event per test user with one (see the module docstring): example-row columns, one group per user."""
+    import numpy as np
+
+    from hf_mllm_msr.data.preprocessing import sample_negatives
+
+    test_users = set(examples["test"]["user_id"])
+    rows: dict[str, list] = {"user_id": [], "history": [], "candidate": [], "label": []}
+    for user, items in zip(sequences["user_id"], sequences["item_ids"]):
+        if user not in test_users:
+            continue
+        items = list(items)
+        cold = [t for t in range(MIN_HISTORY, len(items)) if counts.get(items[t], 0) < max_users]
+        if not cold:
+            continue
+        t = cold[-1]
+        rng = np.random.default_rng([seed, zlib.crc32(user.encode("utf-8"))])
+        candidates = [items[t]] + sample_negatives(rng, catalogue, set(items), NUM_NEGATIVES)
+        for rank, candidate in enumerate(candidates):
+            rows["user_id"].append(user)
+            rows["history"].append(items[max(0, t - max_history) : t])
+            rows["candidate"].append(candidate)
+            rows["label"].append(int(rank == 0))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", required=True, help="The movielens-100k-posters folder.")
+    parser.add_argument("--adapters", nargs="*", default=[], help="Trained recommender folders to score.")
+    parser.add_argument("--max_users", type=int, default=5, help="Cold: fewer than this many training users.")
+    args = parser.parse_args()
+
+    import datasets
+    import numpy as np
+
+    from hf_mllm_msr.data.loading import load_msr_dataset
+    from hf_mllm_msr.evaluation import report
+    from hf_mllm_msr.evaluation.baseline_scoring import score_baselines, training_sequences
+    from hf_mllm_msr.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+    from hf_mllm_msr.evaluation.metrics import ranking_metrics
+    from hf_mllm_msr.recommendation.recommender import MsrRecommender
+
+    start = time.perf_counter()
+    items, examples, sequences = (
+        load_msr_dataset("movielens", config, data_dir=args.data_dir, **PROTOCOL)
+        for config in ("items", "examples", "sequences")
+    )
+    counts = report.sequence_item_counts(training_sequences(sequences, examples))
+    rows = cold_rows(sequences, examples, counts, items["item_id"], args.max_users, PROTOCOL["max_history"])
+    test = datasets.Dataset.from_dict(rows, features=examples["test"].features.copy())
+    labels, users = np.asarray(test["label"]), np.asarray(test["user_id"])
+    never_seen = sum(counts.get(c, 0) == 0 for c, y in zip(test["candidate"], labels) if y == 1)
+    print(
+        f"{len(set(users))} of {len(set(examples['test']['user_id']))} test users have an item with fewer than "
+        f"{args.max_users} training users ({never_seen} of those positives never seen in training)"
+    )
+
+    scores, _ = score_baselines(
+        ["popularity", "sasrec", "gru4rec"], sequences, examples, test, catalogue=items["item_id"]
+    )
+    for adapter in args.adapters:
+        scores[Path(adapter).name] = MsrRecommender.from_pretrained(adapter).score_examples(
+            test, items, progress=False
+        )
+    for name, model_scores in scores.items():
+        auc = ranking_metrics(model_scores, labels, users)["auc"]
+        low, high = bootstrap_ci(model_scores, labels, users)
+        line = f"{name:32s} AUC {auc:.3f} [{low:.3f}, {high:.3f}]"
+        if name not in ("popularity", "sasrec", "gru4rec"):
+            for reference in ("sasrec", "gru4rec"):
+                diff = paired_bootstrap(model_scores, scores[reference], labels, users)
+                line += f"   - {reference} {diff['difference']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]"
+        print(line)
+    print(f"{time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
