@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 
-from probe_poster_information import PROTOCOL
+from probe_poster_information import load_movielens
 
 LIMITS = (5, 20)  # "rare" thresholds: fewer than this many distinct training users
 
@@ -42,15 +42,11 @@ def main() -> None:
 
     import numpy as np
 
-    from hf_mllm_msr.data.loading import load_msr_dataset
     from hf_mllm_msr.evaluation import report
     from hf_mllm_msr.evaluation.baseline_scoring import training_sequences
     from hf_mllm_msr.evaluation.bootstrap import paired_bootstrap
 
-    examples, sequences = (
-        load_msr_dataset("movielens", config, data_dir=args.data_dir, **PROTOCOL)
-        for config in ("examples", "sequences")
-    )
+    examples, sequences = load_movielens(args.data_dir, "examples", "sequences")
     saved = np.load(args.scores)
     test, labels, users = examples["test"], saved["label"], saved["user_id"]
     if list(test["user_id"]) != list(users) or list(test["label"]) != list(labels):

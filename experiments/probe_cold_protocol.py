@@ -34,7 +34,7 @@ import time
 import zlib
 from pathlib import Path
 
-from probe_poster_information import PROTOCOL
+from probe_poster_information import PROTOCOL, load_movielens
 
 NUM_NEGATIVES = 20
 MIN_HISTORY = 3
@@ -76,7 +76,6 @@ def main() -> None:
     import datasets
     import numpy as np
 
-    from hf_mllm_msr.data.loading import load_msr_dataset
     from hf_mllm_msr.evaluation import report
     from hf_mllm_msr.evaluation.baseline_scoring import score_baselines, training_sequences
     from hf_mllm_msr.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
@@ -84,10 +83,7 @@ def main() -> None:
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
     start = time.perf_counter()
-    items, examples, sequences = (
-        load_msr_dataset("movielens", config, data_dir=args.data_dir, **PROTOCOL)
-        for config in ("items", "examples", "sequences")
-    )
+    items, examples, sequences = load_movielens(args.data_dir, "items", "examples", "sequences")
     counts = report.sequence_item_counts(training_sequences(sequences, examples))
     rows = cold_rows(sequences, examples, counts, items["item_id"], args.max_users, PROTOCOL["max_history"])
     test = datasets.Dataset.from_dict(rows, features=examples["test"].features.copy())

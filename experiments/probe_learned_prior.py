@@ -32,7 +32,7 @@ import argparse
 import time
 from collections import Counter
 
-from probe_poster_information import PROTOCOL, genre_year_matrix
+from probe_poster_information import genre_year_matrix, load_movielens
 
 
 def main() -> None:
@@ -49,16 +49,12 @@ def main() -> None:
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
 
-    from hf_mllm_msr.data.loading import load_msr_dataset
     from hf_mllm_msr.data.users import first_users
     from hf_mllm_msr.evaluation.baseline_scoring import training_sequences
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
     start = time.perf_counter()
-    items, examples, sequences = (
-        load_msr_dataset("movielens", config, data_dir=args.data_dir, **PROTOCOL)
-        for config in ("items", "examples", "sequences")
-    )
+    items, examples, sequences = load_movielens(args.data_dir, "items", "examples", "sequences")
     item_ids = list(items["item_id"])
     counts = Counter(item for sequence in training_sequences(sequences, examples) for item in sequence)
     log_count = np.log1p([counts.get(item, 0) for item in item_ids])

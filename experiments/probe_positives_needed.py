@@ -44,7 +44,7 @@ import argparse
 import time
 from collections import Counter
 
-from probe_poster_information import PROTOCOL, fit_and_score, genre_year_matrix, modality_features
+from probe_poster_information import fit_and_score, genre_year_matrix, load_movielens, modality_features
 
 
 def difference_cell(paired: dict) -> str:
@@ -65,16 +65,12 @@ def main() -> None:
 
     import numpy as np
 
-    from hf_mllm_msr.data.loading import load_msr_dataset
     from hf_mllm_msr.evaluation import metrics
     from hf_mllm_msr.evaluation.baseline_scoring import training_sequences
     from hf_mllm_msr.evaluation.bootstrap import paired_bootstrap
 
     start, cpu_start = time.perf_counter(), time.process_time()
-    items, examples, sequences = (
-        load_msr_dataset("movielens", config, data_dir=args.data_dir, **PROTOCOL)
-        for config in ("items", "examples", "sequences")
-    )
+    items, examples, sequences = load_movielens(args.data_dir, "items", "examples", "sequences")
     item_ids = list(items["item_id"])
     index_of = {item: i for i, item in enumerate(item_ids)}
     train, test = examples["train"][:], examples["test"][:]

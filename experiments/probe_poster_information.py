@@ -74,6 +74,15 @@ PROTOCOL = dict(
     num_test_negatives=20,
     seed=0,
 )
+
+
+def load_movielens(data_dir: str, *configs: str) -> tuple:
+    """The protocol's datasets of the MovieLens folder, one per config name ("items", "examples", "sequences")."""
+    from hf_mllm_msr.data.loading import load_msr_dataset
+
+    return tuple(load_msr_dataset("movielens", config, data_dir=data_dir, **PROTOCOL) for config in configs)
+
+
 # the rows of the table: name -> modalities read (popularity alone, then each set without and with popularity)
 FEATURE_SETS = {
     "genres+year": ("genres",),
@@ -310,7 +319,6 @@ def main() -> None:
     import torch
     from scipy.stats import spearmanr
 
-    from hf_mllm_msr.data.loading import load_msr_dataset
     from hf_mllm_msr.evaluation import metrics
     from hf_mllm_msr.evaluation.baseline_scoring import training_sequences
     from hf_mllm_msr.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
@@ -320,10 +328,7 @@ def main() -> None:
     start, cpu_start = time.perf_counter(), time.process_time()
 
     # --- data: the protocol's items, examples and sequences
-    def load(config):
-        return load_msr_dataset("movielens", config, data_dir=args.data_dir, **PROTOCOL)
-
-    items, examples, sequences = load("items"), load("examples"), load("sequences")
+    items, examples, sequences = load_movielens(args.data_dir, "items", "examples", "sequences")
     item_ids = list(items["item_id"])
     index_of = {item: i for i, item in enumerate(item_ids)}
     train, test = examples["train"], examples["test"][:]  # test as a dict of columns
