@@ -8,9 +8,9 @@ Stages, each timed: build (the protocol's examples, items, sequences), the basel
 configuration (``recipes/movielens/sft/config_title.yaml``: title-only; ``config_title_collab_holdout.yaml``: + item
 and user tokens from a SASRec that never saw the SFT targets) its SFT and its scoring of the test users. It prints
 every model's test AUC and HR@10 with user-bootstrap intervals, the AUC on cold candidates (1-4 training users in
-the training sequences), every LLM row's paired AUC difference to popularity, SASRec and GRU4Rec and to each other LLM row
-(controlled comparisons of two recipes), and the best LLM configuration's difference to popularity and to SASRec.
-The scores go to ``scores.npz``. The last line reads
+the training sequences), every LLM row's paired AUC difference to popularity, SASRec and GRU4Rec and to each other
+LLM row (controlled comparisons of two recipes), and the best LLM configuration's difference to popularity and to
+SASRec. The scores go to ``scores.npz``. The last line reads
 
     auc=<best LLM> popularity=<p> sasrec=<s> delta_pop=<d> delta_sasrec=<e> ratio=<wall time / 90 min>
 
@@ -65,7 +65,7 @@ def parse_args(argv=None):
     parser.add_argument("--model_name_or_path", default=None, help="Base model instead of the recipes' (tests).")
     # 1,000, not the recipes' 1,500: measured with --max_steps 150 (12-06), a step took 1.56 s (title-only) and 1.84 s
     # (tokens) on 2 cores and the rest 684 s, so 1,500 steps each would take ~97 min, past the 90-minute budget;
-    # 1,000 each take ~68 min.
+    # 1,000 each took 67.1 min end to end (12-07).
     parser.add_argument(
         "--max_steps", type=int, default=1000, help="SFT steps of each LLM row (-1: the recipe's own, 1,500)."
     )
@@ -210,9 +210,8 @@ def main(argv=None) -> dict:
     # What the LLM rows learned of SASRec: the rank correlation of their scores with SASRec's within each test user
     # (1: the same order; 0: unrelated).
     for name in llm_names:
-        print(
-            f"{name}: within-user rank correlation with SASRec {within_user_correlation(scores[name], scores['sasrec'], users):+.3f}"
-        )
+        correlation = within_user_correlation(scores[name], scores["sasrec"], users)
+        print(f"{name}: within-user rank correlation with SASRec {correlation:+.3f}")
     print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
     wall = time.perf_counter() - start
     print(f"wall time {wall / 60:.1f} min (limit {TIME_LIMIT_S // 60} min)")

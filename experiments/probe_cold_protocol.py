@@ -1,4 +1,4 @@
-"""Diagnostic (issue 31): do the LLM recommenders beat SASRec on cold items, under a protocol with enough cold positives?
+"""Diagnostic (issue 31): do the LLM recommenders beat SASRec on cold items, under a protocol with enough of them?
 
 The evaluation protocol (1 positive + 20 negatives per test user, the positive their last item) holds 3 test
 positives with fewer than 5 training users (``probe_cold_bucket.py``): too few to decide anything. Here each test user

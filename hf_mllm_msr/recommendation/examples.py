@@ -83,7 +83,8 @@ def resolve_examples(
         else None
     )
     missing: dict[str, list] = {"candidate item": [], "user summary": [], "item summary": []}
-    blank: set[str] = set()
+    blank: set[str] = set()  # candidates shown as `no_image` (image mode)
+    no_image = blank_image() if mode == "image" else None
     resolved = []
     for user_id, history, cand_id in zip(examples["user_id"], examples["history"], examples["candidate"]):
         problem, user_text, candidate = None, None, None
@@ -112,7 +113,7 @@ def resolve_examples(
             elif mode == "image":
                 candidate["image"] = items[item_row[cand_id]]["image"]
                 if candidate["image"] is None:  # real catalogues lack some images (MovieLens: 41 of 1,682 posters)
-                    candidate["image"] = blank_image()
+                    candidate["image"] = no_image
                     blank.add(cand_id)
         if problem is not None:
             missing[problem[0]].append(problem[1])
