@@ -16,7 +16,8 @@ SASRec. The scores go to ``scores.npz``. The last line reads
 
 ``--history_windows`` (default 1), ``--max_steps`` (default 1,000) and ``--max_train_users`` trade accuracy for time:
 the recipes themselves use 3 windows and 1,500 steps (recipes/movielens/README.md gives both). ``--adapters DIR ...``
-scores adapters trained already (e.g. by the recipes) instead of training, under the same report.
+scores adapters trained already (e.g. by the recipes) instead of training, under the same report; with ``--summaries``
+(a summarize run's output folder) also those that read summaries.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def parse_args(argv=None):
         nargs="+",
         default=None,
         help="Score these trained adapter folders instead of training the configs.",
+    )
+    parser.add_argument(
+        "--summaries",
+        default=None,
+        help="Output folder of a summarize run (item_summaries/, user_summaries/) on this protocol, for --adapters "
+        "in summary or image mode (recipes/movielens/sft/config_summary.yaml).",
     )
     parser.add_argument("--history_windows", type=int, default=1, help="SFT targets per user besides the last one.")
     parser.add_argument("--max_train_users", type=int, default=None, help="Train the LLMs on the first N users only.")
@@ -115,6 +122,13 @@ def main(argv=None) -> dict:
     from hf_mllm_msr.recommendation.collaborative import collaborative_embedding
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
+    for folder in args.adapters or []:  # before the baselines' minutes: an adapter that reads summaries needs them
+        mode = json.loads((Path(folder) / "msr_config.json").read_text()).get("mode", "title")
+        if mode != "title" and not args.summaries:
+            raise ValueError(
+                f"--adapters {folder}: a {mode}-mode adapter needs user_summaries; pass --summaries DIR, the output "
+                "folder of recipes/summarize.py on this protocol (recipes/movielens/sft/config_summary.yaml, step 1)."
+            )
     start, stages = time.perf_counter(), {}
     output_dir = Path(args.output_dir)
     # --- build: the evaluation protocol (recipes/movielens/evaluate/config_posters.yaml) with the recipes' training
@@ -142,6 +156,12 @@ def main(argv=None) -> dict:
     for name in scores:
         stages[f"baseline {name}"] = info[name]["fit_seconds"]
 
+    summaries = {}
+    if args.summaries:
+        summaries = {
+            f"{kind}_summaries": report.load_summaries(Path(args.summaries) / f"{kind}_summaries")
+            for kind in ("item", "user")
+        }
     llm_names, with_tokens = [], {}
     runs = {Path(folder).name: folder for folder in args.adapters} if args.adapters else dict.fromkeys(args.configs)
     for name, folder in runs.items():
@@ -153,7 +173,7 @@ def main(argv=None) -> dict:
             stages[f"{name}: sft"] = time.perf_counter() - tic
         tic = time.perf_counter()
         recommender = MsrRecommender.from_pretrained(folder)
-        scores[name] = recommender.score_examples(test, data["items"], progress=False)
+        scores[name] = recommender.score_examples(test, data["items"], progress=False, **summaries)
         stages[f"{name}: scoring"] = time.perf_counter() - tic
         info[name] = {"kind": "adapter", "source": folder}
         with_tokens[name] = collaborative_embedding(recommender.model) is not None

@@ -10,6 +10,7 @@ every model sees these histories for the first time. The baselines are fitted as
 
     cd experiments && python probe_cold_protocol.py --data_dir ../../shared/data/movielens-100k-posters \
         --adapters runs/movielens/sft-title-text-positives
+    # adapters that read summaries: --summaries runs/movielens/summaries (the summarize run's output folder)
 
 Measured 2026-12-07 (465 s on 2 threads): 30 of the 94 test users have such an item (2 of the 30 never seen in
 training), 30 x 21 rows.
@@ -66,11 +67,39 @@ def cold_rows(sequences, examples, counts, catalogue, max_users: int, max_histor
     return rows
 
 
+def summarize_cold_histories(folder: str, test, items) -> dict:
+    """The summarize run's item summaries, and user summaries of the cold rows' histories (not among the protocol's
+    histories that run summarized) generated as that run would: same model, settings and cache."""
+    import json
+    from dataclasses import fields
+
+    from hf_mllm_msr.evaluation.report import load_summaries
+    from hf_mllm_msr.summarization.generation import load_summarizer
+    from hf_mllm_msr.summarization.summarize import SummarizeConfig, make_generator
+    from hf_mllm_msr.summarization.users import summarize_users
+
+    run = json.loads((Path(folder) / "summarize_report.json").read_text())
+    known = {f.name for f in fields(SummarizeConfig)}
+    config = SummarizeConfig(**{k: v for k, v in run["config"].items() if k in known})
+    config.cache_path = str(Path(folder) / "generation_cache.sqlite")  # the run's own, wherever it lies now
+    model, processor = load_summarizer(run["model"], dtype="float32", device="cpu", backend=config.backend)
+    generator = make_generator(model, processor, config, model_id=run["model"])
+    item_summaries = load_summaries(Path(folder) / "item_summaries")
+    user_summaries = summarize_users(test, item_summaries, items, generator=generator, config=config)
+    return {"item_summaries": item_summaries, "user_summaries": user_summaries}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", required=True, help="The movielens-100k-posters folder.")
     parser.add_argument("--adapters", nargs="*", default=[], help="Trained recommender folders to score.")
     parser.add_argument("--max_users", type=int, default=5, help="Cold: fewer than this many training users.")
+    parser.add_argument(
+        "--summaries",
+        default=None,
+        help="Output folder of the MovieLens summarize run, for adapters in summary or image mode: the cold rows' "
+        "histories are summarized with that run's model, settings and generation cache.",
+    )
     args = parser.parse_args()
 
     import datasets
@@ -97,9 +126,10 @@ def main() -> None:
     scores, _ = score_baselines(
         ["popularity", "sasrec", "gru4rec"], sequences, examples, test, catalogue=items["item_id"]
     )
+    summaries = summarize_cold_histories(args.summaries, test, items) if args.summaries else {}
     for adapter in args.adapters:
         scores[Path(adapter).name] = MsrRecommender.from_pretrained(adapter).score_examples(
-            test, items, progress=False
+            test, items, progress=False, **summaries
         )
     for name, model_scores in scores.items():
         auc = ranking_metrics(model_scores, labels, users)["auc"]

@@ -57,3 +57,54 @@ def test_bench_movielens_runs_on_another_folder(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "out" / "title_collab_holdout" / "collaborative.safetensors").exists()
     # the popularity baseline learns this world (popular items first within each taste)
     assert models["popularity"]["metrics"]["auc"] > 0.6
+
+
+def summary_adapter(folder: Path, base: str) -> str:
+    """An untrained LoRA adapter in summary mode, saved as training saves one (PEFT files, tokenizer, msr_config)."""
+    import json
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=["q_proj"]))
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    msr_config = {"mode": "summary", "prompt_version": "msr-prompts-v1", "base_model": base}
+    (folder / "msr_config.json").write_text(json.dumps({**msr_config, "protocol": {"dataset": "movielens"}}))
+    return str(folder)
+
+
+def test_bench_scores_adapters_that_read_a_summarize_runs_summaries(tmp_path, monkeypatch, capsys):
+    import datasets
+    import pytest
+
+    from hf_mllm_msr.data.loading import load_msr_dataset
+    from hf_mllm_msr.data.schema import history_key
+
+    monkeypatch.setenv("HF_MLLM_MSR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    spec = importlib.util.spec_from_file_location("bench_movielens", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data_dir = write_movielens_format(tmp_path / "ml")
+    adapter = summary_adapter(tmp_path / "sft-summary", testing.tiny_llama(tmp_path / "tiny_llama"))
+    protocol = dict(split="user", history_policy="recent", max_history=10, min_user_interactions=5, seed=0)
+    test = load_msr_dataset("movielens", "examples", data_dir=str(data_dir), **protocol)["test"]
+    items = load_msr_dataset("movielens", "items", data_dir=str(data_dir), **protocol)
+    summaries = tmp_path / "summaries"  # as recipes/summarize.py writes them
+    histories = {history_key(h) for h in test["history"]}
+    datasets.Dataset.from_dict(
+        {"history_key": sorted(histories), "summary": ["The user likes dramas."] * len(histories)}
+    ).save_to_disk(summaries / "user_summaries")
+    datasets.Dataset.from_dict(
+        {"item_id": items["item_id"], "summary": ["A film poster."] * len(items), "visual_cues": ["red"] * len(items)}
+    ).save_to_disk(summaries / "item_summaries")
+    argv = ["--data_dir", str(data_dir), "--output_dir", str(tmp_path / "out"), "--bootstrap_samples", "20"]
+
+    with pytest.raises(ValueError, match="pass --summaries"):  # said before the baselines' minutes
+        bench.main(argv + ["--adapters", adapter])
+    results = bench.main(argv + ["--adapters", adapter, "--summaries", str(summaries)])
+    scores = np.load(tmp_path / "out" / "scores.npz")
+    assert np.isfinite(scores["sft-summary"]).all() and len(scores["sft-summary"]) == len(test)
+    assert 0.0 <= results["models"]["sft-summary"]["metrics"]["auc"] <= 1.0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("auc=")
