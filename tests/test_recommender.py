@@ -113,6 +113,20 @@ def test_item_text_shows_an_item_column_with_every_title(world, model_dir, tmp_p
     listed = first_prompt("genres")  # a list column is joined with commas
     assert "red lamp [red, home]; red mug [red, home]" in listed and 'About the item: "red, home"' in listed
     assert first_prompt("") == sft_rows(world, "title")[0]["prompt"][0]["content"]  # off: titles only, as before
+    # mode summary shows the column too, before the item summary's fields (recipes/movielens/sft/config_summary.yaml)
+    summaries = datasets.Dataset.from_dict(
+        {
+            "item_id": items["item_id"],
+            "summary": ["A product photo."] * len(items),
+            "visual_cues": ["red"] * len(items),
+        }
+    )
+    users = world["user_summaries"]
+    summary_prompt = build_sft_dataset(
+        train, items, mode="summary", item_summaries=summaries, user_summaries=users, item_text="genres",
+        candidate_text="cues",
+    )[0]["prompt"][0]["content"]  # fmt: skip
+    assert 'Title: "red vase"\nAbout the item: "red, home Visual cues: red"' in summary_prompt
     with pytest.raises(ValueError, match="no column 'colour'"):
         first_prompt("colour")
 

@@ -67,13 +67,17 @@ def recommend_prompt(
     image mode uses content parts with the image placeholder between the user part and the candidate.
     ``item_token``: the collaborative placeholder, once per history item (``num_history_items``) and after the
     candidate's title; empty for a model without collaborative tokens. ``user_token``: the collaborative user
-    placeholder, right after the history's item tokens (the user embedding is computed from them). Modes title and image show the candidate's
-    catalogue ``text`` when it has one (a recommender trained with ``item_text``)."""
+    placeholder, right after the history's item tokens (the user embedding is computed from them). Every mode shows
+    the candidate's catalogue ``text`` when it has one (a recommender trained with ``item_text``); mode summary then
+    adds the item summary fields after it."""
     check_choice("mode", mode)
+    item_text = (candidate.get("text") or "").strip()
     if mode == "summary":
-        item_text = item_summary_text(candidate.get("summary"), candidate.get("visual_cues"))
-    else:
-        item_text = candidate.get("text") or ""
+        item_text = " ".join(
+            part
+            for part in (item_text, item_summary_text(candidate.get("summary"), candidate.get("visual_cues")))
+            if part
+        )
     messages = recommend_messages(
         user_summary,
         candidate["title"],
