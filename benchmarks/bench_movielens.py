@@ -120,10 +120,11 @@ def main(argv=None) -> dict:
     from hf_mllm_msr.data.loading import load_msr_dataset
     from hf_mllm_msr.evaluation import baseline_scoring, bootstrap, report
     from hf_mllm_msr.recommendation.collaborative import collaborative_embedding
+    from hf_mllm_msr.recommendation.msr_config import RecommenderConfig
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
     for folder in args.adapters or []:  # before the baselines' minutes: an adapter that reads summaries needs them
-        mode = json.loads((Path(folder) / "msr_config.json").read_text()).get("mode", "title")
+        mode = RecommenderConfig.from_pretrained(folder).mode
         if mode != "title" and not args.summaries:
             raise ValueError(
                 f"--adapters {folder}: a {mode}-mode adapter needs user_summaries; pass --summaries DIR, the output "

@@ -71,7 +71,6 @@ def summarize_cold_histories(folder: str, test, items) -> dict:
     """The summarize run's item summaries, and user summaries of the cold rows' histories (not among the protocol's
     histories that run summarized) generated as that run would: same model, settings and cache."""
     import json
-    from dataclasses import fields
 
     from hf_mllm_msr.evaluation.report import load_summaries
     from hf_mllm_msr.summarization.generation import load_summarizer
@@ -79,8 +78,7 @@ def summarize_cold_histories(folder: str, test, items) -> dict:
     from hf_mllm_msr.summarization.users import summarize_users
 
     run = json.loads((Path(folder) / "summarize_report.json").read_text())
-    known = {f.name for f in fields(SummarizeConfig)}
-    config = SummarizeConfig(**{k: v for k, v in run["config"].items() if k in known})
+    config = SummarizeConfig(**run["config"])  # the report holds asdict(config)
     config.cache_path = str(Path(folder) / "generation_cache.sqlite")  # the run's own, wherever it lies now
     model, processor = load_summarizer(run["model"], dtype="float32", device="cpu", backend=config.backend)
     generator = make_generator(model, processor, config, model_id=run["model"])

@@ -59,21 +59,6 @@ def test_bench_movielens_runs_on_another_folder(tmp_path, monkeypatch, capsys):
     assert models["popularity"]["metrics"]["auc"] > 0.6
 
 
-def summary_adapter(folder: Path, base: str) -> str:
-    """An untrained LoRA adapter in summary mode, saved as training saves one (PEFT files, tokenizer, msr_config)."""
-    import json
-
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=["q_proj"]))
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    msr_config = {"mode": "summary", "prompt_version": "msr-prompts-v1", "base_model": base}
-    (folder / "msr_config.json").write_text(json.dumps({**msr_config, "protocol": {"dataset": "movielens"}}))
-    return str(folder)
-
-
 def test_bench_scores_adapters_that_read_a_summarize_runs_summaries(tmp_path, monkeypatch, capsys):
     import datasets
     import pytest
@@ -87,7 +72,10 @@ def test_bench_scores_adapters_that_read_a_summarize_runs_summaries(tmp_path, mo
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     data_dir = write_movielens_format(tmp_path / "ml")
-    adapter = summary_adapter(tmp_path / "sft-summary", testing.tiny_llama(tmp_path / "tiny_llama"))
+    msr_config = {"mode": "summary", "prompt_version": "msr-prompts-v1", "protocol": {"dataset": "movielens"}}
+    adapter = testing.untrained_adapter(
+        tmp_path / "sft-summary", testing.tiny_llama(tmp_path / "tiny_llama"), msr_config
+    )
     protocol = dict(split="user", history_policy="recent", max_history=10, min_user_interactions=5, seed=0)
     test = load_msr_dataset("movielens", "examples", data_dir=str(data_dir), **protocol)["test"]
     items = load_msr_dataset("movielens", "items", data_dir=str(data_dir), **protocol)

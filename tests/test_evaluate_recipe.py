@@ -10,7 +10,7 @@ from conftest import TINY_SYNTHETIC
 from hf_mllm_msr import load_msr_dataset
 from hf_mllm_msr.cli import main as cli
 from hf_mllm_msr.scripts.evaluate import NOT_TRAINED, EvaluateArguments
-from hf_mllm_msr.testing.text import tiny_llama
+from hf_mllm_msr.testing.text import tiny_llama, untrained_adapter
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -40,19 +40,8 @@ def config(tmp_path, msr_cache_dir, monkeypatch):
 
 def tiny_adapter(folder: Path, base: str, trained_on: str) -> str:
     """A LoRA adapter folder as training writes it: PEFT files, tokenizer, msr_config.json, recipe.yaml."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=["q_proj"]))
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    msr_config = {
-        "mode": "title",
-        "prompt_version": "msr-prompts-v1",
-        "base_model": base,
-        "protocol": {"dataset": trained_on},
-    }
-    (folder / "msr_config.json").write_text(json.dumps(msr_config))
+    msr_config = {"mode": "title", "prompt_version": "msr-prompts-v1", "protocol": {"dataset": trained_on}}
+    untrained_adapter(folder, base, msr_config)
     (folder / "recipe.yaml").write_text("learning_rate: 0.0002\n")
     return str(folder)
 

@@ -146,3 +146,19 @@ def cpu_sft_config(output_dir: str | os.PathLike, **overrides):
     defaults = dict(bf16=False, use_cpu=True, report_to="none", per_device_train_batch_size=2, logging_steps=1)
     defaults.update(save_strategy="no", learning_rate=3e-2, seed=0, max_length=2048)
     return SFTConfig(output_dir=str(output_dir), **{**defaults, **overrides})
+
+
+def untrained_adapter(folder: str | os.PathLike, base: str, msr_config: dict) -> str:
+    """A LoRA adapter folder as training writes it (PEFT files, tokenizer, ``msr_config.json``), with untrained LoRA
+    weights: for tests of what reads adapters (evaluation, benchmarks), not of what they learned."""
+    import json
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=["q_proj"]))
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    (folder / "msr_config.json").write_text(json.dumps({"base_model": base, **msr_config}))
+    return str(folder)
