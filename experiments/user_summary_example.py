@@ -33,6 +33,7 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from hf_mllm_msr import load_msr_dataset
+    from hf_mllm_msr.prompts import SHOP_USER_SUMMARY_EXAMPLE
     from hf_mllm_msr.summarization.generation import load_summarizer
     from hf_mllm_msr.summarization.summarize import SummarizeConfig, make_generator, summarize_items
     from hf_mllm_msr.summarization.users import item_texts, summarize_histories
@@ -64,7 +65,9 @@ def main() -> None:
         for example in (False, True):
             start = time.perf_counter()
             results = summarize_histories(
-                generator, [[texts[i] for i in histories[u]] for u in users], example=example
+                generator,
+                [[texts[i] for i in histories[u]] for u in users],
+                example=SHOP_USER_SUMMARY_EXAMPLE if example else None,
             )
             seconds = time.perf_counter() - start
             summaries = {u: r["summary"].lower() for u, r in zip(users, results)}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 SUMMARY_PROMPT_VERSION = "msr-prompts-v3"
 RECOMMEND_PROMPT_VERSION = "msr-prompts-v4"
@@ -119,15 +120,36 @@ def _numbered(items: Sequence[str]) -> str:
 # v3: an optional worked example (one user turn + the answer) before every user-summary step. Without it,
 # SmolLM2-135M copied the previous summary word for word in 151 of 164 update steps, so a user's summary kept
 # describing their first three items; with it, 66 of 164, and the colour of the user's recent items is named in 36
-# of 60 summaries instead of 7 (experiments/user_summary_example.py). The example's items (teal and brown rain
-# gear) belong to no dataset; its update step shows a change of taste kept as "lately ..., earlier ...".
-USER_SUMMARY_EXAMPLE_FIRST = (
-    ("Rain Jacket K-12 (teal)", "Pocket Umbrella B-33 (teal, white)", "Wool Scarf C-70 (teal)"),
-    f"{USER_SUMMARY_PREFIX} rain gear and warm accessories in teal: a rain jacket, an umbrella and a wool scarf.",
-)
-USER_SUMMARY_EXAMPLE_UPDATE = (
-    ("Leather Wallet D-51 (brown)", "Rain Boots H-08 (brown)", "Canvas Tote Q-77 (pink)"),
-    f"{USER_SUMMARY_PREFIX} rain gear and accessories; lately in brown (a leather wallet, rain boots), earlier in teal.",
+# of 60 summaries instead of 7 (experiments/user_summary_example.py). The built-in example's items (teal and brown
+# rain gear) belong to no dataset; its update step shows a change of taste kept as "lately ..., earlier ...". A small
+# model copies the example's domain too (on MovieLens 134 of 943 summaries spoke of clothing), so a dataset can bring
+# its own (``SummarizeConfig.user_example_file``).
+@dataclass(frozen=True)
+class UserSummaryExample:
+    """A worked example for the user-summary prompts: a first step (items -> answer) and an update step (new items,
+    with the first answer as the previous summary -> answer). Answers start with :data:`USER_SUMMARY_PREFIX`."""
+
+    first_items: tuple[str, ...]
+    first_answer: str
+    update_items: tuple[str, ...]
+    update_answer: str
+
+    def __post_init__(self):
+        for name in ("first", "update"):
+            items, answer = getattr(self, f"{name}_items"), getattr(self, f"{name}_answer")
+            if not items or not all(isinstance(i, str) and i.strip() for i in items):
+                raise ValueError(f"The worked example's {name} step needs a non-empty list of item texts.")
+            if not isinstance(answer, str) or not answer.startswith(USER_SUMMARY_PREFIX):
+                raise ValueError(f'The worked example\'s {name} answer must start with "{USER_SUMMARY_PREFIX}".')
+
+
+SHOP_USER_SUMMARY_EXAMPLE = UserSummaryExample(
+    first_items=("Rain Jacket K-12 (teal)", "Pocket Umbrella B-33 (teal, white)", "Wool Scarf C-70 (teal)"),
+    first_answer=f"{USER_SUMMARY_PREFIX} rain gear and warm accessories in teal: a rain jacket, an umbrella and a "
+    "wool scarf.",
+    update_items=("Leather Wallet D-51 (brown)", "Rain Boots H-08 (brown)", "Canvas Tote Q-77 (pink)"),
+    update_answer=f"{USER_SUMMARY_PREFIX} rain gear and accessories; lately in brown (a leather wallet, rain boots), "
+    "earlier in teal.",
 )
 
 
@@ -149,27 +171,26 @@ def _user_summary_turn(block: Sequence[str], previous_summary: str | None) -> di
 
 
 def user_summary_messages(
-    block: Sequence[str], previous_summary: str | None = None, *, example: bool = False
+    block: Sequence[str], previous_summary: str | None = None, *, example: UserSummaryExample | None = None
 ) -> list[dict]:
     """One recurrent step: the items of this block (their texts) + the previous summary.
 
     Step 1 has no previous summary. The answer is forced to begin with :data:`USER_SUMMARY_PREFIX`
-    by the caller (appended after the generation prompt). ``example=True`` puts a worked example of the same
+    by the caller (appended after the generation prompt). ``example`` puts a worked example of the same
     kind of step (first or update) before it, as an earlier user turn and its answer.
     """
     messages = []
-    if example:
+    if example is not None:
         if previous_summary:
-            example_items, answer = USER_SUMMARY_EXAMPLE_UPDATE
-            messages += [_user_summary_turn(example_items, USER_SUMMARY_EXAMPLE_FIRST[1])]
+            messages += [_user_summary_turn(example.update_items, example.first_answer)]
+            messages += [{"role": "assistant", "content": example.update_answer}]
         else:
-            example_items, answer = USER_SUMMARY_EXAMPLE_FIRST
-            messages += [_user_summary_turn(example_items, None)]
-        messages += [{"role": "assistant", "content": answer}]
+            messages += [_user_summary_turn(example.first_items, None)]
+            messages += [{"role": "assistant", "content": example.first_answer}]
     return messages + [_user_summary_turn(block, previous_summary)]
 
 
-def direct_user_summary_messages(history: Sequence[str], *, example: bool = False) -> list[dict]:
+def direct_user_summary_messages(history: Sequence[str], *, example: UserSummaryExample | None = None) -> list[dict]:
     """The ablation: the whole history in one prompt, no recurrence."""
     return user_summary_messages(history, previous_summary=None, example=example)
 

@@ -1,16 +1,13 @@
 """Item and user summaries: recurrence, direct variant, incremental updates, shared blocks, bad input, schema."""
 
+from pathlib import Path
+
 import datasets
 import pytest
 import torch
 
 from hf_mllm_msr.data.schema import ITEM_SUMMARY_FEATURES, USER_SUMMARY_FEATURES, history_key
-from hf_mllm_msr.prompts import (
-    USER_SUMMARY_EXAMPLE_FIRST,
-    USER_SUMMARY_EXAMPLE_UPDATE,
-    USER_SUMMARY_PREFIX,
-    cue_colours,
-)
+from hf_mllm_msr.prompts import SHOP_USER_SUMMARY_EXAMPLE, USER_SUMMARY_PREFIX, cue_colours
 from hf_mllm_msr.summarization.summarize import (
     SummarizeConfig,
     first_paragraph,
@@ -85,24 +82,42 @@ def test_direct_variant_is_one_prompt(llama):
 
 
 @pytest.mark.parametrize("mode", ["recurrent", "direct"])
-def test_worked_example_comes_before_each_step(llama, mode):
+@pytest.mark.parametrize("example_file", [None, "recipes/movielens/summarize/user_example.yaml"])
+def test_worked_example_comes_before_each_step(llama, mode, example_file):
     history = [f"item {i}" for i in range(5)]
+    example_file = example_file and str(Path(__file__).parents[1] / example_file)
+    example = SummarizeConfig(user_example_file=example_file).worked_example()
+    assert (example == SHOP_USER_SUMMARY_EXAMPLE) == (example_file is None)
     gen = make_generator(*llama, CONFIG)
     calls = recording(gen)
-    out = summarize_histories(gen, [history], block_size=3, mode=mode, example=True)[0]
+    out = summarize_histories(gen, [history], block_size=3, mode=mode, example=example)[0]
     prompts = [c[0] for c in calls]
-    examples = [USER_SUMMARY_EXAMPLE_FIRST] + [USER_SUMMARY_EXAMPLE_UPDATE] * (len(prompts) - 1)
-    for k, (prompt, (example_items, answer)) in enumerate(zip(prompts, examples)):
+    steps = [(example.first_items, example.first_answer)]
+    steps += [(example.update_items, example.update_answer)] * (len(prompts) - 1)
+    for k, (prompt, (example_items, answer)) in enumerate(zip(prompts, steps)):
         # the example is an earlier, answered user turn; the real step is the last user turn
         assert prompt.count("<|im_start|>user") == 2 and f"{answer}<|im_end|>" in prompt
         assert all(item in prompt for item in example_items)
         assert prompt.index(answer) < prompt.index("item 0" if k == 0 else out["steps"][k - 1])
     if mode == "recurrent":
-        assert USER_SUMMARY_EXAMPLE_FIRST[1] in prompts[1]  # the update example rewrites the first one's answer
+        assert example.first_answer in prompts[1]  # the update example rewrites the first one's answer
     gen = make_generator(*llama, CONFIG)
     calls = recording(gen)
-    summarize_histories(gen, [history], block_size=3, mode=mode, example=False)
-    assert all("Rain Jacket" not in c[0] and c[0].count("<|im_start|>user") == 1 for c in calls)
+    summarize_histories(gen, [history], block_size=3, mode=mode, example=None)
+    assert all(example.first_items[0] not in c[0] and c[0].count("<|im_start|>user") == 1 for c in calls)
+    assert SummarizeConfig(user_example=False, user_example_file=example_file).worked_example() is None
+
+
+def test_bad_worked_example_file_fails_at_configuration(tmp_path):
+    bad = tmp_path / "example.yaml"
+    bad.write_text("first:\n  items: [a film]\n  answer: They like films.\nupdate:\n  items: [b]\n  answer: x\n")
+    with pytest.raises(ValueError, match=f'example.yaml.*first answer must start with "{USER_SUMMARY_PREFIX}'):
+        SummarizeConfig(user_example_file=str(bad))
+    bad.write_text("first: [a film]\n")
+    with pytest.raises(ValueError, match="needs 'first' and 'update' mappings"):
+        SummarizeConfig(user_example_file=str(bad))
+    with pytest.raises(ValueError, match="missing.yaml"):
+        SummarizeConfig(user_example_file=str(tmp_path / "missing.yaml"))
 
 
 def test_incremental_update_runs_only_new_blocks(llama):
@@ -224,3 +239,10 @@ def test_history_items_title_colours():
     assert cue_colours("main colours: green; one object") == ["green"] and cue_colours("looks like: cat") == []
     with pytest.raises(ValueError, match="history_items"):
         SummarizeConfig(history_items="colours")
+    # history_text: an items column after each title (a list column joined), before the colours
+    tagged = items_dataset().add_column("genres", [["Drama", "War"], [], ["Comedy"], ["Drama"]])
+    genres = item_texts(tagged, summaries, "title_colours", "genres")
+    assert genres["i0"] == "lamp 0 [Drama, War] (red, white)" and genres["i1"] == "lamp 1: A lamp."
+    assert genres["i3"] == "lamp 3 [Drama]: A big lamp."
+    with pytest.raises(ValueError, match="history_text='genre' is not a column"):
+        item_texts(tagged, summaries, "title_colours", "genre")

@@ -5,7 +5,7 @@ import torch
 from transformers import pipeline
 
 import hf_mllm_msr  # noqa: F401  (registers the task)
-from hf_mllm_msr.prompts import USER_SUMMARY_EXAMPLE_UPDATE, USER_SUMMARY_PREFIX, cue_colours
+from hf_mllm_msr.prompts import SHOP_USER_SUMMARY_EXAMPLE, USER_SUMMARY_PREFIX, cue_colours
 from hf_mllm_msr.summarization.textualize import Textualizer
 from hf_mllm_msr.testing import text as testing
 from hf_mllm_msr.testing import vlm as testing_vlm
@@ -106,7 +106,7 @@ def test_user_state_and_direct(model_dirs):
     assert update["steps"] == full["steps"] and update["state"]["num_items"] == 5
     direct = pipe({"history": history}, user_mode="direct")
     assert len(direct["steps"]) == 1 and all(h in direct["prompt"] for h in history)
-    assert USER_SUMMARY_EXAMPLE_UPDATE[1] in full["prompt"]  # the worked example is on by default
+    assert SHOP_USER_SUMMARY_EXAMPLE.update_answer in full["prompt"]  # the worked example is on by default
     paper = pipe({"history": history}, user_example=False)
     assert "Leather Wallet" not in paper["prompt"] and paper["prompt"].count("<|im_start|>user") == 1
 

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 import datasets
 
 from ..data.schema import ITEM_SUMMARY_FEATURES
-from ..prompts import clean_field, item_summary_messages
+from ..prompts import (
+    SHOP_USER_SUMMARY_EXAMPLE,
+    USER_SUMMARY_PREFIX,
+    UserSummaryExample,
+    clean_field,
+    item_summary_messages,
+)
 from .cache import GenerationCache, image_hash
 from .generation import GenerationSettings, Request, SummaryGenerator
 
@@ -47,6 +53,13 @@ class SummarizeConfig:
             step. SmolLM2-135M copies the previous summary without it (151 of 164 update steps, on 60 synthetic
             users) and names the recent colour in 7 of 60 summaries; with it 66 of 164 and 36 of 60
             (experiments/user_summary_example.py). The paper's prompts have none: False reproduces them.
+        user_example_file: a YAML file with the dataset's own worked example (``first``/``update``, each with
+            ``items`` and ``answer``; see ``recipes/movielens/summarize/user_example.yaml``) instead of the built-in
+            shop example. SmolLM2-135M copies the example's domain: with the shop example 134 of 943 MovieLens
+            user summaries spoke of clothing.
+        history_text: a column of the items dataset (e.g. MovieLens' ``genres``) shown in brackets after each
+            history title in user prompts, so that the summarizer can name what a title alone does not tell a
+            small model. Empty: none (the paper).
     """
 
     block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step."})
@@ -65,6 +78,14 @@ class SummarizeConfig:
         default=True,
         metadata={"help": "A worked example before each user-summary step (False: the paper's prompts)."},
     )
+    user_example_file: str | None = field(
+        default=None,
+        metadata={"help": "YAML file with a dataset's own worked example (first/update: items, answer)."},
+    )
+    history_text: str = field(
+        default="",
+        metadata={"help": "Items column shown after each history title in user prompts (e.g. 'genres')."},
+    )
 
     def __post_init__(self):
         if self.user_mode not in ("recurrent", "direct"):
@@ -75,6 +96,15 @@ class SummarizeConfig:
             raise ValueError(f"history_items={self.history_items!r}: use one of {HISTORY_ITEM_STYLES}.")
         if self.block_size < 1:
             raise ValueError(f"block_size={self.block_size} must be >= 1.")
+        self.worked_example()  # a broken example file fails here, not after the item stage
+
+    def worked_example(self) -> UserSummaryExample | None:
+        """The worked example of the user-summary prompts: None when ``user_example`` is off."""
+        if not self.user_example:
+            return None
+        if self.user_example_file is None:
+            return SHOP_USER_SUMMARY_EXAMPLE
+        return load_user_summary_example(self.user_example_file)
 
     def generation_settings(self) -> GenerationSettings:
         return GenerationSettings(
@@ -83,6 +113,26 @@ class SummarizeConfig:
             repetition_penalty=self.repetition_penalty,
             backend=self.backend,
         )
+
+
+def load_user_summary_example(path: str) -> UserSummaryExample:
+    """A :class:`UserSummaryExample` from a YAML file with ``first`` and ``update`` steps (``items``, ``answer``)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+        steps = {name: data[name] for name in ("first", "update")}
+        return UserSummaryExample(
+            **{f"{name}_items": tuple(step["items"]) for name, step in steps.items()},
+            **{f"{name}_answer": step["answer"] for name, step in steps.items()},
+        )
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"user_example_file={path!r} is not a usable worked example ({type(err).__name__}: {err}). It needs "
+            "'first' and 'update' mappings, each with 'items' (a list of item texts) and 'answer' (a string "
+            f'starting with "{USER_SUMMARY_PREFIX}"); see recipes/movielens/summarize/user_example.yaml.'
+        ) from err
 
 
 def make_generator(model, processor, config: SummarizeConfig, progress: bool = False, model_id=None):

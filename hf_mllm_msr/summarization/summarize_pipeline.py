@@ -48,8 +48,8 @@ class MsrSummarizePipeline(Pipeline):
 
     Args (at construction, via ``pipeline(..., **kwargs)``, or per call):
         batch_size: prompts per ``generate`` call (left padding; greedy outputs do not depend on it).
-        max_new_tokens, block_size, user_mode, image_mode, repetition_penalty, history_items, user_example: see
-            ``SummarizeConfig``.
+        max_new_tokens, block_size, user_mode, image_mode, repetition_penalty, history_items, user_example,
+            user_example_file: see ``SummarizeConfig``.
         cache_path: sqlite generation cache (construction only); None keeps it in memory.
         textualizer: image -> cues callable for text-only models (default: EfficientNet-Lite0 tags + colours).
     """
@@ -68,6 +68,7 @@ class MsrSummarizePipeline(Pipeline):
         "repetition_penalty",
         "history_items",
         "user_example",
+        "user_example_file",
     )
 
     def __init__(self, *args, cache_path: str | None = None, textualizer=None, **kwargs):
@@ -146,7 +147,7 @@ class MsrSummarizePipeline(Pipeline):
             block_size=config.block_size,
             mode=config.user_mode,
             states=[records[i].get("state") for i in users],
-            example=config.user_example,
+            example=config.worked_example(),
         )
         for i, row, rows in zip(users, user_rows, item_summaries):
             results[i] = {**row, "item_summaries": [r["summary"] for r in rows]}

@@ -18,7 +18,9 @@ import datasets
 
 from ..data.schema import USER_SUMMARY_FEATURES, history_key
 from ..prompts import (
+    SHOP_USER_SUMMARY_EXAMPLE,
     USER_SUMMARY_PREFIX,
+    UserSummaryExample,
     clean_field,
     cue_colours,
     direct_user_summary_messages,
@@ -53,7 +55,7 @@ def summarize_histories(
     block_size: int = 3,
     mode: str = "recurrent",
     states: list[dict | None] | None = None,
-    example: bool = True,
+    example: UserSummaryExample | None = SHOP_USER_SUMMARY_EXAMPLE,
 ) -> list[dict]:
     """User summaries for item-text histories (chronological), all users' step k batched together.
 
@@ -65,7 +67,7 @@ def summarize_histories(
         mode: "recurrent" or "direct".
         states: per user, a state returned by an earlier call (``{"steps", "num_items", "tail"}``) or None.
             Only the new blocks are generated; the result equals a run on the whole history.
-        example: a worked example before each step (``SummarizeConfig.user_example``).
+        example: the worked example before each step (``SummarizeConfig.worked_example()``); None: none.
 
     Returns:
         One dict per user: ``summary``, ``steps``, ``flag``, ``prompt``, ``state``.
@@ -140,10 +142,21 @@ def history_item_text(
 
 
 def item_texts(
-    items: datasets.Dataset, item_summaries: datasets.Dataset | None, style: str = "summary"
+    items: datasets.Dataset, item_summaries: datasets.Dataset | None, style: str = "summary", text_column: str = ""
 ) -> dict[str, str]:
-    """``{item_id: text}`` of :func:`history_item_text` for every item (the title alone without summaries)."""
-    texts = {i: clean_field(t, 120) or i for i, t in zip(items["item_id"], items["title"])}
+    """``{item_id: text}`` of :func:`history_item_text` for every item (the title alone without summaries).
+
+    ``text_column`` (``SummarizeConfig.history_text``): an items column shown in brackets after the title."""
+    if text_column and text_column not in items.column_names:
+        raise ValueError(
+            f"history_text={text_column!r} is not a column of the items dataset (columns: {items.column_names})."
+        )
+    texts = {}
+    for row in items.select_columns(["item_id", "title"] + ([text_column] if text_column else [])):
+        title = clean_field(row["title"], 120) or row["item_id"]
+        extra = row.get(text_column) if text_column else None
+        extra = ", ".join(map(str, extra)) if isinstance(extra, list) else extra
+        texts[row["item_id"]] = f"{title} [{clean_field(extra, 120)}]" if extra else title
     if item_summaries is not None:
         for row in item_summaries.select_columns(["item_id", "summary", "flag", "visual_cues"]):
             title = texts.get(row["item_id"], row["item_id"])
@@ -191,7 +204,7 @@ def summarize_users(
     """
     config = config or SummarizeConfig()
     generator = generator or make_generator(model, processor, config)
-    texts = item_texts(items.select_columns(["item_id", "title"]), item_summaries, config.history_items)
+    texts = item_texts(items, item_summaries, config.history_items, config.history_text)
     pairs = distinct_histories(examples)
     if shard is not None:
         pairs = [p for p in pairs if zlib.crc32(p[0].encode()) % shard[1] == shard[0]]
@@ -203,7 +216,7 @@ def summarize_users(
         [[texts.get(i, i) for i in h] for _, h in pairs],
         block_size=config.block_size,
         mode=config.user_mode,
-        example=config.user_example,
+        example=config.worked_example(),
     )
     rows = [
         {
