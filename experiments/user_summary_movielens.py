@@ -5,7 +5,8 @@ history items as "Title (year) (poster colours)", 134 of 943 summaries spoke of 
 ``--num_users`` test users (their test histories, the recipe's protocol, recurrent blocks of 3):
 - ``shop``: the built-in example, titles + colours (the 12-07 summaries);
 - ``shop+genres``: the same with each history title followed by its genres (``history_text: genres``);
-- ``film+genres``: that, with the film worked example ``recipes/movielens/summarize/user_example.yaml``.
+- ``film+genres``: that, with the film worked example ``recipes/movielens/summarize/user_example.yaml``;
+- ``none+genres``: that, without a worked example (the paper's prompts).
 
 Per variant: summaries off-domain (naming clothing, brands, rain gear...), summaries naming a genre of the user's
 history, and the word-match AUC: each test candidate (1 positive + 20 negatives) scored only by how many of its
@@ -29,6 +30,7 @@ VARIANTS = {
     "shop": dict(history_text=""),
     "shop+genres": dict(history_text="genres"),
     "film+genres": dict(history_text="genres", user_example_file="recipes/movielens/summarize/user_example.yaml"),
+    "none+genres": dict(history_text="genres", user_example=False),
 }
 
 
