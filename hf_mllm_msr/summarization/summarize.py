@@ -59,7 +59,8 @@ class SummarizeConfig:
             user summaries spoke of clothing.
         history_text: a column of the items dataset (e.g. MovieLens' ``genres``) shown in brackets after each
             history title in user prompts, so that the summarizer can name what a title alone does not tell a
-            small model. Empty: none (the paper).
+            small model. Empty: none (the paper). On 40 MovieLens test users SmolLM2-135M named a genre of the
+            history in 37 summaries with ``genres``, in 9 without (experiments/user_summary_movielens.py).
     """
 
     block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step."})
