@@ -37,15 +37,19 @@ positives.
     | genres+year                   |   42 | 0.01  | 0.723  | 0.760 [0.709, 0.810] | 0.812    |
     | title                         |  258 | 0.001 | 0.636  | 0.638 [0.576, 0.694] | 0.606    |
     | poster                        |  258 | 0.001 | 0.643  | 0.641 [0.581, 0.695] | 0.485    |
+    | title+poster (12-07)          |  516 | 0.01  | 0.689  | 0.684 [0.627, 0.739] | 0.543    |
     | title+genres                  |  300 | 0.001 | 0.740  | 0.777 [0.724, 0.827] | 0.740    |
     | title+genres+poster           |  558 | 0.001 | 0.761  | 0.774 [0.723, 0.825] | 0.725    |
     | genres+year+pop               |   44 | 1     | 0.849  | 0.853 [0.820, 0.889] | 0.757    |
     | title+pop                     |  260 | 1     | 0.806  | 0.805 [0.762, 0.848] | 0.622    |
     | poster+pop                    |  260 | 1     | 0.803  | 0.797 [0.760, 0.836] | 0.591    |
     | title+genres+pop              |  302 | 1     | 0.846  | 0.855 [0.818, 0.889] | 0.757    |
+    | title+poster+pop (12-07)      |  518 | 1     | 0.806  | 0.803 [0.765, 0.844] | 0.634    |
     | title+genres+poster+pop       |  560 | 1     | 0.841  | 0.846 [0.812, 0.880] | 0.765    |
     | title+genres+pop+poster score |  303 | 1     | 0.846  | 0.854 [0.819, 0.890] | 0.757    |
 
+    title+poster - title (12-07):                     +0.046 [+0.005, +0.091]
+    title+poster+pop - title+pop (12-07):             -0.002 [-0.015, +0.010]
     title+genres+poster - title+genres:               -0.003 [-0.029, +0.023]
     title+genres+poster+pop - title+genres+pop:       -0.008 [-0.018, +0.000]   (ratio=-0.0085)
     title+genres+pop+poster score - title+genres+pop: -0.000 [-0.003, +0.003]
@@ -88,6 +92,7 @@ FEATURE_SETS = {
     "genres+year": ("genres",),
     "title": ("title",),
     "poster": ("poster",),
+    "title+poster": ("title", "poster"),
     "title+genres": ("title", "genres"),
     "title+genres+poster": ("title", "genres", "poster"),
 }
@@ -418,6 +423,8 @@ def main() -> None:
 
     chance = np.zeros(len(y_test))
     pairs = [
+        ("title+poster", "title"),
+        ("title+poster+pop", "title+pop"),
         ("title+genres+poster", "title+genres"),
         ("title+genres+poster+pop", "title+genres+pop"),
         ("title+genres+pop+poster score", "title+genres+pop"),
