@@ -8,7 +8,11 @@ their poster as a text-only LLM reads an image here: the textualized cues of the
 first tag + the colour names, e.g. ``Toy Story (1995) [comic book; red, green]``), given as an items column
 (``item_text: poster_cues``). Nothing else changes. The title-only scores come from the benchmark's ``scores.npz``
 (the same test rows, checked); the paired difference is printed, and ``scores.npz`` is written for
-``compare_scores.py``.
+``compare_scores.py``. First it prints how much genre the cues carry (item level, 5-fold).
+
+Measured 12-07 (1 thread beside another 1-thread SFT, SFT 3,649 s, scoring 275 s): title + poster cues 0.761 [0.717,
+0.804], title-only 0.772 [0.725, 0.816], difference **-0.011 [-0.030, +0.006]**; listwise loss about 1.8 by step 400,
+as title-only. Genre AUC of the short cues 0.613, of the full cue string 0.657 (the poster embedding: 0.69).
 
     python experiments/probe_title_poster_llm.py --data_dir ../shared/data/movielens-100k-posters \
         --item_summaries runs/movielens/summaries/item_summaries --reference runs/bench_default/scores.npz \
@@ -31,6 +35,25 @@ def short_cues(visual_cues: str | None) -> str:
     parts = [part.strip() for part in (visual_cues or "").split(";")]
     tag = next((p[len("looks like:") :].split(",")[0].strip() for p in parts if p.startswith("looks like:")), "")
     return "; ".join(part for part in (tag, ", ".join(cue_colours(visual_cues))) if part)
+
+
+def cue_genre_auc(texts: list[str], genres: list[list[str]]) -> float:
+    """How much genre the cue texts carry: mean over genres (20+ items) of the 5-fold AUC of a bag-of-words logistic
+    regression predicting the genre from the item's cues (the poster embedding itself: 0.69, probe_poster_information)."""
+    import numpy as np
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+
+    x = CountVectorizer(token_pattern=r"[a-z]+").fit_transform(texts)
+    aucs = []
+    for genre in sorted({g for item_genres in genres for g in item_genres}):
+        y = np.array([genre in item_genres for item_genres in genres])
+        if y.sum() >= 20:
+            model = LogisticRegression(C=0.1, max_iter=2000)
+            aucs.append(roc_auc_score(y, cross_val_predict(model, x, y, cv=5, method="predict_proba")[:, 1]))
+    return float(np.mean(aucs))
 
 
 def main() -> None:
@@ -67,6 +90,11 @@ def main() -> None:
     print(
         f"{sum(bool(c) for c in items['poster_cues'])} of {len(items)} items have cues; e.g. {items[0]['title']} "
         f"[{items[0]['poster_cues']}]"
+    )
+    full = [cues.get(i) or "" for i in items["item_id"]]
+    print(
+        f"genre AUC of the cues (items, 5-fold): the short cues shown {cue_genre_auc(items['poster_cues'], items['genres']):.3f}, "
+        f"the full cue string {cue_genre_auc(full, items['genres']):.3f}"
     )
     reference = np.load(args.reference)
     test = data["examples"]["test"]
