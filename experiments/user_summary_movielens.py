@@ -5,7 +5,7 @@ history items as "Title (year) (poster colours)", 134 of 943 summaries spoke of 
 ``--num_users`` test users (their test histories, the recipe's protocol, recurrent blocks of 3):
 - ``shop``: the built-in example, titles + colours (the 12-07 summaries);
 - ``shop+genres``: the same with each history title followed by its genres (``history_text: genres``);
-- ``film+genres``: that, with the film worked example ``recipes/movielens/summarize/user_example.yaml``;
+- ``film+genres``: that, with the film worked example ``recipes/movielens/summarize_user_example.yaml``;
 - ``none+genres``: that, without a worked example (the paper's prompts).
 
 Per variant: summaries off-domain (naming clothing, brands, rain gear...), summaries naming a genre of the user's
@@ -29,7 +29,7 @@ OFF_DOMAIN = re.compile(r"cloth|brand|rain|accessor|jacket|wallet|umbrella|scarf
 VARIANTS = {
     "shop": dict(history_text=""),
     "shop+genres": dict(history_text="genres"),
-    "film+genres": dict(history_text="genres", user_example_file="recipes/movielens/summarize/user_example.yaml"),
+    "film+genres": dict(history_text="genres", user_example_file="recipes/movielens/summarize_user_example.yaml"),
     "none+genres": dict(history_text="genres", user_example=False),
 }
 

@@ -82,7 +82,7 @@ def test_direct_variant_is_one_prompt(llama):
 
 
 @pytest.mark.parametrize("mode", ["recurrent", "direct"])
-@pytest.mark.parametrize("example_file", [None, "recipes/movielens/summarize/user_example.yaml"])
+@pytest.mark.parametrize("example_file", [None, "recipes/movielens/summarize_user_example.yaml"])
 def test_worked_example_comes_before_each_step(llama, mode, example_file):
     history = [f"item {i}" for i in range(5)]
     example_file = example_file and str(Path(__file__).parents[1] / example_file)

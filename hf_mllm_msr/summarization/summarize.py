@@ -54,7 +54,7 @@ class SummarizeConfig:
             users) and names the recent colour in 7 of 60 summaries; with it 66 of 164 and 36 of 60
             (experiments/user_summary_example.py). The paper's prompts have none: False reproduces them.
         user_example_file: a YAML file with the dataset's own worked example (``first``/``update``, each with
-            ``items`` and ``answer``; see ``recipes/movielens/summarize/user_example.yaml``) instead of the built-in
+            ``items`` and ``answer``; see ``recipes/movielens/summarize_user_example.yaml``) instead of the built-in
             shop example. SmolLM2-135M copies the example's domain: with the shop example 134 of 943 MovieLens
             user summaries spoke of clothing.
         history_text: a column of the items dataset (e.g. MovieLens' ``genres``) shown in brackets after each
@@ -132,7 +132,7 @@ def load_user_summary_example(path: str) -> UserSummaryExample:
         raise ValueError(
             f"user_example_file={path!r} is not a usable worked example ({type(err).__name__}: {err}). It needs "
             "'first' and 'update' mappings, each with 'items' (a list of item texts) and 'answer' (a string "
-            f'starting with "{USER_SUMMARY_PREFIX}"); see recipes/movielens/summarize/user_example.yaml.'
+            f'starting with "{USER_SUMMARY_PREFIX}"); see recipes/movielens/summarize_user_example.yaml.'
         ) from err
 
 
