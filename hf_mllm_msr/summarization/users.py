@@ -152,11 +152,11 @@ def item_texts(
             f"history_text={text_column!r} is not a column of the items dataset (columns: {items.column_names})."
         )
     texts = {}
-    for row in items.select_columns(["item_id", "title"] + ([text_column] if text_column else [])):
-        title = clean_field(row["title"], 120) or row["item_id"]
-        extra = row.get(text_column) if text_column else None
+    extras = items[text_column] if text_column else [None] * len(items)
+    for item_id, title, extra in zip(items["item_id"], items["title"], extras):  # columns, not rows: catalogue scale
+        title = clean_field(title, 120) or item_id
         extra = ", ".join(map(str, extra)) if isinstance(extra, list) else extra
-        texts[row["item_id"]] = f"{title} [{clean_field(extra, 120)}]" if extra else title
+        texts[item_id] = f"{title} [{clean_field(extra, 120)}]" if extra else title
     if item_summaries is not None:
         for row in item_summaries.select_columns(["item_id", "summary", "flag", "visual_cues"]):
             title = texts.get(row["item_id"], row["item_id"])
