@@ -37,7 +37,7 @@ VARIANTS = {
 def genre_words(genre: str) -> list[str]:
     """How a summary may name a genre: "Sci-Fi" as "sci-fi" or "science fiction", "Children's" as "children"."""
     extra = {"Sci-Fi": ["science fiction"], "Children's": ["children", "family"], "Film-Noir": ["noir"]}
-    return [genre.lower().rstrip("'s")] + extra.get(genre, [])
+    return [genre.lower().removesuffix("'s")] + extra.get(genre, [])
 
 
 def main() -> None:
@@ -62,7 +62,8 @@ def main() -> None:
     items = load_msr_dataset("movielens", "items", data_dir=args.data_dir, **protocol)
     test = load_msr_dataset("movielens", "examples", data_dir=args.data_dir, **protocol)["test"]
     users = list(dict.fromkeys(test["user_id"]))[: args.num_users]
-    test = test.filter(lambda u: u in set(users), input_columns="user_id")
+    chosen = set(users)
+    test = test.filter(lambda u: u in chosen, input_columns="user_id")
     genres = dict(zip(items["item_id"], items["genres"]))
     item_summaries = datasets.load_from_disk(args.item_summaries)
     histories = {u: h for u, h in zip(test["user_id"], test["history"])}
