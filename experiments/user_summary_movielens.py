@@ -16,6 +16,10 @@ history's own genre counts is printed as the ceiling. The generation cache of a 
 
     python experiments/user_summary_movielens.py --data_dir ../shared/data/movielens-100k-posters \
         --item_summaries runs/movielens/summaries/item_summaries --num_users 40
+
+``--user_summaries DIR`` reads a summarize run's stored user summaries instead of generating any: over all of them,
+how many name any genre, how many are off-domain and how many loop (over 30 % repeated word trigrams), and over the
+test users' (their test histories, matched by ``history_key``) the same word-match AUC and ceiling.
 """
 
 from __future__ import annotations
@@ -40,12 +44,21 @@ def genre_words(genre: str) -> list[str]:
     return [genre.lower().removesuffix("'s")] + extra.get(genre, [])
 
 
+def repeated_trigram_share(text: str) -> float:
+    """Share of a text's word trigrams that repeat an earlier one: greedy decoding's loops ("a documentary about a
+    documentary about ...") score near 1, ordinary prose near 0."""
+    words = text.split()
+    trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    return 1 - len(set(trigrams)) / len(trigrams) if trigrams else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", required=True, help="The movielens-100k-posters folder.")
     parser.add_argument("--item_summaries", required=True, help="item_summaries of a summarize run (its cues).")
     parser.add_argument("--num_users", type=int, default=40, help="First test users.")
     parser.add_argument("--cache", default=None, help="sqlite generation cache to use (default: in memory).")
+    parser.add_argument("--user_summaries", default=None, help="Read this run's user summaries; generate none.")
     args = parser.parse_args()
 
     import datasets
@@ -53,6 +66,7 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from hf_mllm_msr.data.loading import load_msr_dataset
+    from hf_mllm_msr.data.schema import history_key
     from hf_mllm_msr.summarization.generation import load_summarizer
     from hf_mllm_msr.summarization.summarize import SummarizeConfig, make_generator
     from hf_mllm_msr.summarization.users import summarize_users
@@ -61,7 +75,7 @@ def main() -> None:
     protocol.update(num_test_negatives=20, seed=0)
     items = load_msr_dataset("movielens", "items", data_dir=args.data_dir, **protocol)
     test = load_msr_dataset("movielens", "examples", data_dir=args.data_dir, **protocol)["test"]
-    users = list(dict.fromkeys(test["user_id"]))[: args.num_users]
+    users = list(dict.fromkeys(test["user_id"]))[: None if args.user_summaries else args.num_users]
     chosen = set(users)
     test = test.filter(lambda u: u in chosen, input_columns="user_id")
     genres = dict(zip(items["item_id"], items["genres"]))
@@ -77,6 +91,26 @@ def main() -> None:
     ceiling = roc_auc_score(
         labels, [sum(history_genres[u][g] for g in genres[c]) for u, c in zip(test["user_id"], test["candidate"])]
     )
+    if args.user_summaries:
+        stored = datasets.load_from_disk(args.user_summaries)
+        every = [summary.lower() for summary in stored["summary"]]
+        all_words = [w for g in sorted({g for gs in genres.values() for g in gs}) for w in genre_words(g)]
+        any_genre = sum(any(w in summary for w in all_words) for summary in every)
+        off = sum(bool(OFF_DOMAIN.search(summary)) for summary in every)
+        print(f"{args.user_summaries}: {len(every)} summaries; a genre named {any_genre}, off-domain {off}, "
+              f"looping {sum(repeated_trigram_share(summary) > 0.3 for summary in every)}")  # fmt: skip
+        by_key = dict(zip(stored["history_key"], every))
+        missing = [u for u in users if history_key(histories[u]) not in by_key]
+        if missing:
+            raise SystemExit(f"{len(missing)} test histories have no stored summary (e.g. user {missing[0]}).")
+        summaries = {u: by_key[history_key(histories[u])] for u in users}
+        named = {
+            u: {g for g in history_genres[u] if any(w in s for w in genre_words(g))} for u, s in summaries.items()
+        }
+        print(f"test users: a history genre named {sum(bool(n) for n in named.values())}/{len(users)}, "
+              f"word-match AUC {word_match_auc(named):.3f}; ceiling (history genre counts) {ceiling:.3f}")  # fmt: skip
+        print(f"ratio={word_match_auc(named) / ceiling:.3f}")
+        return
     model, processor = load_summarizer("smollm2-135m-instruct", device="cpu", backend="xllamacpp")
     results = {}
     for name, options in VARIANTS.items():
