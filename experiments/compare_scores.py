@@ -7,7 +7,7 @@ an adapter scored in one run can be compared with one scored in another without 
         runs/bench_A/scores.npz:sft-positives-lr1e-3 runs/bench_default/scores.npz:title-only
 
 Each argument is ``FILE:ROW``; every row is compared with every later one and with popularity and SASRec of the
-first file (user bootstrap, 1,000 resamples, seed 0, as the benchmark). ``--mean NAME=ROW,ROW`` adds the mean of
+first file that has them (user bootstrap, 1,000 resamples, seed 0, as the benchmark). ``--mean NAME=ROW,ROW`` adds the mean of
 rows' scores as one more row, e.g. two training seeds of one recipe (recipes/movielens/README.md):
 
     python experiments/compare_scores.py runs/bench_A/scores.npz:sft-positives-lr1e-3 \
@@ -57,7 +57,10 @@ def main() -> None:
         scores[name] = np.mean([scores[row] for row in members.split(",")], axis=0)
     names = list(scores)
     for reference in ("popularity", "sasrec"):
-        scores.setdefault(reference, first[reference])
+        holder = next((data for data in files.values() if reference in data), None)
+        if holder is None:
+            raise SystemExit(f"No file given has a {reference} row: add one of bench_movielens.py's scores.npz.")
+        scores.setdefault(reference, holder[reference])
     for name, values in scores.items():
         low, high = bootstrap_ci(values, labels, users)
         metrics = ranking_metrics(values, labels, users, ks=(10,))
