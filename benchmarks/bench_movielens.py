@@ -103,22 +103,12 @@ def train_llm(config_path: str, args, output_dir: Path, data) -> str:
     )
 
 
-def within_user_correlation(scores_a, scores_b, users) -> float:
-    """Mean over users of the Spearman correlation of two models' scores of that user's candidates."""
-    values = []
-    for user in np.unique(users):
-        rows = users == user
-        ranks_a, ranks_b = (np.argsort(np.argsort(np.asarray(s)[rows])) for s in (scores_a, scores_b))
-        if ranks_a.std() > 0 and ranks_b.std() > 0:
-            values.append(np.corrcoef(ranks_a, ranks_b)[0, 1])
-    return float(np.mean(values)) if values else float("nan")
-
-
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     from hf_mllm_msr.data.loading import load_msr_dataset
     from hf_mllm_msr.evaluation import baseline_scoring, bootstrap, report
+    from hf_mllm_msr.evaluation.metrics import within_user_rank_correlation
     from hf_mllm_msr.recommendation.collaborative import collaborative_embedding
     from hf_mllm_msr.recommendation.msr_config import RecommenderConfig
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
@@ -231,7 +221,7 @@ def main(argv=None) -> dict:
     # What the LLM rows learned of SASRec: the rank correlation of their scores with SASRec's within each test user
     # (1: the same order; 0: unrelated).
     for name in llm_names:
-        correlation = within_user_correlation(scores[name], scores["sasrec"], users)
+        correlation = within_user_rank_correlation(scores[name], scores["sasrec"], users)
         print(f"{name}: within-user rank correlation with SASRec {correlation:+.3f}")
     print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
     wall = time.perf_counter() - start

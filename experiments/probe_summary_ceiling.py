@@ -73,15 +73,6 @@ def unit_embeddings(texts: list[str]):
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def within_user_spearman(scores_a, scores_b, users) -> float:
-    """Mean over users of the Spearman correlation of two models' scores of the user's candidates."""
-    import numpy as np
-    from scipy.stats import spearmanr
-
-    values = [spearmanr(scores_a[users == u], scores_b[users == u])[0] for u in np.unique(users)]
-    return float(np.nanmean(values))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", required=True, help="The movielens-100k-posters folder.")
@@ -95,7 +86,7 @@ def main() -> None:
     from hf_mllm_msr.evaluation import report
     from hf_mllm_msr.evaluation.baseline_scoring import score_baselines, training_sequences
     from hf_mllm_msr.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
-    from hf_mllm_msr.evaluation.metrics import ranking_metrics
+    from hf_mllm_msr.evaluation.metrics import ranking_metrics, within_user_rank_correlation
 
     start = time.perf_counter()
     items, examples, sequences = load_movielens(args.data_dir, "items", "examples", "sequences")
@@ -139,7 +130,7 @@ def main() -> None:
         if not (np.array_equal(trained["label"], labels) and np.array_equal(trained["user_id"], users)):
             raise SystemExit(f"{path} scores other test rows: not the same folder, protocol or seed.")
         scores[row] = trained[row]
-        rho = within_user_spearman(scores[row], scores["popularity"], users)
+        rho = within_user_rank_correlation(scores[row], scores["popularity"], users)
         print(f"{row}: within-user Spearman with popularity {rho:+.3f}")
 
     for name, values in scores.items():

@@ -8,7 +8,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from hf_mllm_msr.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
-from hf_mllm_msr.evaluation.metrics import bucket_metrics, load_evaluate_metric, ranking_metrics
+from hf_mllm_msr.evaluation.metrics import (
+    bucket_metrics,
+    load_evaluate_metric,
+    ranking_metrics,
+    within_user_rank_correlation,
+)
 
 KS = (1, 2, 3, 5, 10)
 
@@ -227,3 +232,23 @@ def test_evaluate_module_loads_offline_and_matches(monkeypatch):
     assert metric.compute(ks=(3, 5)) == pytest.approx(expected)
     with pytest.raises(ValueError, match="No metric module"):
         load_evaluate_metric("does_not_exist")
+
+
+def test_within_user_rank_correlation_is_spearman_per_user():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(["a", "b", "c"], 7)
+    first = rng.normal(size=21)
+    second = np.round(first + rng.normal(size=21), 0)  # rounded: ties, which share their average rank
+    expected = np.mean([spearmanr(first[users == u], second[users == u])[0] for u in "abc"])
+    assert within_user_rank_correlation(first, second, users) == pytest.approx(expected)
+    assert within_user_rank_correlation(first, first * 3 + 1, users) == pytest.approx(1.0)
+    assert within_user_rank_correlation(first, -first, users) == pytest.approx(-1.0)
+    # a user whose candidates one model cannot tell apart says nothing about agreement: left out
+    flat_for_a = np.where(users == "a", 0.5, second)
+    others = np.mean([spearmanr(first[users == u], second[users == u])[0] for u in "bc"])
+    assert within_user_rank_correlation(first, flat_for_a, users) == pytest.approx(others)
+    assert np.isnan(within_user_rank_correlation(first, np.zeros(21), users))
+    with pytest.raises(ValueError, match="same rows"):
+        within_user_rank_correlation(first, first[:-1], users)

@@ -246,3 +246,29 @@ def degenerate_reason(scores, labels, user_ids, max_share: float = 0.5) -> str |
     if constant > max_share * num_groups:
         return f"the same score for every candidate of {constant} of {num_groups} test users"
     return None
+
+
+def within_user_rank_correlation(scores_a, scores_b, user_ids) -> float:
+    """How alike two models rank each user's candidates: the mean over users of the Spearman correlation of their
+    scores of that user's candidates (tied scores share their average rank). Users where either model gives every
+    candidate the same score are left out; NaN when no user is left. It asks what a model learned, e.g. its
+    correlation with popularity (the item prior) or with SASRec."""
+    scores_a, _, user_ids = check_ranking_inputs(scores_a, np.zeros(len(user_ids)), user_ids)
+    scores_b = np.asarray(scores_b, dtype=np.float64).reshape(-1)
+    if scores_b.shape != scores_a.shape:
+        raise ValueError(f"Both models must score the same rows: got {len(scores_a)} and {len(scores_b)} scores.")
+    values = []
+    for user in np.unique(user_ids):
+        rows = user_ids == user
+        ranks_a, ranks_b = _average_ranks(scores_a[rows]), _average_ranks(scores_b[rows])
+        if ranks_a.std() > 0 and ranks_b.std() > 0:
+            values.append(np.corrcoef(ranks_a, ranks_b)[0, 1])
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """0-based ranks, tied values sharing the mean of their ranks (scipy.stats.rankdata's 'average', minus 1)."""
+    ranks = np.empty(len(values))
+    ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
+    _, tie_group = np.unique(values, return_inverse=True)
+    return (np.bincount(tie_group, weights=ranks) / np.bincount(tie_group))[tie_group]
