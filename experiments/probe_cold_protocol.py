@@ -22,6 +22,8 @@ training), 30 x 21 rows.
     the same at 3e-4                    0.523 [0.430, 0.621]   - SASRec -0.045 [-0.165, +0.079]
     title-only (bench, 1,000 steps)     0.560 [0.449, 0.666]   - SASRec -0.008 [-0.138, +0.125]
     title + held-out tokens (bench)     0.435 [0.355, 0.516]   - SASRec -0.132 [-0.244, -0.026]
+    text MLLM-MSR (genre summaries)     0.393 [0.324, 0.458]   - SASRec -0.174 [-0.283, -0.062]   (587 s, with
+    CPU vision MLLM-MSR (same)          0.345 [0.262, 0.429]   - SASRec -0.222 [-0.344, -0.092]    --summaries)
 
 On truly cold items every model is near chance, and the text rows tie SASRec (intervals of +-0.12 over 30 users).
 Popularity ranks them last (0.162); the LLM rows learned part of that prior, which works against a cold positive, and
