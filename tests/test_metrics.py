@@ -252,3 +252,5 @@ def test_within_user_rank_correlation_is_spearman_per_user():
     assert np.isnan(within_user_rank_correlation(first, np.zeros(21), users))
     with pytest.raises(ValueError, match="same rows"):
         within_user_rank_correlation(first, first[:-1], users)
+    with pytest.raises(ValueError, match="NaN"):
+        within_user_rank_correlation(first, np.where(users == "b", np.nan, first), users)

@@ -253,10 +253,11 @@ def within_user_rank_correlation(scores_a, scores_b, user_ids) -> float:
     scores of that user's candidates (tied scores share their average rank). Users where either model gives every
     candidate the same score are left out; NaN when no user is left. It asks what a model learned, e.g. its
     correlation with popularity (the item prior) or with SASRec."""
-    scores_a, _, user_ids = check_ranking_inputs(scores_a, np.zeros(len(user_ids)), user_ids)
-    scores_b = np.asarray(scores_b, dtype=np.float64).reshape(-1)
-    if scores_b.shape != scores_a.shape:
+    if len(scores_a) != len(scores_b):
         raise ValueError(f"Both models must score the same rows: got {len(scores_a)} and {len(scores_b)} scores.")
+    no_labels = np.zeros(len(user_ids))
+    scores_a, _, user_ids = check_ranking_inputs(scores_a, no_labels, user_ids)
+    scores_b, _, _ = check_ranking_inputs(scores_b, no_labels, user_ids)
     values = []
     for user in np.unique(user_ids):
         rows = user_ids == user
