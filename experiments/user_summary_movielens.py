@@ -12,7 +12,8 @@ Per variant: summaries off-domain (naming clothing, brands, rain gear...), summa
 history, and the word-match AUC: each test candidate (1 positive + 20 negatives) scored only by how many of its
 genres the summary names. It bounds what a recommender can read from the summary's genres; the same score from the
 history's own genre counts is printed as the ceiling. The generation cache of a summarize run can be passed
-(``--cache``) so that these generations are reused by it. Last line: ``ratio=<word-match AUC film+genres / shop>``.
+(``--cache``) so that these generations are reused by it. Last line: ``ratio=<word-match AUC film+genres / shop>``
+(with ``--variants`` lacking one of them: the last variant's over the first's).
 
     python experiments/user_summary_movielens.py --data_dir ../shared/data/movielens-100k-posters \
         --item_summaries runs/movielens/summaries/item_summaries --num_users 40
@@ -35,6 +36,8 @@ VARIANTS = {
     "shop+genres": dict(history_text="genres"),
     "film+genres": dict(history_text="genres", user_example_file="recipes/movielens/summarize_user_example.yaml"),
     "none+genres": dict(history_text="genres", user_example=False),
+    # greedy decoding loops in about 8 % of the full run's summaries ("a documentary about a documentary about ...")
+    "shop+genres, penalty 1.1": dict(history_text="genres", repetition_penalty=1.1),
 }
 
 
@@ -59,6 +62,7 @@ def main() -> None:
     parser.add_argument("--num_users", type=int, default=40, help="First test users.")
     parser.add_argument("--cache", default=None, help="sqlite generation cache to use (default: in memory).")
     parser.add_argument("--user_summaries", default=None, help="Read this run's user summaries; generate none.")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), help=f"Which of {list(VARIANTS)}.")
     args = parser.parse_args()
 
     import datasets
@@ -113,7 +117,11 @@ def main() -> None:
         return
     model, processor = load_summarizer("smollm2-135m-instruct", device="cpu", backend="xllamacpp")
     results = {}
-    for name, options in VARIANTS.items():
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"--variants {unknown}: not among {list(VARIANTS)}.")
+    for name in args.variants:
+        options = VARIANTS[name]
         config = SummarizeConfig(
             max_new_tokens=48, batch_size=16, backend="xllamacpp", history_items="title_colours",
             cache_path=args.cache, **options,
@@ -127,14 +135,16 @@ def main() -> None:
             u: {g for g in history_genres[u] if any(w in s for w in genre_words(g))} for u, s in summaries.items()
         }
         off = sum(bool(OFF_DOMAIN.search(s)) for s in summaries.values())
+        looping = sum(repeated_trigram_share(s) > 0.3 for s in summaries.values())
         results[name] = word_match_auc(named)
         print(
-            f"{name}: off-domain {off}/{len(users)}, a history genre named {sum(bool(n) for n in named.values())}/"
-            f"{len(users)}, word-match AUC {results[name]:.3f} ({seconds:.0f} s)"
+            f"{name}: off-domain {off}/{len(users)}, looping {looping}/{len(users)}, a history genre named "
+            f"{sum(bool(n) for n in named.values())}/{len(users)}, word-match AUC {results[name]:.3f} ({seconds:.0f} s)"
         )
         print(f"  e.g. {rows[0]['summary']}")
     print(f"ceiling (history genre counts): word-match AUC {ceiling:.3f}")
-    print(f"ratio={results['film+genres'] / results['shop']:.3f}")
+    first, last = ("shop", "film+genres") if {"shop", "film+genres"} <= set(results) else (args.variants[0], name)
+    print(f"ratio={results[last] / results[first]:.3f}")
 
 
 if __name__ == "__main__":
