@@ -7,8 +7,8 @@ an adapter scored in one run can be compared with one scored in another without 
         runs/bench_A/scores.npz:sft-positives-lr1e-3 runs/bench_default/scores.npz:title-only
 
 Each argument is ``FILE:ROW``; every row is compared with every later one and with popularity and SASRec of the
-first file that has them (user bootstrap, 1,000 resamples, seed 0, as the benchmark). ``--mean NAME=ROW,ROW`` adds the mean of
-rows' scores as one more row, e.g. two training seeds of one recipe (recipes/movielens/README.md):
+first file that has them (user bootstrap, 1,000 resamples, seed 0, as the benchmark). ``--mean NAME=ROW,ROW`` adds
+the mean of rows' scores as one more row, e.g. two training seeds of one recipe (recipes/movielens/README.md):
 
     python experiments/compare_scores.py runs/bench_A/scores.npz:sft-positives-lr1e-3 \
         runs/score_seed1/scores.npz:sft-title-text-positives-seed1 \

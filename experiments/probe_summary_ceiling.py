@@ -114,14 +114,16 @@ def main() -> None:
 
     baselines, _ = score_baselines(["popularity"], sequences, examples, test, catalogue=list(items["item_id"]))
     scores = {"popularity": baselines["popularity"]}
-    for name, columns in {
-        "prior": [0],
-        "prior + summary genres": [0, 1],
-        "prior + summary (genres, embedding)": [0, 1, 3],
-        "prior + history genres": [0, 2],
-        "prior + history (genres, embedding)": [0, 2, 4],
-        "summary (genres, embedding) alone": [1, 3],
+    summary, history = ["summary genres", "summary . candidate"], ["history genres", "history . candidate"]
+    for name, features in {
+        "prior": ["prior"],
+        "prior + summary genres": ["prior", summary[0]],
+        "prior + summary (genres, embedding)": ["prior", *summary],
+        "prior + history genres": ["prior", history[0]],
+        "prior + history (genres, embedding)": ["prior", *history],
+        "summary (genres, embedding) alone": summary,
     }.items():
+        columns = [COLUMNS.index(feature) for feature in features]
         scores[name], c, cv_auc = fit_and_score(x_train[:, columns], y_train, groups, x_test[:, columns])
         print(f"{name}: C {c:g}, CV AUC {cv_auc:.3f}")
     if args.scores:

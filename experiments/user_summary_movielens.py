@@ -47,6 +47,11 @@ def genre_words(genre: str) -> list[str]:
     return [genre.lower().removesuffix("'s")] + extra.get(genre, [])
 
 
+def genres_named(summaries: dict, history_genres: dict) -> dict:
+    """Per user, the genres of their history that their (lower-cased) summary names."""
+    return {u: {g for g in history_genres[u] if any(w in s for w in genre_words(g))} for u, s in summaries.items()}
+
+
 def repeated_trigram_share(text: str) -> float:
     """Share of a text's word trigrams that repeat an earlier one: greedy decoding's loops ("a documentary about a
     documentary about ...") score near 1, ordinary prose near 0."""
@@ -64,6 +69,9 @@ def main() -> None:
     parser.add_argument("--user_summaries", default=None, help="Read this run's user summaries; generate none.")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), help=f"Which of {list(VARIANTS)}.")
     args = parser.parse_args()
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"--variants {unknown}: not among {list(VARIANTS)}.")
 
     import datasets
     import numpy as np
@@ -108,18 +116,13 @@ def main() -> None:
         if missing:
             raise SystemExit(f"{len(missing)} test histories have no stored summary (e.g. user {missing[0]}).")
         summaries = {u: by_key[history_key(histories[u])] for u in users}
-        named = {
-            u: {g for g in history_genres[u] if any(w in s for w in genre_words(g))} for u, s in summaries.items()
-        }
+        named = genres_named(summaries, history_genres)
         print(f"test users: a history genre named {sum(bool(n) for n in named.values())}/{len(users)}, "
               f"word-match AUC {word_match_auc(named):.3f}; ceiling (history genre counts) {ceiling:.3f}")  # fmt: skip
         print(f"ratio={word_match_auc(named) / ceiling:.3f}")
         return
     model, processor = load_summarizer("smollm2-135m-instruct", device="cpu", backend="xllamacpp")
     results = {}
-    unknown = sorted(set(args.variants) - set(VARIANTS))
-    if unknown:
-        raise SystemExit(f"--variants {unknown}: not among {list(VARIANTS)}.")
     for name in args.variants:
         options = VARIANTS[name]
         config = SummarizeConfig(
@@ -131,9 +134,7 @@ def main() -> None:
         rows = summarize_users(test, item_summaries, items, config=config, generator=generator)
         seconds = time.perf_counter() - start
         summaries = {r["user_id"]: r["summary"].lower() for r in rows}
-        named = {
-            u: {g for g in history_genres[u] if any(w in s for w in genre_words(g))} for u, s in summaries.items()
-        }
+        named = genres_named(summaries, history_genres)
         off = sum(bool(OFF_DOMAIN.search(s)) for s in summaries.values())
         looping = sum(repeated_trigram_share(s) > 0.3 for s in summaries.values())
         results[name] = word_match_auc(named)
