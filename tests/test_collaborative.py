@@ -433,6 +433,67 @@ def test_holdout_keeps_the_windows_out_of_the_sasrec_sequences():
         MsrSftArguments(dataset_name="toy", mode="title", window_positives=0)
 
 
+def test_popularity_negatives_resample_only_the_negatives():
+    from hf_mllm_msr.recommendation.windows import resample_negatives, training_popularity
+
+    items, examples, sequences = _collaborative_world()
+    train = examples["train"]
+    weights = training_popularity(train, items["item_id"], 1.0)
+    # counted once per history (not once per candidate row) plus the positives: i0 is in how many train histories?
+    histories = {u: h for u, h in zip(train["user_id"], train["history"])}
+    positives = [c for c, y in zip(train["candidate"], train["label"]) if y == 1]
+    expected = sum("i0" in h for h in histories.values()) + positives.count("i0") + 1
+    assert weights[0] == expected
+    heavy = np.ones(NUM_ITEMS)
+    heavy[[1, 3, 5]] = 1e6  # odd items: the even users' only unseen ones, and among them these three dominate
+    again = resample_negatives(train, items["item_id"], heavy, sequences, seed=0)
+    seq_of = dict(zip(sequences["user_id"], sequences["item_ids"]))
+    for name in ("user_id", "history", "label"):
+        assert again[name] == train[name]  # the rows stay where they were; only the negatives' items change
+    groups: dict[str, set] = {}
+    for user, candidate, label, before in zip(
+        again["user_id"], again["candidate"], again["label"], train["candidate"]
+    ):
+        if label == 1:
+            assert candidate == before
+        else:
+            assert candidate not in seq_of[user]  # never an item of the user's whole sequence
+            groups.setdefault(user, set()).add(candidate)
+    even = [u for u in groups if int(u[1:]) % 2 == 0]
+    assert even and all(groups[u] == {"i1", "i3", "i5"} for u in even)
+    assert resample_negatives(train, items["item_id"], heavy, sequences, seed=0)["candidate"] == again["candidate"]
+    # the windows and the summary steps draw theirs with the same weights
+    from hf_mllm_msr.recommendation.examples import prefix_examples
+
+    windows = _small_windows(sequences, examples, items, windows_per_user=2, negative_weights=heavy)
+    prefixes, _ = prefix_examples(train, items["item_id"], block_size=2, negative_weights=heavy, seed=0)
+    for rows in (windows, prefixes):
+        drawn = {
+            c
+            for u, c, y in zip(rows["user_id"], rows["candidate"], rows["label"])
+            if y == 0 and int(u.split("@")[0][1:]) % 2 == 0
+        }
+        assert drawn == {"i1", "i3", "i5"}
+    with pytest.raises(ValueError, match="negative_popularity"):
+        MsrSftArguments(dataset_name="toy", mode="title", negative_popularity=-1.0)
+
+
+def test_training_with_popularity_negatives(base, tmp_path, caplog):
+    from trl import ModelConfig
+
+    items, examples, sequences = _collaborative_world()
+    script = MsrSftArguments(
+        dataset_name="toy", mode="title", packing_mode="shared_prefix", history_windows=2, negative_popularity=1.0,
+        max_eval_users=0,
+    )  # fmt: skip
+    training = testing.cpu_sft_config(tmp_path / "adapter", max_steps=1)
+    model_args = ModelConfig(model_name_or_path=base, use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    with caplog.at_level("INFO"):
+        train_recommender(script, training, model_args, items=items, examples=examples, sequences=sequences)
+    assert "negative_popularity 1: training negatives drawn by popularity" in caplog.text
+    assert "history_windows: " in caplog.text
+
+
 def test_history_windows_need_mode_title():
     with pytest.raises(ValueError, match="mode 'title'"):
         MsrSftArguments(dataset_name="toy", mode="summary", history_windows=2)

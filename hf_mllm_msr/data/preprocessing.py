@@ -127,12 +127,17 @@ def _select(sequence: list[str], policy: str, max_history: int, popularity: Coun
     return [sequence[i] for i in sorted(ranked)]
 
 
-def sample_negatives(rng: np.random.Generator, catalogue: list[str], seen: set, wanted: int) -> list[str]:
-    """`wanted` distinct items of `catalogue` not in `seen`, uniformly at random.
+def sample_negatives(
+    rng: np.random.Generator, catalogue: list[str], seen: set, wanted: int, weights: np.ndarray | None = None
+) -> list[str]:
+    """`wanted` distinct items of `catalogue` not in `seen`, uniformly at random, or in proportion to `weights` (one
+    positive float per catalogue item, e.g. :func:`popularity_weights`).
 
-    Rejection sampling costs O(wanted) on big catalogues; a user who saw most of a small catalogue gets an exact
-    draw from the remaining pool instead.
+    Rejection sampling costs O(wanted) on big catalogues; a user who saw most of a small catalogue (or most of its
+    weight) gets an exact draw from the remaining pool instead.
     """
+    if weights is not None:
+        return _weighted_negatives(rng, catalogue, seen, wanted, np.asarray(weights, dtype=np.float64))
     if 2 * len(seen) > len(catalogue):
         pool = [item for item in catalogue if item not in seen]
         return [pool[i] for i in rng.choice(len(pool), size=wanted, replace=False)]
@@ -142,6 +147,32 @@ def sample_negatives(rng: np.random.Generator, catalogue: list[str], seen: set, 
         if item not in seen and item not in chosen:
             chosen.append(item)
     return chosen
+
+
+def _weighted_negatives(rng, catalogue, seen, wanted, weights) -> list[str]:
+    if weights.shape != (len(catalogue),) or not (weights > 0).all():
+        raise ValueError(f"weights must hold one positive number per catalogue item ({len(catalogue)}).")
+    chosen: list[str] = []
+    for _ in range(4):  # a few rounds of weighted draws with rejection, then the exact draw below
+        for index in rng.choice(len(catalogue), size=2 * wanted, p=weights / weights.sum()):
+            item = catalogue[index]
+            if item not in seen and item not in chosen:
+                chosen.append(item)
+                if len(chosen) == wanted:
+                    return chosen
+    pool = [i for i, item in enumerate(catalogue) if item not in seen and item not in chosen]
+    if len(pool) < wanted - len(chosen):
+        raise ValueError(f"only {len(pool) + len(chosen)} items are left to draw {wanted} negatives from.")
+    rest = rng.choice(pool, size=wanted - len(chosen), replace=False, p=weights[pool] / weights[pool].sum())
+    return chosen + [catalogue[i] for i in rest]
+
+
+def popularity_weights(counts, catalogue: list[str], exponent: float) -> np.ndarray:
+    """Sampling weights ``(count + 1) ** exponent`` per catalogue item (``counts``: item -> interactions): 0 is
+    uniform, 1 draws items as often as they are interacted with (+1 keeps unseen items drawable)."""
+    if exponent < 0:
+        raise ValueError(f"The popularity exponent must be >= 0, got {exponent}.")
+    return (np.asarray([counts.get(item, 0) for item in catalogue], dtype=np.float64) + 1.0) ** exponent
 
 
 def build_examples(sequences: dict[str, list[str]], catalogue: list[str], config) -> dict[str, list[dict]]:

@@ -35,6 +35,7 @@ class MsrSftArguments(ScriptArguments):
         prefix_examples: also train on the earlier steps of the recurrent user summaries (`prefix_examples`).
         summary_block_size: the summarize run's ``block_size``, for ``prefix_examples``.
         history_windows: mode ``title``: up to N more targets per user from their whole training sequence.
+        negative_popularity: exponent of an item's training popularity in the training negatives' sampling weights.
         collaborative_tokens: one SASRec item vector per history item and candidate, projected into the LM.
         collaborative_user_token: also one user token, SASRec's state after the history.
         collaborative_score_token: also SASRec's own score of each candidate, on the candidate's item token.
@@ -82,6 +83,16 @@ class MsrSftArguments(ScriptArguments):
             "help": "With history_windows: each window's target and the items right after it, this many in all, are "
             "its positives (one history prefix, several positives: positives teach an item's prior, and each costs "
             "only its candidate tokens)."
+        },
+    )
+    negative_popularity: float = field(
+        default=0.0,
+        metadata={
+            "help": "Training negatives are drawn with weight (count + 1) ** x, count: the item's interactions in the "
+            "train rows. 0: uniform, as the protocol's test negatives. 1: as often as items are picked, so a "
+            "negative is as popular as a positive and the model must learn the user's taste instead of the item "
+            "prior (what ranks cold items); it lowers AUC under uniform test negatives. Train rows, prefix_examples "
+            "and history_windows; validation and test keep the protocol's."
         },
     )
     item_text: str = field(
@@ -165,6 +176,10 @@ class MsrSftArguments(ScriptArguments):
             raise ValueError(
                 "collaborative_score_token needs collaborative_user_token: true (a candidate is scored from the user "
                 "state after the history)."
+            )
+        if self.negative_popularity < 0:
+            raise ValueError(
+                f"negative_popularity must be >= 0 (0: uniform negatives), got {self.negative_popularity}."
             )
         if self.window_positives < 1:
             raise ValueError(f"window_positives must be >= 1, got {self.window_positives}.")

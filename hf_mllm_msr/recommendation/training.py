@@ -32,7 +32,7 @@ from .recommender import resolve_model
 from .scoring import PROJECTOR_NAME, SCORE_PROJECTOR_NAME, USER_PROJECTOR_NAME, image_token_ids
 from .sft_arguments import MsrSftArguments
 from .validation import ValidationAucCallback
-from .windows import history_windows, holdout_sequences
+from .windows import history_windows, holdout_sequences, resample_negatives, training_popularity
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def train_recommender(
         model_args: a TRL ``ModelConfig`` (``model_name_or_path``, ``lora_*``).
         items, examples, item_summaries, user_summaries, sequences: datasets already in memory; when None they are
             loaded from ``script_args`` (``load_msr_dataset`` and the summaries' ``save_to_disk`` folders; the
-            ``sequences`` only for ``collaborative_tokens`` and ``history_windows``).
+            ``sequences`` only for ``collaborative_tokens``, ``history_windows`` and ``negative_popularity``).
         processing_class: a tokenizer/processor to use instead of loading one (e.g. one ``AutoProcessor`` cannot load).
         callbacks: extra ``TrainerCallback``s (progress reporting).
     """
@@ -176,7 +176,9 @@ def train_recommender(
 
     if items is None or examples is None:
         items, examples = load("items"), load("examples")
-    if sequences is None and (script_args.collaborative_tokens or script_args.history_windows):
+    if sequences is None and (
+        script_args.collaborative_tokens or script_args.history_windows or script_args.negative_popularity
+    ):
         sequences = load("sequences")
     if item_summaries is None and script_args.item_summaries_path:
         item_summaries = datasets.load_from_disk(script_args.item_summaries_path)
@@ -214,6 +216,13 @@ def train_recommender(
         )
     summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
     train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
+    negative_weights = None
+    if script_args.negative_popularity:
+        negative_weights = training_popularity(train_examples, items["item_id"], script_args.negative_popularity)
+        train_examples = resample_negatives(
+            train_examples, items["item_id"], negative_weights, sequences, seed=training_args.seed
+        )
+        logger.info("negative_popularity %g: training negatives drawn by popularity.", script_args.negative_popularity)
     # Validation and every later reader of the adapter score with the options recorded in its msr_config.json.
     scorer_options = script_args.recommender_config().scorer_options()
     row_options = dict(mode=mode, on_missing=script_args.on_missing, tokenizer=tokenizer, **scorer_options)
@@ -228,6 +237,7 @@ def train_recommender(
             items["item_id"],
             user_summaries=None if mode == "title" else user_summaries,
             block_size=script_args.summary_block_size,
+            negative_weights=negative_weights,
             seed=training_args.seed,
         )
         extra_rows = build_rows(
@@ -244,6 +254,7 @@ def train_recommender(
             max_history=options.get("max_history", 10),  # the builder's default
             positives_per_window=script_args.window_positives,
             holdout_fraction=script_args.collaborative_holdout,
+            negative_weights=negative_weights,
             seed=options.get("seed", 0),
         )
         extra_rows = build_rows(windows, items, **row_options)
