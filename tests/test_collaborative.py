@@ -438,14 +438,15 @@ def test_popularity_negatives_resample_only_the_negatives():
 
     items, examples, sequences = _collaborative_world()
     train = examples["train"]
-    weights = training_popularity(train, items["item_id"], 1.0)
+    weights = np.diff(training_popularity(train, items["item_id"], 1.0), prepend=0)
     # counted once per history (not once per candidate row) plus the positives: i0 is in how many train histories?
     histories = {u: h for u, h in zip(train["user_id"], train["history"])}
     positives = [c for c, y in zip(train["candidate"], train["label"]) if y == 1]
     expected = sum("i0" in h for h in histories.values()) + positives.count("i0") + 1
     assert weights[0] == expected
-    heavy = np.ones(NUM_ITEMS)
-    heavy[[1, 3, 5]] = 1e6  # odd items: the even users' only unseen ones, and among them these three dominate
+    weights = np.ones(NUM_ITEMS)
+    weights[[1, 3, 5]] = 1e6  # odd items: the even users' only unseen ones, and among them these three dominate
+    heavy = np.cumsum(weights)
     again = resample_negatives(train, items["item_id"], heavy, sequences, seed=0)
     seq_of = dict(zip(sequences["user_id"], sequences["item_ids"]))
     for name in ("user_id", "history", "label"):
@@ -465,8 +466,8 @@ def test_popularity_negatives_resample_only_the_negatives():
     # the windows and the summary steps draw theirs with the same weights
     from hf_mllm_msr.recommendation.examples import prefix_examples
 
-    windows = _small_windows(sequences, examples, items, windows_per_user=2, negative_weights=heavy)
-    prefixes, _ = prefix_examples(train, items["item_id"], block_size=2, negative_weights=heavy, seed=0)
+    windows = _small_windows(sequences, examples, items, windows_per_user=2, negative_cdf=heavy)
+    prefixes, _ = prefix_examples(train, items["item_id"], block_size=2, negative_cdf=heavy, seed=0)
     for rows in (windows, prefixes):
         drawn = {
             c

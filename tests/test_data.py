@@ -82,25 +82,24 @@ def test_negatives_never_interacted_and_history_before_target(msr_cache_dir):
 def test_weighted_negatives_follow_the_weights_and_skip_seen_items():
     import numpy as np
 
-    from hf_mllm_msr.data.preprocessing import popularity_weights, sample_negatives
+    from hf_mllm_msr.data.preprocessing import popularity_cdf, sample_negatives
 
     catalogue = [f"i{k}" for k in range(10)]
-    weights = popularity_weights({"i0": 99, "i1": 99, "i2": 9}, catalogue, 1.0)
-    assert weights.tolist() == [100, 100, 10] + [1] * 7  # +1: an item nobody took can still be drawn
-    assert popularity_weights({"i0": 99}, catalogue, 0.0).tolist() == [1] * 10  # exponent 0: uniform
+    cdf = popularity_cdf({"i0": 99, "i1": 99, "i2": 9}, catalogue, 1.0)
+    assert np.diff(cdf, prepend=0).tolist() == [100, 100, 10] + [1] * 7  # +1: an item nobody took can be drawn
+    assert np.diff(popularity_cdf({"i0": 99}, catalogue, 0.0), prepend=0).tolist() == [1] * 10  # 0: uniform
     rng = np.random.default_rng(0)
-    draws = Counter(item for _ in range(2000) for item in sample_negatives(rng, catalogue, {"i1"}, 1, weights))
+    draws = Counter(item for _ in range(2000) for item in sample_negatives(rng, catalogue, {"i1"}, 1, cdf))
     assert "i1" not in draws  # never an item the user had, however heavy
-    assert draws["i0"] / 2000 == pytest.approx(100 / 117, abs=0.03) and draws["i2"] / 2000 == pytest.approx(
-        10 / 117, abs=0.02
-    )
+    assert draws["i0"] / 2000 == pytest.approx(100 / 117, abs=0.03)
+    assert draws["i2"] / 2000 == pytest.approx(10 / 117, abs=0.02)
+    assert draws["i9"] / 2000 == pytest.approx(1 / 117, abs=0.01)  # the last item: the cdf's upper edge
     # a user who had all the heavy items: the exact draw from what is left, distinct items
-    left = sample_negatives(rng, catalogue, set(catalogue[:7]), 3, weights)
-    assert sorted(left) == ["i7", "i8", "i9"]
-    with pytest.raises(ValueError, match="one positive number per catalogue item"):
-        sample_negatives(rng, catalogue, set(), 2, weights[:5])
+    assert sorted(sample_negatives(rng, catalogue, set(catalogue[:7]), 3, cdf)) == ["i7", "i8", "i9"]
+    with pytest.raises(ValueError, match="one cumulative weight per catalogue item"):
+        sample_negatives(rng, catalogue, set(), 2, cdf[:5])
     with pytest.raises(ValueError, match=">= 0"):
-        popularity_weights({}, catalogue, -1.0)
+        popularity_cdf({}, catalogue, -1.0)
 
 
 def test_negatives_do_not_depend_on_other_users(tmp_path):

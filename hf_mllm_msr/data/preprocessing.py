@@ -128,16 +128,16 @@ def _select(sequence: list[str], policy: str, max_history: int, popularity: Coun
 
 
 def sample_negatives(
-    rng: np.random.Generator, catalogue: list[str], seen: set, wanted: int, weights: np.ndarray | None = None
+    rng: np.random.Generator, catalogue: list[str], seen: set, wanted: int, cdf: np.ndarray | None = None
 ) -> list[str]:
-    """`wanted` distinct items of `catalogue` not in `seen`, uniformly at random, or in proportion to `weights` (one
-    positive float per catalogue item, e.g. :func:`popularity_weights`).
+    """`wanted` distinct items of `catalogue` not in `seen`, uniformly at random, or with the item weights whose
+    cumulative sums are `cdf` (:func:`popularity_cdf`; computed once, so a weighted draw costs O(wanted log n)).
 
     Rejection sampling costs O(wanted) on big catalogues; a user who saw most of a small catalogue (or most of its
     weight) gets an exact draw from the remaining pool instead.
     """
-    if weights is not None:
-        return _weighted_negatives(rng, catalogue, seen, wanted, np.asarray(weights, dtype=np.float64))
+    if cdf is not None:
+        return _weighted_negatives(rng, catalogue, seen, wanted, cdf)
     if 2 * len(seen) > len(catalogue):
         pool = [item for item in catalogue if item not in seen]
         return [pool[i] for i in rng.choice(len(pool), size=wanted, replace=False)]
@@ -149,13 +149,15 @@ def sample_negatives(
     return chosen
 
 
-def _weighted_negatives(rng, catalogue, seen, wanted, weights) -> list[str]:
-    if weights.shape != (len(catalogue),) or not (weights > 0).all():
-        raise ValueError(f"weights must hold one positive number per catalogue item ({len(catalogue)}).")
+def _weighted_negatives(rng, catalogue, seen, wanted, cdf) -> list[str]:
+    if cdf.shape != (len(catalogue),):
+        raise ValueError(
+            f"cdf must hold one cumulative weight per catalogue item ({len(catalogue)}), got {cdf.shape}."
+        )
     chosen: list[str] = []
     for _ in range(4):  # a few rounds of weighted draws with rejection, then the exact draw below
-        for index in rng.choice(len(catalogue), size=2 * wanted, p=weights / weights.sum()):
-            item = catalogue[index]
+        for index in np.searchsorted(cdf, rng.random(2 * wanted) * cdf[-1], side="right"):
+            item = catalogue[min(index, len(catalogue) - 1)]
             if item not in seen and item not in chosen:
                 chosen.append(item)
                 if len(chosen) == wanted:
@@ -163,16 +165,18 @@ def _weighted_negatives(rng, catalogue, seen, wanted, weights) -> list[str]:
     pool = [i for i, item in enumerate(catalogue) if item not in seen and item not in chosen]
     if len(pool) < wanted - len(chosen):
         raise ValueError(f"only {len(pool) + len(chosen)} items are left to draw {wanted} negatives from.")
-    rest = rng.choice(pool, size=wanted - len(chosen), replace=False, p=weights[pool] / weights[pool].sum())
+    weights = np.diff(cdf, prepend=0.0)[pool]
+    rest = rng.choice(pool, size=wanted - len(chosen), replace=False, p=weights / weights.sum())
     return chosen + [catalogue[i] for i in rest]
 
 
-def popularity_weights(counts, catalogue: list[str], exponent: float) -> np.ndarray:
-    """Sampling weights ``(count + 1) ** exponent`` per catalogue item (``counts``: item -> interactions): 0 is
-    uniform, 1 draws items as often as they are interacted with (+1 keeps unseen items drawable)."""
+def popularity_cdf(counts, catalogue: list[str], exponent: float) -> np.ndarray:
+    """Cumulative sampling weights for :func:`sample_negatives`: item k weighs ``(count_k + 1) ** exponent``
+    (``counts``: item -> interactions). 0 is uniform; 1 draws items as often as they are interacted with (+1 keeps an
+    item nobody took drawable)."""
     if exponent < 0:
         raise ValueError(f"The popularity exponent must be >= 0, got {exponent}.")
-    return (np.asarray([counts.get(item, 0) for item in catalogue], dtype=np.float64) + 1.0) ** exponent
+    return np.cumsum((np.asarray([counts.get(item, 0) for item in catalogue], dtype=np.float64) + 1.0) ** exponent)
 
 
 def build_examples(sequences: dict[str, list[str]], catalogue: list[str], config) -> dict[str, list[dict]]:

@@ -198,7 +198,7 @@ def build_sft_dataset(
     return datasets.Dataset.from_dict(columns)
 
 
-def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, negative_weights=None, seed=0):
+def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, negative_cdf=None, seed=0):
     """More training rows from the recurrent summarizer's earlier steps, at no generation cost.
 
     The user summary of a history keeps one ``steps`` entry per block: step j summarizes the first
@@ -214,8 +214,8 @@ def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, n
         user_summaries: the user-summary dataset (``history_key``, ``steps``); histories without a summary are
             left to `build_sft_dataset` (an error or a counted skip there).
         block_size: the summarize run's block size (``SummarizeConfig.block_size``).
-        negative_weights: sampling weight of each catalogue item as a negative (``windows.training_popularity``);
-            None: uniform.
+        negative_cdf: cumulative sampling weights of the catalogue's items as negatives
+            (``windows.training_popularity``); None: uniform.
         seed: seed of the negatives.
 
     Returns:
@@ -249,7 +249,7 @@ def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, n
         for j in range(num_blocks - 1):
             prefix = list(history[: block_size * (j + 1)])
             candidates = [history[block_size * (j + 1)]] + sample_negatives(
-                rng, catalogue, seen[key], num_negatives, negative_weights
+                rng, catalogue, seen[key], num_negatives, negative_cdf
             )
             for candidate, label in zip(candidates, [1] + [0] * num_negatives):
                 rows["user_id"].append(f"{user_id}@{len(prefix)}")

@@ -216,11 +216,11 @@ def train_recommender(
         )
     summaries = dict(item_summaries=item_summaries, user_summaries=user_summaries)
     train_examples = first_users(examples[script_args.dataset_train_split], script_args.max_train_users)
-    negative_weights = None
+    negative_cdf = None
     if script_args.negative_popularity:
-        negative_weights = training_popularity(train_examples, items["item_id"], script_args.negative_popularity)
+        negative_cdf = training_popularity(train_examples, items["item_id"], script_args.negative_popularity)
         train_examples = resample_negatives(
-            train_examples, items["item_id"], negative_weights, sequences, seed=training_args.seed
+            train_examples, items["item_id"], negative_cdf, sequences, seed=training_args.seed
         )
         logger.info("negative_popularity %g: training negatives drawn by popularity.", script_args.negative_popularity)
     # Validation and every later reader of the adapter score with the options recorded in its msr_config.json.
@@ -237,7 +237,7 @@ def train_recommender(
             items["item_id"],
             user_summaries=None if mode == "title" else user_summaries,
             block_size=script_args.summary_block_size,
-            negative_weights=negative_weights,
+            negative_cdf=negative_cdf,
             seed=training_args.seed,
         )
         extra_rows = build_rows(
@@ -254,7 +254,7 @@ def train_recommender(
             max_history=options.get("max_history", 10),  # the builder's default
             positives_per_window=script_args.window_positives,
             holdout_fraction=script_args.collaborative_holdout,
-            negative_weights=negative_weights,
+            negative_cdf=negative_cdf,
             seed=options.get("seed", 0),
         )
         extra_rows = build_rows(windows, items, **row_options)

@@ -23,7 +23,7 @@ from collections import Counter
 import datasets
 import numpy as np
 
-from ..data.preprocessing import popularity_weights, sample_negatives
+from ..data.preprocessing import popularity_cdf, sample_negatives
 
 
 def window_targets(length: int, windows: int, min_history: int, first: int = 0) -> list[int]:
@@ -71,7 +71,7 @@ def history_windows(
     min_history: int = 3,
     positives_per_window: int = 1,
     holdout_fraction: float = 0.0,
-    negative_weights: np.ndarray | None = None,
+    negative_cdf: np.ndarray | None = None,
     seed: int = 0,
 ) -> datasets.Dataset:
     """Extra example rows from the training users' whole sequences.
@@ -88,7 +88,7 @@ def history_windows(
         positives_per_window: the target and the next ``positives_per_window - 1`` items of the sequence (those there
             are) are the window's positives, after the same history.
         holdout_fraction: windows only in the last ``holdout_fraction`` of each sequence (:func:`holdout_start`).
-        negative_weights: sampling weight of each catalogue item as a negative (:func:`training_popularity`);
+        negative_cdf: cumulative sampling weights of the catalogue's items as negatives (:func:`training_popularity`);
             None: uniform.
         seed: seed of the negatives (each user draws from ``(seed, crc32(user_id), 2)``, independent of row order).
 
@@ -114,7 +114,7 @@ def history_windows(
         for target in window_targets(len(items), windows_per_user, min_history, first):
             history = items[max(0, target - max_history) if max_history else 0 : target]
             targets = items[target : target + positives_per_window]
-            candidates = targets + sample_negatives(rng, catalogue, seen, num_negatives, negative_weights)
+            candidates = targets + sample_negatives(rng, catalogue, seen, num_negatives, negative_cdf)
             for rank in rng.permutation(len(candidates)):
                 rows["user_id"].append(f"{user}@{target}")
                 rows["history"].append(history)
@@ -124,8 +124,8 @@ def history_windows(
 
 
 def training_popularity(examples: datasets.Dataset, catalogue: list[str], exponent: float) -> np.ndarray:
-    """Negative-sampling weights from the train rows' own interactions (each distinct history's items and its
-    positives): ``(count + 1) ** exponent`` per catalogue item (:func:`~hf_mllm_msr.data.preprocessing.popularity_weights`).
+    """Negative sampling by the train rows' own interactions (each distinct history's items and its positives): the
+    cumulative weights of ``(count + 1) ** exponent`` per catalogue item (``data.preprocessing.popularity_cdf``).
     Counted from the train rows only, so no validation or test interaction shapes them."""
     counts: Counter = Counter()
     seen_histories = set()
@@ -136,18 +136,18 @@ def training_popularity(examples: datasets.Dataset, catalogue: list[str], expone
             seen_histories.add((user, len(history)))
             counts.update(history)
         counts.update([candidate] if label == 1 else [])
-    return popularity_weights(counts, catalogue, exponent)
+    return popularity_cdf(counts, catalogue, exponent)
 
 
 def resample_negatives(
     examples: datasets.Dataset,
     catalogue: list[str],
-    weights: np.ndarray,
+    cdf: np.ndarray,
     sequences: datasets.Dataset | None = None,
     seed: int = 0,
 ) -> datasets.Dataset:
-    """The train rows with each group's negatives drawn again with ``weights`` (as many); positives, histories and the
-    row order of each group are kept. A negative is never an item of the user's ``sequences`` row (as the protocol's
+    """The train rows with each group's negatives drawn again with the cumulative weights ``cdf`` (as many);
+    positives, histories and the row order of each group are kept. A negative is never an item of the user's ``sequences`` row (as the protocol's
     negatives), or without ``sequences`` of the group's history and positives.
 
     With popularity weights (exponent 1) a negative is as popular as a positive on average, so the item prior no longer
@@ -163,6 +163,6 @@ def resample_negatives(
         negatives = [i for i in indices if rows["label"][i] == 0]
         seen = set(rows["history"][indices[0]]) | {rows["candidate"][i] for i in indices if rows["label"][i] == 1}
         seen |= set(whole.get(user, ()))
-        for i, item in zip(negatives, sample_negatives(rng, catalogue, seen, len(negatives), weights)):
+        for i, item in zip(negatives, sample_negatives(rng, catalogue, seen, len(negatives), cdf)):
             rows["candidate"][i] = item
     return datasets.Dataset.from_dict(rows, features=examples.features)
