@@ -43,6 +43,25 @@ def oracle_summary(prefix: list[str], titles: dict, genres: dict) -> str:
     return f"{text}. Recently: {tail}."
 
 
+def oracle_user_summaries(examples, items):
+    """One template summary per distinct ``(user_id, history)`` of ``examples`` (a DatasetDict or one split), in the
+    summarize run's format (``USER_SUMMARY_FEATURES``), with one step per block of ``BLOCK_SIZE``."""
+    import datasets
+
+    from hf_mllm_msr.data.schema import USER_SUMMARY_FEATURES, history_key
+    from hf_mllm_msr.summarization.users import distinct_histories
+
+    titles, genres = dict(zip(items["item_id"], items["title"])), dict(zip(items["item_id"], items["genres"]))
+    rows = []
+    for user_id, history in distinct_histories(examples):
+        # step j of the recurrent summarizer has read the first BLOCK_SIZE * (j + 1) items (examples.prefix_examples)
+        ends = range(BLOCK_SIZE, len(history) + BLOCK_SIZE, BLOCK_SIZE)
+        steps = [oracle_summary(history[:end], titles, genres) for end in ends]
+        rows.append({"user_id": user_id, "history_key": history_key(history), "summary": steps[-1], "steps": steps,
+                     "flag": "", "prompt": "", "model": "oracle-template"})  # fmt: skip
+    return datasets.Dataset.from_list(rows, features=USER_SUMMARY_FEATURES)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", required=True, help="The movielens-100k-posters folder.")
@@ -53,29 +72,22 @@ def main() -> None:
     import datasets
 
     from hf_mllm_msr.data.loading import load_msr_dataset
-    from hf_mllm_msr.data.schema import USER_SUMMARY_FEATURES, history_key
-    from hf_mllm_msr.summarization.users import distinct_histories
 
     items = load_msr_dataset("movielens", "items", data_dir=args.data_dir, **PROTOCOL)
     examples = load_msr_dataset("movielens", "examples", data_dir=args.data_dir, **PROTOCOL)
-    titles, genres = dict(zip(items["item_id"], items["title"])), dict(zip(items["item_id"], items["genres"]))
-    rows = []
-    for user_id, history in distinct_histories(examples):
-        # step j of the recurrent summarizer has read the first BLOCK_SIZE * (j + 1) items (examples.prefix_examples)
-        ends = range(BLOCK_SIZE, len(history) + BLOCK_SIZE, BLOCK_SIZE)
-        steps = [oracle_summary(history[:end], titles, genres) for end in ends]
-        rows.append({"user_id": user_id, "history_key": history_key(history), "summary": steps[-1], "steps": steps,
-                     "flag": "", "prompt": "", "model": "oracle-template"})  # fmt: skip
+    summaries = oracle_user_summaries(examples, items)
     if args.like:
         stored = datasets.load_from_disk(args.like)
-        ours = {r["history_key"]: len(r["steps"]) for r in rows}
+        ours = dict(zip(summaries["history_key"], (len(s) for s in summaries["steps"])))
         theirs = dict(zip(stored["history_key"], (len(s) for s in stored["steps"])))
         if ours != theirs:
             raise SystemExit(f"The histories differ from {args.like}: {len(set(ours) ^ set(theirs))} keys, or steps.")
         print(f"same {len(ours)} histories and step counts as {args.like}")
     out = Path(args.output_dir) / "user_summaries"
-    datasets.Dataset.from_list(rows, features=USER_SUMMARY_FEATURES).save_to_disk(str(out))
-    print(f"{len(rows)} oracle summaries -> {out}\n e.g. {rows[0]['steps'][0]}\n      {rows[0]['summary']}")
+    summaries.save_to_disk(str(out))
+    print(
+        f"{len(summaries)} oracle summaries -> {out}\n e.g. {summaries[0]['steps'][0]}\n      {summaries[0]['summary']}"
+    )
 
 
 if __name__ == "__main__":

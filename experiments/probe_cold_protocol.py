@@ -100,6 +100,12 @@ def main() -> None:
         help="Output folder of the MovieLens summarize run, for adapters in summary or image mode: the cold rows' "
         "histories are summarized with that run's model, settings and generation cache.",
     )
+    parser.add_argument(
+        "--oracle_users",
+        action="store_true",
+        help="With --summaries (for its item summaries): the cold histories get the template summaries of "
+        "oracle_user_summaries.py instead, for adapters trained on them.",
+    )
     args = parser.parse_args()
 
     import datasets
@@ -126,7 +132,15 @@ def main() -> None:
     scores, _ = score_baselines(
         ["popularity", "sasrec", "gru4rec"], sequences, examples, test, catalogue=items["item_id"]
     )
-    summaries = summarize_cold_histories(args.summaries, test, items) if args.summaries else {}
+    if args.oracle_users:
+        from oracle_user_summaries import oracle_user_summaries
+
+        summaries = {
+            "item_summaries": report.load_summaries(Path(args.summaries) / "item_summaries"),
+            "user_summaries": oracle_user_summaries(test, items),
+        }
+    else:
+        summaries = summarize_cold_histories(args.summaries, test, items) if args.summaries else {}
     for adapter in args.adapters:
         scores[Path(adapter).name] = MsrRecommender.from_pretrained(adapter).score_examples(
             test, items, progress=False, **summaries
