@@ -425,6 +425,27 @@ def test_prefix_examples_reuse_the_earlier_summary_steps():
         prefix_examples(examples, catalogue, user_summaries=user_summaries, block_size=2)
 
 
+def test_prefix_positives_are_the_items_after_each_step():
+    catalogue, examples, user_summaries = prefix_world()
+    extra, _ = prefix_examples(
+        examples, catalogue, user_summaries=user_summaries, block_size=3, positives_per_step=3, seed=0
+    )
+    positives: dict[str, list] = {}
+    for user, candidate, label in zip(extra["user_id"], extra["candidate"], extra["label"]):
+        positives.setdefault(user, []).extend([candidate] if label == 1 else [])
+        own = catalogue[:8] if user.startswith("u1") else catalogue[10:18]  # history and target
+        assert label == 1 or candidate not in own  # negatives: never the user's items
+    # after 3 items: the next 3 of the history; after 6: the 7th and then the row's own target (the history ends)
+    assert positives == {
+        "u1@3": ["i03", "i04", "i05"], "u1@6": ["i06", "i07"], "u2@3": ["i13", "i14", "i15"], "u2@6": ["i16", "i17"],
+    }  # fmt: skip
+    assert len(extra) == 10 + 4 * 2  # 2 negatives per step, as before
+    with pytest.raises(ValueError, match="positives_per_step"):
+        prefix_examples(examples, catalogue, user_summaries=user_summaries, positives_per_step=0)
+    with pytest.raises(ValueError, match="prefix_positives"):
+        MsrSftArguments(dataset_name="toy", mode="summary", prefix_examples=True, prefix_positives=0)
+
+
 def test_training_with_prefix_examples(world, model_dir, tmp_path, caplog):
     script, training, model = configs(tmp_path, model_dir("tiny_llama"), "title", max_steps=1)
     script.prefix_examples, script.summary_block_size, script.max_eval_users = True, 1, 0

@@ -198,7 +198,9 @@ def build_sft_dataset(
     return datasets.Dataset.from_dict(columns)
 
 
-def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, negative_cdf=None, seed=0):
+def prefix_examples(
+    examples, catalogue, *, user_summaries=None, block_size=3, positives_per_step=1, negative_cdf=None, seed=0
+):
     """More training rows from the recurrent summarizer's earlier steps, at no generation cost.
 
     The user summary of a history keeps one ``steps`` entry per block: step j summarizes the first
@@ -214,6 +216,9 @@ def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, n
         user_summaries: the user-summary dataset (``history_key``, ``steps``); histories without a summary are
             left to `build_sft_dataset` (an error or a counted skip there).
         block_size: the summarize run's block size (``SummarizeConfig.block_size``).
+        positives_per_step: the item right after a step's prefix and the next ``positives_per_step - 1`` items of the
+            history and its target (those there are) are the step's positives, after one summary: as
+            ``history_windows``' ``positives_per_window``, positives are what teach an item's prior.
         negative_cdf: cumulative sampling weights of the catalogue's items as negatives
             (``windows.training_popularity``); None: uniform.
         seed: seed of the negatives.
@@ -227,9 +232,13 @@ def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, n
     labels = np.asarray(examples["label"])
     num_negatives = max(1, round((labels == 0).sum() / max(1, (labels == 1).sum())))
     steps_of = {} if user_summaries is None else dict(zip(user_summaries["history_key"], user_summaries["steps"]))
+    if positives_per_step < 1:
+        raise ValueError(f"positives_per_step must be >= 1, got {positives_per_step}.")
     seen: dict[str, set] = {}
+    targets: dict[str, list] = {}
     for history, candidate, label in zip(examples["history"], examples["candidate"], labels):
         seen.setdefault(history_key(history), set(history)).update([candidate] if label == 1 else [])
+        targets.setdefault(history_key(history), []).extend([candidate] if label == 1 else [])
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {"user_id": [], "history": [], "candidate": [], "label": []}
     summaries: dict[str, list] = {"history_key": [], "summary": []}
@@ -248,10 +257,9 @@ def prefix_examples(examples, catalogue, *, user_summaries=None, block_size=3, n
             )
         for j in range(num_blocks - 1):
             prefix = list(history[: block_size * (j + 1)])
-            candidates = [history[block_size * (j + 1)]] + sample_negatives(
-                rng, catalogue, seen[key], num_negatives, negative_cdf
-            )
-            for candidate, label in zip(candidates, [1] + [0] * num_negatives):
+            positives = (list(history[len(prefix) :]) + targets[key])[:positives_per_step]
+            candidates = positives + sample_negatives(rng, catalogue, seen[key], num_negatives, negative_cdf)
+            for candidate, label in zip(candidates, [1] * len(positives) + [0] * num_negatives):
                 rows["user_id"].append(f"{user_id}@{len(prefix)}")
                 rows["history"].append(prefix)
                 rows["candidate"].append(candidate)

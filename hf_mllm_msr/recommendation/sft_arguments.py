@@ -34,6 +34,7 @@ class MsrSftArguments(ScriptArguments):
         max_user_tokens: user summaries longer than this are cut from their start (the oldest history).
         prefix_examples: also train on the earlier steps of the recurrent user summaries (`prefix_examples`).
         summary_block_size: the summarize run's ``block_size``, for ``prefix_examples``.
+        prefix_positives: positives per earlier summary step (``prefix_examples``).
         history_windows: mode ``title``: up to N more targets per user from their whole training sequence.
         negative_popularity: exponent of an item's training popularity in the training negatives' sampling weights.
         collaborative_tokens: one SASRec item vector per history item and candidate, projected into the LM.
@@ -140,6 +141,13 @@ class MsrSftArguments(ScriptArguments):
         default=256, metadata={"help": "Hidden width of the collaborative tokens' 2-layer projector."}
     )
     summary_block_size: int = field(default=3, metadata={"help": "block_size of the summarize run (prefix_examples)."})
+    prefix_positives: int = field(
+        default=1,
+        metadata={
+            "help": "With prefix_examples: each earlier summary step's positives are the item after its prefix and "
+            "the items after that, this many in all (as window_positives for history_windows)."
+        },
+    )
     packing_mode: str = field(
         default=DEFAULT_PACKING_MODE,
         metadata={
@@ -177,6 +185,8 @@ class MsrSftArguments(ScriptArguments):
                 "collaborative_score_token needs collaborative_user_token: true (a candidate is scored from the user "
                 "state after the history)."
             )
+        if self.prefix_positives < 1:
+            raise ValueError(f"prefix_positives must be >= 1, got {self.prefix_positives}.")
         if self.negative_popularity < 0:
             raise ValueError(
                 f"negative_popularity must be >= 0 (0: uniform negatives), got {self.negative_popularity}."

@@ -237,6 +237,7 @@ def train_recommender(
             items["item_id"],
             user_summaries=None if mode == "title" else user_summaries,
             block_size=script_args.summary_block_size,
+            positives_per_step=script_args.prefix_positives,
             negative_cdf=negative_cdf,
             seed=training_args.seed,
         )
