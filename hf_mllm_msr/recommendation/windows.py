@@ -13,6 +13,10 @@ window: each costs a candidate's few tokens, not another history prefix, and pos
 prior (how often anyone picks it), which uniform negatives do not. ``holdout_fraction`` keeps the windows in the last
 part of each user's sequence; :func:`holdout_sequences` gives the rest, on which the collaborative tokens' SASRec is
 trained, so the tokens of an SFT row come from a SASRec that never learned that row's transitions, as on test users.
+
+Which negatives teach what: uniform ones let the model learn the item prior, which the uniform test protocol rewards
+and which ranks a new item last. :func:`resample_negatives` with :func:`training_popularity` (SFT's
+``negative_popularity``) draws them as often as items are picked instead, so the model has to learn the user's taste.
 """
 
 from __future__ import annotations
