@@ -28,6 +28,7 @@ import datasets
 import numpy as np
 
 from ..data.preprocessing import popularity_cdf, sample_negatives
+from ..data.schema import history_key
 
 
 def window_targets(length: int, windows: int, min_history: int, first: int = 0) -> list[int]:
@@ -132,12 +133,10 @@ def training_popularity(examples: datasets.Dataset, catalogue: list[str], expone
     cumulative weights of ``(count + 1) ** exponent`` per catalogue item (``data.preprocessing.popularity_cdf``).
     Counted from the train rows only, so no validation or test interaction shapes them."""
     counts: Counter = Counter()
-    seen_histories = set()
-    for user, history, candidate, label in zip(
-        examples["user_id"], examples["history"], examples["candidate"], examples["label"]
-    ):
-        if (user, len(history)) not in seen_histories:
-            seen_histories.add((user, len(history)))
+    histories = set()
+    for history, candidate, label in zip(examples["history"], examples["candidate"], examples["label"]):
+        if history_key(history) not in histories:  # a history's rows repeat it once per candidate
+            histories.add(history_key(history))
             counts.update(history)
         counts.update([candidate] if label == 1 else [])
     return popularity_cdf(counts, catalogue, exponent)
