@@ -57,6 +57,7 @@ class Request:
     messages: list[dict]
     image: object = None  # PIL image, only for multimodal models
     prefix: str = ""  # appended after the generation prompt; the output continues it
+    grammar: str = ""  # a llama.cpp GBNF grammar the continuation must follow (backend "xllamacpp" only)
 
 
 @dataclass
@@ -130,17 +131,23 @@ class SummaryGenerator:
         text = self.processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
         return text + request.prefix
 
-    def key(self, prompt: str, image) -> str:
+    def key(self, prompt: str, image, grammar: str = "") -> str:
+        parts = [self.fingerprint, SUMMARY_PROMPT_VERSION, self.settings.key_fields(), prompt, image_hash(image)]
         payload = json.dumps(
-            [self.fingerprint, SUMMARY_PROMPT_VERSION, self.settings.key_fields(), prompt, image_hash(image)]
-        )
+            parts + [grammar] if grammar else parts
+        )  # keys of unconstrained outputs stay as they were
         return hashlib.sha256(payload.encode()).hexdigest()
 
     # -- generation ---------------------------------------------------------------------------------
     def generate(self, requests: list[Request]) -> list[Result]:
         """Returns one :class:`Result` per request, in order; only cache misses reach the model."""
         prompts = [self.render(r) for r in requests]
-        keys = [self.key(p, r.image) for p, r in zip(prompts, requests)]
+        if any(r.grammar for r in requests) and self.settings.backend != "xllamacpp":
+            raise ValueError(
+                "A grammar-constrained request (user_format: grounded) needs backend: xllamacpp (llama.cpp's GBNF); "
+                f"this generator uses backend={self.settings.backend!r}."
+            )
+        keys = [self.key(p, r.image, r.grammar) for p, r in zip(prompts, requests)]
         found = self.cache.get_many(sorted(set(keys)))
         todo = {}  # key -> index of the first request with it (identical prompts are generated once)
         for index, key in enumerate(keys):
@@ -160,7 +167,9 @@ class SummaryGenerator:
             has_image = requests[order[start]].image is not None
             batch = [i for i in order[start : start + size] if (requests[i].image is not None) == has_image]
             start += len(batch)
-            texts = self._generate_batch([prompts[i] for i in batch], [requests[i].image for i in batch])
+            texts = self._generate_batch(
+                [prompts[i] for i in batch], [requests[i].image for i in batch], [requests[i].grammar for i in batch]
+            )
             settings = json.dumps(self.settings.key_fields())
             self.cache.put_many([(keys[i], self.model_id, prompts[i], t, settings) for i, t in zip(batch, texts)])
             found.update({keys[i]: t for i, t in zip(batch, texts)})
@@ -172,7 +181,7 @@ class SummaryGenerator:
             bar.close()
         return [Result(found[k], p, k not in todo) for k, p in zip(keys, prompts)]
 
-    def _llamacpp_batch(self, prompts: list[str]) -> list[str]:
+    def _llamacpp_batch(self, prompts: list[str], grammars: list[str]) -> list[str]:
         """The same prompt texts through llama.cpp (xllamacpp's in-process server), greedy, one slot per prompt."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -189,7 +198,7 @@ class SummaryGenerator:
             params.verbosity = -1  # llama.cpp logs every slot operation; our progress bar reports progress
             self._server = xllamacpp.Server(params)
 
-        def complete(prompt: str) -> str:
+        def complete(prompt: str, grammar: str) -> str:
             request = {
                 "prompt": prompt,
                 "n_predict": self.settings.max_new_tokens,
@@ -198,15 +207,17 @@ class SummaryGenerator:
                 "repeat_penalty": self.settings.repetition_penalty,
                 "cache_prompt": False,
             }
+            if grammar:
+                request["grammar"] = grammar
             return self._server.handle_completions(request)["choices"][0]["text"]
 
         with ThreadPoolExecutor(max_workers=len(prompts)) as pool:  # concurrent requests share the server's batch
-            return list(pool.map(complete, prompts))
+            return list(pool.map(complete, prompts, grammars))
 
     @torch.inference_mode()
-    def _generate_batch(self, prompts: list[str], images: list) -> list[str]:
+    def _generate_batch(self, prompts: list[str], images: list, grammars: list[str]) -> list[str]:
         if self.settings.backend == "xllamacpp":
-            return self._llamacpp_batch(prompts)
+            return self._llamacpp_batch(prompts, grammars)
         # The chat template already holds the BOS token, so the tokenizer must not add another one.
         if self.multimodal:
             kwargs = {"images": [[image] for image in images]} if images[0] is not None else {}

@@ -61,6 +61,14 @@ class SummarizeConfig:
             history title in user prompts, so that the summarizer can name what a title alone does not tell a
             small model. Empty: none (the paper). On 40 MovieLens test users SmolLM2-135M named a genre of the
             history in 37 summaries with ``genres``, in 9 without (experiments/user_summary_movielens.py).
+        user_format: "free" (the paper: the LLM writes any text) or "grounded": every step is written under a
+            grammar whose only words are the ``history_text`` tags and the titles of the step's items and of the
+            previous summary ("... for Drama and Comedy. Recently: Heat (1995); Fargo (1996)."), so a small model
+            picks what to keep but cannot invent or drop the history (``summarization/grounded.py``). Needs
+            ``history_text`` and ``backend: xllamacpp``.
+        item_paragraphs: False skips the LLM's item paragraphs: the item stage only textualizes the images (the
+            ``visual_cues`` that ``candidate_text: cues`` and ``history_items: title_colours`` read) and leaves
+            ``summary`` empty, flagged ``not_generated``. About 19 of the 70 minutes of the MovieLens run.
     """
 
     block_size: int = field(default=3, metadata={"help": "Items per recurrent user-summary step."})
@@ -87,6 +95,13 @@ class SummarizeConfig:
         default="",
         metadata={"help": "Items column shown after each history title in user prompts (e.g. 'genres')."},
     )
+    user_format: str = field(
+        default="free",
+        metadata={"help": "'free' (paper) or 'grounded': summaries only name history_text tags and titles (GBNF)."},
+    )
+    item_paragraphs: bool = field(
+        default=True, metadata={"help": "False: the item stage only textualizes images (no LLM item paragraphs)."}
+    )
 
     def __post_init__(self):
         if self.user_mode not in ("recurrent", "direct"):
@@ -95,6 +110,13 @@ class SummarizeConfig:
             raise ValueError(f"image_mode={self.image_mode!r}: use 'auto', 'textualize' or 'none'.")
         if self.history_items not in HISTORY_ITEM_STYLES:
             raise ValueError(f"history_items={self.history_items!r}: use one of {HISTORY_ITEM_STYLES}.")
+        if self.user_format not in ("free", "grounded"):
+            raise ValueError(f"user_format={self.user_format!r}: use 'free' or 'grounded'.")
+        if self.user_format == "grounded" and (not self.history_text or self.backend != "xllamacpp"):
+            raise ValueError(
+                "user_format='grounded' picks tags from the history_text column under a llama.cpp grammar: set "
+                f"history_text (e.g. genres; now {self.history_text!r}) and backend: xllamacpp (now {self.backend!r})."
+            )
         if self.block_size < 1:
             raise ValueError(f"block_size={self.block_size} must be >= 1.")
         self.worked_example()  # a broken example file fails here, not after the item stage
@@ -239,22 +261,30 @@ def item_requests(
 
 
 def summarize_item_records(
-    generator: SummaryGenerator, records: list[dict], image_mode: str = "auto", textualizer=None
+    generator: SummaryGenerator,
+    records: list[dict],
+    image_mode: str = "auto",
+    textualizer=None,
+    paragraphs: bool = True,
 ) -> list[dict]:
     """Item summaries for dicts with ``title``, ``text`` (optional), ``image`` (optional) -> rows of
-    :data:`ITEM_SUMMARY_FEATURES` (``item_id`` is taken from the record when present)."""
+    :data:`ITEM_SUMMARY_FEATURES` (``item_id`` is taken from the record when present).
+
+    ``paragraphs=False``: cues only; ``summary`` is empty and flagged ``not_generated``."""
     requests, images, flags, cues = item_requests(generator, records, image_mode, textualizer)
+    results = generator.generate(requests) if paragraphs else [None] * len(requests)
     rows = []
-    for record, image, flag, cue, result in zip(records, images, flags, cues, generator.generate(requests)):
-        summary = first_paragraph(result.text)
+    for record, image, flag, cue, result in zip(records, images, flags, cues, results):
+        summary = first_paragraph(result.text) if result else ""
+        missing = "" if summary else ("empty_generation" if result else "not_generated")
         rows.append(
             {
                 "item_id": str(record.get("item_id", "")),
                 "summary": summary,
                 "visual_cues": cue,
                 "has_image": image is not None,
-                "flag": join_flags(flag, "" if summary else "empty_generation"),
-                "prompt": result.prompt,
+                "flag": join_flags(flag, missing),
+                "prompt": result.prompt if result else "",
                 "model": generator.model_id,
             }
         )
@@ -296,7 +326,7 @@ def summarize_items(
     for start in range(0, len(items), chunk_size):
         chunk = items[start : start + chunk_size]
         records = [dict(zip(chunk, values)) for values in zip(*chunk.values())]
-        rows += summarize_item_records(generator, records, config.image_mode, textualizer)
+        rows += summarize_item_records(generator, records, config.image_mode, textualizer, config.item_paragraphs)
     bad = sum(1 for r in rows if "empty_generation" in r["flag"])
     if bad:
         logger.warning("%d of %d item summaries are empty (flagged 'empty_generation').", bad, len(rows))

@@ -27,6 +27,7 @@ from ..prompts import (
     user_summary_messages,
 )
 from .generation import Request, SummaryGenerator
+from .grounded import GroundedItem, Grounding, grounded_summary, parse_grounded, summary_grammar
 from .summarize import SummarizeConfig, first_paragraph, join_flags, make_generator, rows_to_dataset
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def summarize_histories(
     mode: str = "recurrent",
     states: list[dict | None] | None = None,
     example: UserSummaryExample | None = SHOP_USER_SUMMARY_EXAMPLE,
+    grounding: list[list[GroundedItem]] | None = None,
 ) -> list[dict]:
     """User summaries for item-text histories (chronological), all users' step k batched together.
 
@@ -68,6 +70,9 @@ def summarize_histories(
         states: per user, a state returned by an earlier call (``{"steps", "num_items", "tail"}``) or None.
             Only the new blocks are generated; the result equals a run on the whole history.
         example: the worked example before each step (``SummarizeConfig.worked_example()``); None: none.
+        grounding: per user, one :class:`GroundedItem` per history item (parallel to ``histories``): grounded
+            summaries (``SummarizeConfig.user_format``), each step written under the grammar of its items' and the
+            previous summary's tags and titles. None: free text.
 
     Returns:
         One dict per user: ``summary``, ``steps``, ``flag``, ``prompt``, ``state``.
@@ -78,33 +83,50 @@ def summarize_histories(
     out = [{"summary": "", "steps": [], "flag": "", "prompt": "", "state": None} for _ in histories]
     if mode == "direct":
         active = [u for u, h in enumerate(histories) if h]
+        options = [Grounding().extend(grounding[u]) if grounding else None for u in active]
         requests = [
-            Request(direct_user_summary_messages(histories[u], example=example), prefix=USER_SUMMARY_PREFIX)
-            for u in active
+            Request(
+                direct_user_summary_messages(histories[u], example=example),
+                prefix=USER_SUMMARY_PREFIX,
+                grammar=summary_grammar(o) if o else "",
+            )
+            for u, o in zip(active, options)
         ]
-        for u, result in zip(active, generator.generate(requests)):
+        for u, o, result in zip(active, options, generator.generate(requests)):
             summary, flag = finish_user_summary(result.text)
+            if o is not None:
+                summary, flag = grounded_summary(parse_grounded(result.text, o)), ""
             out[u].update(summary=summary, steps=[summary], flag=flag, prompt=result.prompt)
     else:
         kept, pending = [], []  # per user: steps carried over from the state, blocks still to run
-        for history, state in zip(histories, states):
+        picked, pending_items = [], []  # grounded: what each kept step names; the blocks' GroundedItems
+        for u, (history, state) in enumerate(zip(histories, states)):
             tail, steps = (list(state.get("tail", [])), list(state["steps"])) if state else ([], [])
+            chosen = [Grounding(*g) for g in state.get("grounded", [])] if state else []
+            tail_items = [GroundedItem(*g) for g in state.get("tail_grounding", [])] if state else []
             if tail:  # the last block was partial: redo it with the new items, exactly as from scratch
-                steps = steps[:-1]
+                steps, chosen = steps[:-1], chosen[:-1]
             kept.append(steps)
+            picked.append(chosen)
             pending.append(blocks_of(tail + history, block_size))
+            pending_items.append(blocks_of(tail_items + list(grounding[u]), block_size) if grounding else [])
         flags = [set() for _ in histories]
         for k in range(max((len(p) for p in pending), default=0)):
             active = [u for u, p in enumerate(pending) if k < len(p)]
+            options = {u: (picked[u][-1] if picked[u] else Grounding()).extend(pending_items[u][k]) for u in active}
             requests = [
                 Request(
                     user_summary_messages(pending[u][k], kept[u][-1] if kept[u] else None, example=example),
                     prefix=USER_SUMMARY_PREFIX,
+                    grammar=summary_grammar(options[u], Grounding().extend(pending_items[u][k])) if grounding else "",
                 )
                 for u in active
             ]
             for u, result in zip(active, generator.generate(requests)):
                 summary, flag = finish_user_summary(result.text)
+                if grounding:  # the grammar guarantees the format; the summary is rebuilt without repeats
+                    picked[u].append(parse_grounded(result.text, options[u]))
+                    summary, flag = grounded_summary(picked[u][-1]), ""
                 if flag:  # keep the previous summary as the running state; never pass on an empty one
                     flags[u].add(flag)
                     summary = kept[u][-1] if kept[u] else ""
@@ -117,11 +139,12 @@ def summarize_histories(
         total = (state["num_items"] if state else 0) + len(history)
         if not total:
             out[u]["flag"] = join_flags(out[u]["flag"], "empty_history")
-        out[u]["state"] = {
-            "steps": out[u]["steps"],
-            "num_items": total,
-            "tail": tail[len(tail) - total % block_size :] if total % block_size else [],
-        }
+        cut = len(tail) - total % block_size if total % block_size else len(tail)
+        out[u]["state"] = {"steps": out[u]["steps"], "num_items": total, "tail": tail[cut:]}
+        if grounding and mode != "direct":
+            items = [GroundedItem(*g) for g in (state or {}).get("tail_grounding", [])] + list(grounding[u])
+            out[u]["state"]["grounded"] = [[g.tags, g.titles] for g in picked[u]]
+            out[u]["state"]["tail_grounding"] = [[g.title, list(g.tags)] for g in items[cut:]]
     return out
 
 
@@ -162,6 +185,17 @@ def item_texts(
             title = texts.get(row["item_id"], row["item_id"])
             texts[row["item_id"]] = history_item_text(title, row["summary"], row["flag"], row["visual_cues"], style)
     return texts
+
+
+def grounded_items(items: datasets.Dataset, tag_column: str) -> dict[str, GroundedItem]:
+    """``{item_id: GroundedItem}``: the cleaned title (as in :func:`item_texts`) and the ``tag_column`` values."""
+    if tag_column not in items.column_names:
+        raise ValueError(f"history_text={tag_column!r} is not a column of the items dataset ({items.column_names}).")
+    out = {}
+    for item_id, title, tags in zip(items["item_id"], items["title"], items[tag_column]):
+        tags = tags if isinstance(tags, list) else [t.strip() for t in str(tags or "").split(",")]
+        out[item_id] = GroundedItem(clean_field(title, 120) or item_id, tuple(clean_field(t, 60) for t in tags if t))
+    return out
 
 
 def distinct_histories(examples) -> list[tuple[str, list[str]]]:
@@ -211,12 +245,17 @@ def summarize_users(
     missing = {i for _, h in pairs for i in h if i not in texts}
     if missing:
         logger.warning("%d history items are not in the items dataset; they appear by id.", len(missing))
+    grounding = None
+    if config.user_format == "grounded":
+        grounded = grounded_items(items, config.history_text)
+        grounding = [[grounded.get(i, GroundedItem(i)) for i in h] for _, h in pairs]
     results = summarize_histories(
         generator,
         [[texts.get(i, i) for i in h] for _, h in pairs],
         block_size=config.block_size,
         mode=config.user_mode,
         example=config.worked_example(),
+        grounding=grounding,
     )
     rows = [
         {
