@@ -100,8 +100,9 @@ def parse_grounded(continuation: str, options: Grounding) -> Grounding:
     titles = []
     if rest.startswith(RECENT):
         titles, _ = _match(rest[len(RECENT) :], options.titles, ("; ",))
-    unique = lambda values: list(dict.fromkeys(values))  # noqa: E731
-    return Grounding(unique(tags)[:MAX_TAGS], unique(titles)[:MAX_TITLES])
+    # A repeat keeps the tag's last place and the title's first: the step's own tag is last, its own title first.
+    tags = list(dict.fromkeys(reversed(tags)))[::-1]
+    return Grounding(tags[-MAX_TAGS:], list(dict.fromkeys(titles))[:MAX_TITLES])
 
 
 def grounded_summary(kept: Grounding) -> str:

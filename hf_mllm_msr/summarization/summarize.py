@@ -285,7 +285,7 @@ def summarize_item_records(
                 "has_image": image is not None,
                 "flag": join_flags(flag, missing),
                 "prompt": result.prompt if result else "",
-                "model": generator.model_id,
+                "model": generator.model_id if result else "",
             }
         )
     return rows
