@@ -22,7 +22,7 @@ Example::
     pipe({"history": [item1, item2, item3, item4]})["steps"]
 
 Share it as one folder: ``pipe.save_pretrained("my-summarizer")`` writes the model, its tokenizer/processor and
-this file with the package modules it imports (``summarization/``: ``summarize``, ``users``, ``generation``, ``cache``,
+this file with the package modules it imports (``summarization/``: ``summarize``, ``users``, ``grounded``, ``generation``, ``cache``,
 ``textualize``; ``prompts``, ``data.schema``, ``models.offline``; saved flat by ``models.remote_code``), so that
 ``pipeline(model="my-summarizer")`` with ``trust_remote_code`` on works where hf_mllm_msr is not installed
 (transformers, torch, pillow and datasets are). There, a text-only model given item images needs ``textualizer=``
