@@ -59,12 +59,13 @@ def test_grammar_offers_only_grounded_words_and_escapes_them():
     new = Grounding().extend(HISTORY[:2])
     options = previous.extend(HISTORY[:2])
     assert options.tags == ["Drama", "Action", "Crime"]
+    assert Grounding().extend([GroundedItem("X", ("Crime", "Crime"))]).tags == ["Crime"]
     assert options.titles == ["Fargo (1996)", "Heat (1995)", 'The "Quote" (1990)']
     grammar = summary_grammar(options, new)
     assert alternatives(grammar, "tag") == options.tags and alternatives(grammar, "newtag") == new.tags
     assert alternatives(grammar, "newtitle") == ["Heat (1995)", 'The "Quote" (1990)']
     assert '"The \\"Quote\\" (1990)"' in grammar  # a quote inside a title cannot end the GBNF literal
-    assert summary_grammar(Grounding([], ["Heat (1995)"])).startswith('root ::= " " "films"')
+    assert summary_grammar(Grounding([], ["Heat (1995)"])).startswith('root ::= " " "items"')
 
 
 def test_parse_drops_repeats_and_rebuilds_the_summary():
@@ -75,7 +76,7 @@ def test_parse_drops_repeats_and_rebuilds_the_summary():
     assert grounded_summary(kept) == (
         f"{USER_SUMMARY_PREFIX} Crime and Crime Drama. Recently: Heat (1995) II; Heat (1995)."
     )
-    assert grounded_summary(Grounding()) == f"{USER_SUMMARY_PREFIX} films."
+    assert grounded_summary(Grounding()) == f"{USER_SUMMARY_PREFIX} items."
     assert parse_grounded(" nonsense", options) == Grounding()
 
 

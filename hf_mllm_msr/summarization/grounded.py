@@ -23,7 +23,7 @@ from ..prompts import USER_SUMMARY_PREFIX
 MAX_TAGS = 3
 MAX_TITLES = 3
 RECENT = ". Recently: "
-NO_TAGS = "films"  # what the summary says when no item of the step has a tag
+NO_TAGS = "items"  # what the summary says when no item of the step has a tag
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Grounding:
     def extend(self, block: list[GroundedItem]) -> Grounding:
         tags, titles = list(self.tags), list(self.titles)
         for item in block:
-            tags += [t for t in item.tags if t and t not in tags]
+            tags += [t for t in dict.fromkeys(item.tags) if t and t not in tags]
             if item.title and item.title not in titles:
                 titles.append(item.title)
         return Grounding(tags, titles)
