@@ -113,7 +113,10 @@ def summarize_histories(
         flags = [set() for _ in histories]
         for k in range(max((len(p) for p in pending), default=0)):
             active = [u for u, p in enumerate(pending) if k < len(p)]
-            options = {u: (picked[u][-1] if picked[u] else Grounding()).extend(pending_items[u][k]) for u in active}
+            options = {
+                u: (picked[u][-1] if picked[u] else Grounding()).extend(pending_items[u][k])
+                for u in (active if grounding else [])
+            }
             requests = [
                 Request(
                     user_summary_messages(pending[u][k], kept[u][-1] if kept[u] else None, example=example),
