@@ -119,3 +119,26 @@ def test_bad_input(model_dirs):
         pipe(["just a string"])
     with pytest.raises(TypeError, match="unknown arguments"):
         pipe(items()[0], temperature=0.7)
+
+
+def test_grounded_user_summaries_name_only_the_history(model_dirs):
+    pytest.importorskip("llguidance")
+    from hf_mllm_msr.summarization.grounded import Grounding, grounded_summary, parse_grounded
+
+    pipe = make_pipe(model_dirs, "llama")
+    history = [
+        {"title": "Heat (1995)", "genres": ["Action", "Crime"], "image": None},
+        {"title": "Babe (1995)", "genres": "Children's, Comedy", "image": None},  # a comma string works too
+        {"title": "Fargo (1996)", "genres": ["Crime", "Thriller"], "image": None},
+    ]
+    out = pipe({"history": history}, user_format="grounded", history_text="genres", max_new_tokens=160, block_size=2)
+    assert "Fargo (1996) [Crime, Thriller]" in out["prompt"]  # the last step's tags are shown as well as offered
+    allowed = Grounding(["Action", "Crime", "Children's", "Comedy", "Thriller"], [h["title"] for h in history])
+    kept = parse_grounded(out["summary"][len(USER_SUMMARY_PREFIX) :], allowed)
+    # The second step's block is Fargo alone: its title comes first, its genre last.
+    assert grounded_summary(kept) == out["summary"] and kept.titles[0] == "Fargo (1996)"
+    assert kept.tags[-1] in ("Crime", "Thriller") and len(out["steps"]) == 2
+    with pytest.raises(ValueError, match="history item 1 is a str"):
+        pipe({"history": [history[0], "Toy Story"]}, user_format="grounded", history_text="genres")
+    with pytest.raises(ValueError, match="set history_text"):
+        pipe({"history": history}, user_format="grounded")

@@ -57,7 +57,7 @@ class Request:
     messages: list[dict]
     image: object = None  # PIL image, only for multimodal models
     prefix: str = ""  # appended after the generation prompt; the output continues it
-    grammar: str = ""  # a llama.cpp GBNF grammar the continuation must follow (backend "xllamacpp" only)
+    grammar: str = ""  # a GBNF grammar the continuation must follow (llama.cpp's own, or llguidance's)
 
 
 @dataclass
@@ -118,6 +118,7 @@ class SummaryGenerator:
             self.model_id = model_id or str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
             self.fingerprint = model_fingerprint(model)
         self._server = None
+        self._grammar_engine = None  # llguidance's tokenizer, built at the first grammar request (transformers)
         self.progress = progress
         self.stats = {"generated": 0, "cached": 0, "batches": 0}
 
@@ -142,11 +143,6 @@ class SummaryGenerator:
     def generate(self, requests: list[Request]) -> list[Result]:
         """Returns one :class:`Result` per request, in order; only cache misses reach the model."""
         prompts = [self.render(r) for r in requests]
-        if any(r.grammar for r in requests) and self.settings.backend != "xllamacpp":
-            raise ValueError(
-                "A grammar-constrained request (user_format: grounded) needs backend: xllamacpp (llama.cpp's GBNF); "
-                f"this generator uses backend={self.settings.backend!r}."
-            )
         keys = [self.key(p, r.image, r.grammar) for p, r in zip(prompts, requests)]
         found = self.cache.get_many(sorted(set(keys)))
         todo = {}  # key -> index of the first request with it (identical prompts are generated once)
@@ -229,8 +225,18 @@ class SummaryGenerator:
         inputs = inputs.to(self.model.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        constraints = []
+        if any(grammars):
+            from .constrained import GrammarLogitsProcessor, grammar_engine
+
+            # The token that ends a row for generate() is the one a complete grammar allows.
+            eos = self.model.generation_config.eos_token_id
+            eos = (eos[0] if isinstance(eos, list) else eos) if eos is not None else self.tokenizer.eos_token_id
+            self._grammar_engine = self._grammar_engine or grammar_engine(self.tokenizer, eos)
+            constraints.append(GrammarLogitsProcessor(self._grammar_engine, grammars, eos))
         output = self.model.generate(
             **inputs,
+            logits_processor=constraints or None,
             max_new_tokens=self.settings.max_new_tokens,
             do_sample=False,
             top_p=None,

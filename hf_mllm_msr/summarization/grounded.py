@@ -10,8 +10,8 @@ that step's items and of the previous summary::
     The user appears to have a preference for Drama, Comedy and Romance. Recently: Heat (1995); Fargo (1996).
 
 So the model chooses which tags and titles to keep (up to three of each; the last tag and the first title from the
-step's own items, newest title first) and cannot invent anything or lose the format. The grammar is llama.cpp's GBNF,
-so this needs ``backend: xllamacpp``.
+step's own items, newest title first) and cannot invent anything or lose the format. The grammar is GBNF: llama.cpp
+applies it with ``backend: xllamacpp``, llguidance with a transformers model (``summarization/constrained.py``).
 """
 
 from __future__ import annotations

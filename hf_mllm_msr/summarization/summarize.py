@@ -65,7 +65,8 @@ class SummarizeConfig:
             grammar whose only words are the ``history_text`` tags and the titles of the step's items and of the
             previous summary ("... for Drama and Comedy. Recently: Heat (1995); Fargo (1996)."), so a small model
             picks what to keep but cannot invent or drop the history (``summarization/grounded.py``). Needs
-            ``history_text`` and ``backend: xllamacpp``.
+            ``history_text``; the grammar is applied by llama.cpp (``backend: xllamacpp``) or, for a transformers
+            model, by llguidance (``pip install 'hf_mllm_msr[grounded]'``).
         item_paragraphs: False skips the LLM's item paragraphs: the item stage only textualizes the images (the
             ``visual_cues`` that ``candidate_text: cues`` and ``history_items: title_colours`` read) and leaves
             ``summary`` empty, flagged ``not_generated``. About 19 of the 70 minutes of the MovieLens run.
@@ -112,10 +113,10 @@ class SummarizeConfig:
             raise ValueError(f"history_items={self.history_items!r}: use one of {HISTORY_ITEM_STYLES}.")
         if self.user_format not in ("free", "grounded"):
             raise ValueError(f"user_format={self.user_format!r}: use 'free' or 'grounded'.")
-        if self.user_format == "grounded" and (not self.history_text or self.backend != "xllamacpp"):
+        if self.user_format == "grounded" and not self.history_text:
             raise ValueError(
-                "user_format='grounded' picks tags from the history_text column under a llama.cpp grammar: set "
-                f"history_text (e.g. genres; now {self.history_text!r}) and backend: xllamacpp (now {self.backend!r})."
+                "user_format='grounded' picks tags from the items' history_text column (the pipeline: each history "
+                "item's key of that name): set history_text, e.g. genres."
             )
         if self.block_size < 1:
             raise ValueError(f"block_size={self.block_size} must be >= 1.")

@@ -40,7 +40,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from ..prompts import clean_field
 from .generation import is_multimodal
 from .summarize import SummarizeConfig, make_generator, summarize_item_records
-from .users import history_item_text, summarize_histories
+from .users import grounded_item, history_item_text, summarize_histories, with_tags
 
 
 class MsrSummarizePipeline(Pipeline):
@@ -50,6 +50,10 @@ class MsrSummarizePipeline(Pipeline):
         batch_size: prompts per ``generate`` call (left padding; greedy outputs do not depend on it).
         max_new_tokens, block_size, user_mode, image_mode, repetition_penalty, history_items, user_example,
             user_example_file: see ``SummarizeConfig``.
+        history_text: a key of the history items (e.g. ``"genres"``, a list or a comma-separated string) shown in
+            brackets after each title; with ``user_format="grounded"`` the tags the summary may name (GBNF through
+            llguidance for a transformers model: ``pip install 'hf_mllm_msr[grounded]'``).
+        user_format: "free" (the paper) or "grounded" (see ``SummarizeConfig``).
         cache_path: sqlite generation cache (construction only); None keeps it in memory.
         textualizer: image -> cues callable for text-only models (default: EfficientNet-Lite0 tags + colours).
     """
@@ -69,6 +73,8 @@ class MsrSummarizePipeline(Pipeline):
         "history_items",
         "user_example",
         "user_example_file",
+        "history_text",
+        "user_format",
     )
 
     def __init__(self, *args, cache_path: str | None = None, textualizer=None, **kwargs):
@@ -121,26 +127,36 @@ class MsrSummarizePipeline(Pipeline):
                 row = next(plain)
                 results[i] = {k: row[k] for k in ("summary", "prompt", "flag", "visual_cues", "has_image")}
         nested = iter(item_rows[len(item_records) :])
-        histories, item_summaries = [], []
+        grounded = config.user_format == "grounded"
+        histories, item_summaries, grounding = [], [], []
         for i in users:
-            texts, rows = [], []
-            for x in records[i]["history"]:
+            texts, rows, named = [], [], []
+            for position, x in enumerate(records[i]["history"]):
                 if isinstance(x, dict):
                     row = next(nested)
                     rows.append(row)
+                    title = clean_field(x.get("title"), 120)
+                    tags = x.get(config.history_text) if config.history_text else None
                     texts.append(
                         history_item_text(
-                            clean_field(x.get("title"), 120),
+                            with_tags(title, tags),
                             row["summary"],
                             row["flag"],
                             row["visual_cues"],
                             config.history_items,
                         )
                     )
+                    named.append(grounded_item(title, tags))
+                elif grounded:
+                    raise ValueError(
+                        f"Input {i}, history item {position} is a {type(x).__name__}: grounded summaries need each "
+                        f"history item as a dict with 'title' and {config.history_text!r} (the tags it may name)."
+                    )
                 else:
                     texts.append(str(x))
             histories.append(texts)
             item_summaries.append(rows)
+            grounding.append(named)
         user_rows = summarize_histories(
             self.generator,
             histories,
@@ -148,6 +164,7 @@ class MsrSummarizePipeline(Pipeline):
             mode=config.user_mode,
             states=[records[i].get("state") for i in users],
             example=config.worked_example(),
+            grounding=grounding if grounded else None,
         )
         for i, row, rows in zip(users, user_rows, item_summaries):
             results[i] = {**row, "item_summaries": [r["summary"] for r in rows]}

@@ -180,9 +180,7 @@ def item_texts(
     texts = {}
     extras = items[text_column] if text_column else [None] * len(items)
     for item_id, title, extra in zip(items["item_id"], items["title"], extras):  # columns, not rows: catalogue scale
-        title = clean_field(title, 120) or item_id
-        extra = ", ".join(map(str, extra)) if isinstance(extra, list) else extra
-        texts[item_id] = f"{title} [{clean_field(extra, 120)}]" if extra else title
+        texts[item_id] = with_tags(clean_field(title, 120) or item_id, extra)
     if item_summaries is not None:
         for row in item_summaries.select_columns(["item_id", "summary", "flag", "visual_cues"]):
             title = texts.get(row["item_id"], row["item_id"])
@@ -190,15 +188,26 @@ def item_texts(
     return texts
 
 
+def with_tags(title: str, extra) -> str:
+    """``Title [a, b]``: the ``history_text`` value (a list or a string) in brackets after the title; empty: the title."""
+    extra = ", ".join(map(str, extra)) if isinstance(extra, list) else extra
+    return f"{title} [{clean_field(extra, 120)}]" if extra else title
+
+
+def grounded_item(title: str, tags) -> GroundedItem:
+    """What the grammar may name of one item: its cleaned title and its tags (a list, or a comma-separated string)."""
+    tags = tags if isinstance(tags, list) else [t.strip() for t in str(tags or "").split(",")]
+    return GroundedItem(title, tuple(clean_field(t, 60) for t in tags if t))
+
+
 def grounded_items(items: datasets.Dataset, tag_column: str) -> dict[str, GroundedItem]:
     """``{item_id: GroundedItem}``: the cleaned title (as in :func:`item_texts`) and the ``tag_column`` values."""
     if tag_column not in items.column_names:
         raise ValueError(f"history_text={tag_column!r} is not a column of the items dataset ({items.column_names}).")
-    out = {}
-    for item_id, title, tags in zip(items["item_id"], items["title"], items[tag_column]):
-        tags = tags if isinstance(tags, list) else [t.strip() for t in str(tags or "").split(",")]
-        out[item_id] = GroundedItem(clean_field(title, 120) or item_id, tuple(clean_field(t, 60) for t in tags if t))
-    return out
+    return {
+        item_id: grounded_item(clean_field(title, 120) or item_id, tags)
+        for item_id, title, tags in zip(items["item_id"], items["title"], items[tag_column])
+    }
 
 
 def distinct_histories(examples) -> list[tuple[str, list[str]]]:
