@@ -121,11 +121,12 @@ def test_bad_input(model_dirs):
         pipe(items()[0], temperature=0.7)
 
 
-def test_grounded_user_summaries_name_only_the_history(model_dirs):
+@pytest.mark.parametrize("name", ["llama", "qwen2vl", "gemma3"])
+def test_grounded_user_summaries_name_only_the_history(model_dirs, name):
     pytest.importorskip("llguidance")
     from hf_mllm_msr.summarization.grounded import Grounding, grounded_summary, parse_grounded
 
-    pipe = make_pipe(model_dirs, "llama")
+    pipe = make_pipe(model_dirs, name)
     history = [
         {"title": "Heat (1995)", "genres": ["Action", "Crime"], "image": None},
         {"title": "Babe (1995)", "genres": "Children's, Comedy", "image": None},  # a comma string works too
