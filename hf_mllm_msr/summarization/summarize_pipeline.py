@@ -53,7 +53,7 @@ class MsrSummarizePipeline(Pipeline):
         history_text: a key of the history items (e.g. ``"genres"``, a list or a comma-separated string) shown in
             brackets after each title; with ``user_format="grounded"`` the tags the summary may name (GBNF through
             llguidance for a transformers model: ``pip install 'hf_mllm_msr[grounded]'``).
-        user_format: "free" (the paper) or "grounded" (see ``SummarizeConfig``).
+        user_format, grammar_tokens: "free" (the paper) or "grounded", and how (see ``SummarizeConfig``).
         cache_path: sqlite generation cache (construction only); None keeps it in memory.
         textualizer: image -> cues callable for text-only models (default: EfficientNet-Lite0 tags + colours).
     """
@@ -75,6 +75,7 @@ class MsrSummarizePipeline(Pipeline):
         "user_example_file",
         "history_text",
         "user_format",
+        "grammar_tokens",
     )
 
     def __init__(self, *args, cache_path: str | None = None, textualizer=None, **kwargs):
@@ -165,6 +166,7 @@ class MsrSummarizePipeline(Pipeline):
             states=[records[i].get("state") for i in users],
             example=config.worked_example(),
             grounding=grounding if grounded else None,
+            grammar_tokens=config.grammar_tokens,
         )
         for i, row, rows in zip(users, user_rows, item_summaries):
             results[i] = {**row, "item_summaries": [r["summary"] for r in rows]}

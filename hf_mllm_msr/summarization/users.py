@@ -58,6 +58,7 @@ def summarize_histories(
     states: list[dict | None] | None = None,
     example: UserSummaryExample | None = SHOP_USER_SUMMARY_EXAMPLE,
     grounding: list[list[GroundedItem]] | None = None,
+    grammar_tokens: bool = False,
 ) -> list[dict]:
     """User summaries for item-text histories (chronological), all users' step k batched together.
 
@@ -73,11 +74,19 @@ def summarize_histories(
         grounding: per user, one :class:`GroundedItem` per history item (parallel to ``histories``): grounded
             summaries (``SummarizeConfig.user_format``), each step written under the grammar of its items' and the
             previous summary's tags and titles. None: free text.
+        grammar_tokens: grounded summaries with every piece fixed to its tokenization by ``generator.tokenizer``
+            (``SummarizeConfig.grammar_tokens``).
 
     Returns:
         One dict per user: ``summary``, ``steps``, ``flag``, ``prompt``, ``state``.
     """
     special = generator.special_tokens()
+    tokenize = None
+    if grounding and grammar_tokens:
+
+        def tokenize(text: str) -> list[int]:
+            return generator.tokenizer(text, add_special_tokens=False)["input_ids"]
+
     histories = [[clean_field(t, extra_tokens=special) for t in h] for h in histories]
     states = states or [None] * len(histories)
     out = [{"summary": "", "steps": [], "flag": "", "prompt": "", "state": None} for _ in histories]
@@ -88,7 +97,7 @@ def summarize_histories(
             Request(
                 direct_user_summary_messages(histories[u], example=example),
                 prefix=USER_SUMMARY_PREFIX,
-                grammar=summary_grammar(o) if o else "",
+                grammar=summary_grammar(o, tokenize=tokenize) if o else "",
             )
             for u, o in zip(active, options)
         ]
@@ -121,7 +130,11 @@ def summarize_histories(
                 Request(
                     user_summary_messages(pending[u][k], kept[u][-1] if kept[u] else None, example=example),
                     prefix=USER_SUMMARY_PREFIX,
-                    grammar=summary_grammar(options[u], Grounding().extend(pending_items[u][k])) if grounding else "",
+                    grammar=(
+                        summary_grammar(options[u], Grounding().extend(pending_items[u][k]), tokenize)
+                        if grounding
+                        else ""
+                    ),
                 )
                 for u in active
             ]
@@ -268,6 +281,7 @@ def summarize_users(
         mode=config.user_mode,
         example=config.worked_example(),
         grounding=grounding,
+        grammar_tokens=config.grammar_tokens,
     )
     rows = [
         {
