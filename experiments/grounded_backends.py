@@ -20,12 +20,55 @@ import time
 from probe_poster_information import load_movielens
 
 
+def first_tokens(histories, grounding) -> None:
+    """The first token greedy decoding picks at each history's first step, under the character grammar and under
+    the whole-word one (one forward pass per prompt, no generation)."""
+    from collections import Counter
+
+    import torch
+
+    from hf_mllm_msr.prompts import USER_SUMMARY_PREFIX, user_summary_messages
+    from hf_mllm_msr.summarization.constrained import GrammarLogitsProcessor, grammar_engine
+    from hf_mllm_msr.summarization.generation import GenerationSettings, Request, SummaryGenerator, load_summarizer
+    from hf_mllm_msr.summarization.grounded import Grounding, summary_grammar
+
+    model, tokenizer = load_summarizer("smollm2-135m-instruct", dtype="float32", device="cpu")
+    generator = SummaryGenerator(model, tokenizer, GenerationSettings())
+    engine = grammar_engine(tokenizer, tokenizer.eos_token_id)
+
+    def tokenize(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    picks = {"characters": Counter(), "tokens": Counter()}
+    for history, items in zip(histories, grounding):
+        options = Grounding().extend(items[:3])
+        prompt = generator.render(
+            Request(user_summary_messages(history[:3], None, example=None), prefix=USER_SUMMARY_PREFIX)
+        )
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            logits = model(ids).logits[:, -1]
+        for name, grammar in (
+            ("characters", summary_grammar(options)),
+            ("tokens", summary_grammar(options, tokenize=tokenize)),
+        ):
+            allowed = GrammarLogitsProcessor(engine, [grammar], tokenizer.eos_token_id)(ids, logits.clone())
+            picks[name][tokenizer.decode(allowed.argmax(-1))] += 1
+    for name, counts in picks.items():
+        print(f"first token under the {name} grammar: {counts.most_common(6)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", required=True, help="The movielens-100k-posters folder.")
     parser.add_argument("--users", type=int, default=24, help="Test histories to summarize (the first ones).")
     parser.add_argument(
         "--grammar_tokens", action="store_true", help="Fix every summary word to its tokens (SummarizeConfig)."
+    )
+    parser.add_argument(
+        "--first_tokens",
+        action="store_true",
+        help="Only count, through transformers, the first-step tokens each grammar lets greedy decoding pick.",
     )
     args = parser.parse_args()
 
@@ -39,6 +82,9 @@ def main() -> None:
     histories = [[texts[i] for i in h] for _, h in pairs]
     grounding = [[grounded[i] for i in h] for _, h in pairs]
 
+    if args.first_tokens:
+        first_tokens(histories, grounding)
+        return
     steps = {}
     for backend in ("xllamacpp", "transformers"):
         model, tokenizer = load_summarizer("smollm2-135m-instruct", dtype="float32", device="cpu", backend=backend)
