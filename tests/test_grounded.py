@@ -177,25 +177,27 @@ def assert_grounded(histories, outs, blocks):
             assert kept.tags[-1] in own.tags and kept.titles[0] in own.titles
 
 
+def assert_grounded_run(generator, grammar_tokens):
+    """Two histories in blocks of 2 (two steps each), grounded: each step within its grammar (`assert_grounded`)."""
+    histories = [HISTORY[:3], HISTORY[2:]]
+    texts = [[i.title for i in h] for h in histories]
+    outs = summarize_histories(
+        generator, texts, block_size=2, example=None, grounding=histories, grammar_tokens=grammar_tokens
+    )
+    assert_grounded(histories, outs, [(0, 2), (2, 3)])
+
+
 @pytest.mark.parametrize("grammar_tokens", [False, True])
 def test_a_transformers_model_under_the_grammar_names_only_what_it_read(llama, grammar_tokens):
     pytest.importorskip("llguidance")
     # A random model: left alone it writes noise, so every word of the summaries comes from the grammar.
     generator = SummaryGenerator(*llama, GenerationSettings(max_new_tokens=160, batch_size=2))
-    histories = [HISTORY[:3], HISTORY[2:]]
-    outs = summarize_histories(
-        generator,
-        [[i.title for i in h] for h in histories],
-        block_size=2,
-        example=None,
-        grounding=histories,
-        grammar_tokens=grammar_tokens,
-    )
-    assert_grounded(histories, outs, [(0, 2), (2, 3)])
-    if grammar_tokens:
-        return
+    assert_grounded_run(generator, grammar_tokens)
 
-    # A row without a grammar in the same batch is left alone: it decodes as in a batch without grammars.
+
+def test_a_row_without_a_grammar_is_left_alone(llama):
+    pytest.importorskip("llguidance")
+    # In a batch with a constrained row, it decodes as in a batch without grammars.
     free = Request([{"role": "user", "content": "Describe a lamp."}])
     constrained = Request(free.messages, grammar='root ::= " Heat (1995)."')
     mixed = SummaryGenerator(*llama, GenerationSettings(max_new_tokens=24, batch_size=2)).generate([constrained, free])
@@ -232,13 +234,4 @@ def test_smollm2_under_the_grammar_names_only_what_it_read(grammar_tokens):
     generator = SummaryGenerator(
         gguf, tokenizer, GenerationSettings(max_new_tokens=64, batch_size=2, backend="xllamacpp")
     )
-    histories = [HISTORY[:3], HISTORY[2:]]
-    outs = summarize_histories(
-        generator,
-        [[i.title for i in h] for h in histories],
-        block_size=2,
-        example=None,
-        grounding=histories,
-        grammar_tokens=grammar_tokens,
-    )
-    assert_grounded(histories, outs, [(0, 2), (2, 3)])
+    assert_grounded_run(generator, grammar_tokens)
