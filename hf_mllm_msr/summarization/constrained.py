@@ -9,9 +9,13 @@ allowed token, as llama.cpp does.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from transformers import LogitsProcessor
+
+logger = logging.getLogger(__name__)
 
 
 def _llguidance():
@@ -85,9 +89,11 @@ class GrammarLogitsProcessor(LogitsProcessor):
         if self.prompt_length is None:
             self.prompt_length = input_ids.shape[1]
         elif input_ids.shape[1] > self.prompt_length:
-            for matcher, token in zip(self.matchers, input_ids[:, -1].tolist()):
-                if matcher is not None and not matcher.is_stopped():
-                    matcher.consume_token(token)
+            for row, (matcher, token) in enumerate(zip(self.matchers, input_ids[:, -1].tolist())):
+                live = matcher is not None and not (matcher.is_stopped() or matcher.is_error())
+                if live and not matcher.consume_token(token):
+                    # Cannot happen with the masks below; if it does, the row ends and the summary is parsed as is.
+                    logger.warning("Row %d left its grammar (%s); it ends there.", row, matcher.get_error())
         allowed = np.zeros(scores.shape, dtype=bool)
         for row, matcher in enumerate(self.matchers):
             if matcher is None:
