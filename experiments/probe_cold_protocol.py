@@ -25,6 +25,10 @@ training), 30 x 21 rows.
     text MLLM-MSR (genre summaries)     0.393 [0.324, 0.458]   - SASRec -0.174 [-0.283, -0.062]   (587 s, with
     CPU vision MLLM-MSR (same)          0.345 [0.262, 0.429]   - SASRec -0.222 [-0.344, -0.092]    --summaries)
 
+Measured 12-07 late with ``--events all`` (every cold item of those 30 users: 60 events; 676 s), the grounded-summary
+text row (``config_summary_grounded.yaml``, retrained): 0.626 [0.557, 0.699], - SASRec (0.526) +0.100 [+0.006,
++0.190], - GRU4Rec (0.513) +0.113 [+0.030, +0.200] (docs/experiments.md).
+
 On truly cold items every model is near chance, and the text rows tie SASRec (intervals of +-0.12 over 30 users).
 Popularity ranks them last (0.162); the LLM rows learned part of that prior, which works against a cold positive, and
 the token row, whose cold items carry SASRec's barely trained vectors, is below chance.
