@@ -100,6 +100,46 @@ def summarize_cold_histories(folder: str, test, items) -> dict:
     return {"item_summaries": item_summaries, "user_summaries": user_summaries}
 
 
+def first_group_per_user(users):
+    """Rows of each user's first group of 1 + NUM_NEGATIVES: the last cold event (`cold_rows` draws it first)."""
+    import numpy as np
+
+    keep, seen = np.zeros(len(users), dtype=bool), set()
+    for start in range(0, len(users), NUM_NEGATIVES + 1):
+        if users[start] not in seen:
+            seen.add(users[start])
+            keep[start : start + NUM_NEGATIVES + 1] = True
+    return keep
+
+
+def print_tables(scores, labels, users, positive_count, thresholds, events) -> None:
+    """Each model's AUC and its paired difference to SASRec and GRU4Rec, under each threshold; with every event,
+    also on each user's last event (the groups ``--events last`` gives)."""
+    from hf_mllm_msr.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+    from hf_mllm_msr.evaluation.metrics import ranking_metrics
+
+    readings = [
+        (f"{events} events with fewer than {t} training users", positive_count < t) for t in sorted(thresholds)
+    ]
+    if events == "all":
+        last = first_group_per_user(users)
+        readings += [(f"last event per user, fewer than {t}", last & (positive_count < t)) for t in sorted(thresholds)]
+    for title, keep in readings:
+        kept_labels, kept_users = labels[keep], users[keep]
+        never_seen = int(((positive_count == 0) & keep & (labels == 1)).sum())
+        print(f"\n{title}: {int(kept_labels.sum())} events of {len(set(kept_users))} users ({never_seen} never seen)")
+        for name, all_scores in scores.items():
+            model_scores = all_scores[keep]
+            auc = ranking_metrics(model_scores, kept_labels, kept_users)["auc"]
+            low, high = bootstrap_ci(model_scores, kept_labels, kept_users)
+            line = f"{name:32s} AUC {auc:.3f} [{low:.3f}, {high:.3f}]"
+            if name not in ("popularity", "sasrec", "gru4rec"):
+                for reference in ("sasrec", "gru4rec"):
+                    diff = paired_bootstrap(model_scores, scores[reference][keep], kept_labels, kept_users)
+                    line += f"   - {reference} {diff['difference']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]"
+            print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", required=True, help="The movielens-100k-posters folder.")
@@ -120,6 +160,9 @@ def main() -> None:
     )
     parser.add_argument("--save_scores", default=None, help="An .npz for the labels, users, counts and every score.")
     parser.add_argument(
+        "--from_scores", default=None, help="Print the tables of a --save_scores file again, without scoring."
+    )
+    parser.add_argument(
         "--summaries",
         default=None,
         help="Output folder of the MovieLens summarize run, for adapters in summary or image mode: the cold rows' "
@@ -138,10 +181,13 @@ def main() -> None:
 
     from hf_mllm_msr.evaluation import report
     from hf_mllm_msr.evaluation.baseline_scoring import score_baselines, training_sequences
-    from hf_mllm_msr.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
-    from hf_mllm_msr.evaluation.metrics import ranking_metrics
     from hf_mllm_msr.recommendation.recommender import MsrRecommender
 
+    if args.from_scores:
+        saved = dict(np.load(args.from_scores))
+        labels, users, positive_count = saved.pop("labels"), saved.pop("users"), saved.pop("positive_count")
+        print_tables(saved, labels, users, positive_count, args.max_users, args.events)
+        return
     start = time.perf_counter()
     items, examples, sequences = load_movielens(args.data_dir, "items", "examples", "sequences")
     counts = report.sequence_item_counts(training_sequences(sequences, examples))
@@ -172,24 +218,7 @@ def main() -> None:
         )
     if args.save_scores:
         np.savez(args.save_scores, labels=labels, users=users, positive_count=positive_count, **scores)
-    for threshold in sorted(args.max_users):
-        keep = positive_count < threshold
-        kept_labels, kept_users = labels[keep], users[keep]
-        never_seen = int(((positive_count == 0) & keep & (labels == 1)).sum())
-        print(
-            f"\n{args.events} events with fewer than {threshold} training users: {int(kept_labels.sum())} events of "
-            f"{len(set(kept_users))} of {len(set(examples['test']['user_id']))} test users ({never_seen} never seen)"
-        )
-        for name, all_scores in scores.items():
-            model_scores = all_scores[keep]
-            auc = ranking_metrics(model_scores, kept_labels, kept_users)["auc"]
-            low, high = bootstrap_ci(model_scores, kept_labels, kept_users)
-            line = f"{name:32s} AUC {auc:.3f} [{low:.3f}, {high:.3f}]"
-            if name not in ("popularity", "sasrec", "gru4rec"):
-                for reference in ("sasrec", "gru4rec"):
-                    diff = paired_bootstrap(model_scores, scores[reference][keep], kept_labels, kept_users)
-                    line += f"   - {reference} {diff['difference']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]"
-            print(line)
+    print_tables(scores, labels, users, positive_count, args.max_users, args.events)
     print(f"{time.perf_counter() - start:.0f} s")
 
 

@@ -38,6 +38,7 @@ def test_last_keeps_one_event_per_user_and_all_keeps_every_event_with_history():
     assert groups(every) == [("test_a", ("i50", "i4"), "i51"), ("test_a", ("i2", "i3"), "i50")]
     # The last event's negatives are the same in both: the claims made with "last" carry over.
     assert every["candidate"][:21] == last["candidate"]
+    assert probe.first_group_per_user(every["user_id"]).tolist() == [True] * 21 + [False] * 21
     for start in (0, 21):
         negatives = every["candidate"][start + 1 : start + 21]
         assert len(set(negatives)) == 20 and not set(negatives) & set(SEQUENCES["item_ids"][1])
